@@ -1,0 +1,41 @@
+# The project's entry points. Every target installs what is missing first, so
+# a fresh Debian machine with Swift needs nothing else:
+#   make demo    the main job (a ping-pong between two agents)
+#   make test    the whole test suite
+#   make build   a debug build
+#   make bench   the benchmarks (see docs/BENCHMARKS.md)
+
+SHELL := /bin/bash
+# Swift lives in /opt/swift on the project's machines; use it when PATH lacks it.
+export PATH := $(PATH):/opt/swift/usr/bin
+
+APT_PACKAGES := libsodium-dev libxen-dev pkg-config
+SWIFT ?= swift
+RELEASE_FLAGS := -c release -Xswiftc -enforce-exclusivity=unchecked
+
+.PHONY: setup build release test bench bench-crypto demo clean
+
+setup:
+	@./scripts/setup.sh
+
+build: setup
+	$(SWIFT) build
+
+release: setup
+	$(SWIFT) build $(RELEASE_FLAGS)
+
+test: setup
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+bench: bench-crypto
+
+bench-crypto: setup
+	./scripts/bench-crypto.sh
+
+demo: setup
+	@echo "make demo: the two-agent ping-pong (chanctl pingpong) is not built yet;"
+	@echo "run 'make test' for the test suite."
+
+clean:
+	rm -rf .build

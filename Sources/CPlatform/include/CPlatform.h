@@ -1,0 +1,78 @@
+// CPlatform: the few things Swift cannot express or cannot see on Linux.
+//
+// Every function here exists for a reason stated beside it; everything else
+// belongs in Swift. Names carry the `cplatform_` prefix so they never clash
+// with libc.
+#ifndef SECURE_CHANNEL_CPLATFORM_H
+#define SECURE_CHANNEL_CPLATFORM_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// --- CPU instructions -------------------------------------------------------
+
+/// Executes VMFUNC leaf 0 (EPTP switching) to the altp2m view `view`.
+/// There is no intrinsic for VMFUNC. Outside a Xen HVM guest whose vCPU had
+/// `vcpu_enable_notify` this raises #UD (SIGILL): only the Xen backend calls it.
+static inline void cplatform_vmfunc_switch_view(uint32_t view) {
+#if defined(__x86_64__)
+    __asm__ __volatile__(".byte 0x0f, 0x01, 0xd4" /* vmfunc */
+                         : : "a"(0), "c"(view) : "memory");
+#else
+    (void)view;
+    __builtin_trap();
+#endif
+}
+
+/// The spin-wait hint (`pause` on x86): lowers power and avoids the memory
+/// order mis-speculation penalty when a spinning loop finally sees the store.
+static inline void cplatform_cpu_relax(void) {
+#if defined(__x86_64__)
+    __asm__ __volatile__("pause" ::: "memory");
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
+/// A serialising timestamp read (`rdtscp`) for latency measurement; falls back
+/// to CLOCK_MONOTONIC nanoseconds where there is no TSC.
+uint64_t cplatform_rdtscp(void);
+
+/// CLOCK_MONOTONIC in nanoseconds, without Foundation.
+uint64_t cplatform_monotonic_ns(void);
+
+// --- Linux system calls Swift's Glibc module does not expose -----------------
+// Glibc is imported without _GNU_SOURCE, so these need forwarders compiled with
+// it (see Package.swift). Each returns -1 and sets errno on failure.
+
+/// memfd_create(2): anonymous shared memory that can be passed over a Unix
+/// socket; the simulator's machine memory lives in one.
+int cplatform_memfd_create(const char *name, unsigned int flags);
+extern const unsigned int CPLATFORM_MFD_CLOEXEC;
+extern const unsigned int CPLATFORM_MFD_ALLOW_SEALING;
+
+/// FUTEX_WAIT on a 32-bit word in shared memory (not the private variant: the
+/// waiter and the waker are different processes). `timeout_ns` < 0 waits
+/// forever. Returns 0 when woken, -1 with errno EAGAIN (value changed),
+/// ETIMEDOUT or EINTR otherwise.
+int cplatform_futex_wait(volatile uint32_t *word, uint32_t expected, int64_t timeout_ns);
+
+/// FUTEX_WAKE: wakes up to `count` waiters; returns how many were woken.
+int cplatform_futex_wake(volatile uint32_t *word, int count);
+
+/// sched_setaffinity for the calling thread, so benchmarks can pin the two
+/// ends of a ping-pong to different cores. Returns 0 or -1 with errno.
+int cplatform_pin_to_cpu(int cpu);
+
+/// The number of CPUs the calling thread may run on.
+int cplatform_available_cpus(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs the C libraries the package links (libsodium, Xen's tool libraries)
+# when pkg-config cannot find them. Idempotent and quiet when all is present.
+set -euo pipefail
+
+missing=()
+pkg-config --exists libsodium 2>/dev/null || missing+=(libsodium-dev)
+pkg-config --exists xencontrol 2>/dev/null || missing+=(libxen-dev)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+
+if ((${#missing[@]} == 0)); then
+    exit 0
+fi
+
+echo "setup: installing ${missing[*]} (pkg-config could not find them)"
+if [[ $(id -u) -eq 0 ]]; then
+    sudo=()
+elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    sudo=(sudo -n)
+else
+    echo "setup: not root and no password-less sudo." >&2
+    echo "setup: install them yourself, then run make again:" >&2
+    echo "    sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq "${missing[@]}"
+
+pkg-config --exists libsodium && pkg-config --exists xencontrol || {
+    echo "setup: installed ${missing[*]} but pkg-config still cannot find libsodium or xencontrol" >&2
+    exit 1
+}
