@@ -1,5 +1,6 @@
 import Testing
 import Synchronization
+import Altp2m
 @testable import SecureChannel
 
 /// A page-aligned, zeroed window in private memory standing in for the

@@ -1,3 +1,5 @@
+import Altp2m
+
 /// The 16-byte header in front of every frame in a data ring.
 ///
 /// ```
@@ -11,7 +13,7 @@
 /// fields are little-endian. In encrypted mode the header is the AEAD's
 /// associated data, so a peer cannot change type, flags or sequence unnoticed.
 public struct FrameHeader: Sendable, Equatable {
-    public static let byteCount = 16
+    public static let byteCount = RingGeometry.frameHeaderBytes
     /// Frames start at 16-byte boundaries.
     public static let alignment = 16
 

@@ -1,3 +1,4 @@
+import Altp2m
 import Synchronization
 
 /// The reading end of one data ring (single consumer).

@@ -1,3 +1,4 @@
+import Altp2m
 import Synchronization
 
 /// The writing end of one data ring (single producer).

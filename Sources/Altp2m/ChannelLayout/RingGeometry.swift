@@ -22,7 +22,7 @@ public struct RingGeometry: Sendable, Equatable, CustomStringConvertible {
     public let ringOffsets: [Int]
 
     /// Computes the layout of a window of `pageCount` pages.
-    /// - Throws: `RingGeometry.Error.pageCountOutOfRange` outside 2...512.
+    /// - Throws: ``GeometryError/pageCountOutOfRange(_:)`` outside 2...512.
     public init(pageCount: Int, oneWay: Bool) throws(GeometryError) {
         guard Self.pageCountRange.contains(pageCount) else {
             throw .pageCountOutOfRange(pageCount)
@@ -51,8 +51,11 @@ public struct RingGeometry: Sendable, Equatable, CustomStringConvertible {
     /// a writer never waits for more than one frame's worth of room.
     public var maximumFrameBytes: Int { ringSize / 2 }
 
+    /// Bytes of the header in front of every frame (see docs/PROTOCOL.md).
+    public static let frameHeaderBytes = 16
+
     /// The largest payload (ciphertext and tag included) one frame carries.
-    public var maximumPayloadBytes: Int { maximumFrameBytes - FrameHeader.byteCount }
+    public var maximumPayloadBytes: Int { maximumFrameBytes - Self.frameHeaderBytes }
 
     public var description: String {
         "\(pageCount) pages, \(ringCount) ring(s) of \(ringSize) bytes"
