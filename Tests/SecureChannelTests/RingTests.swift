@@ -130,10 +130,10 @@ struct RingDataPathTests {
     }
 
     @Test("two threads stream 200 000 frames without loss or reordering")
-    func concurrent() async throws {
+    func concurrent() throws {
         let w = try TestWindow(pages: 4)
         let count: UInt64 = 200_000
-        let producerTask = Task.detached {
+        let producerThread = ThreadResult {
             let producer = RingProducer(window: w.base, geometry: w.geometry, ring: 0)
             var rng = SplitMix64(state: 99)
             for sequence in 0..<count {
@@ -157,7 +157,7 @@ struct RingDataPathTests {
             #expect(buffer.load(as: UInt64.self) == expected &* 0x9E37_79B9)
             expected += 1
         }
-        try await producerTask.value
+        try producerThread.value()
         #expect(expected == count)
     }
 }

@@ -41,6 +41,12 @@ public final class RingConsumer {
         UnsafeMutableRawPointer(producerIndex).assumingMemoryBound(to: UInt32.self)
     }
 
+    /// The shared word a producer sleeps on while this ring is full (the low
+    /// half of this consumer's index).
+    public var spaceWord: UnsafeMutablePointer<UInt32> {
+        UnsafeMutableRawPointer(consumerIndex).assumingMemoryBound(to: UInt32.self)
+    }
+
     /// Whether a frame is waiting (reads the producer index if needed).
     /// - Throws: `RingViolation` for an impossible producer index.
     @inline(__always)

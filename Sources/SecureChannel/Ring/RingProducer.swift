@@ -103,6 +103,19 @@ public final class RingProducer {
         producerIndex.pointee.store(produced, ordering: .sequentiallyConsistent)
     }
 
+    /// Whether the consumer has released everything published so far.
+    public func isDrained() throws(RingViolation) -> Bool {
+        try refreshConsumed()
+        return cachedConsumed == produced
+    }
+
+    /// Whether the consumer index moved since its low 32 bits read `observed`
+    /// (the word a producer sleeps on while the ring is full).
+    public func consumerProgressed(since observed: UInt32) throws(RingViolation) -> Bool {
+        try refreshConsumed()
+        return UInt32(truncatingIfNeeded: cachedConsumed) != observed
+    }
+
     /// Reads and checks the consumer index: it may only move forward, and
     /// never past what was produced.
     @inline(__always)

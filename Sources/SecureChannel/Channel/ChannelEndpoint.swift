@@ -1,0 +1,616 @@
+import Altp2m
+import CPlatform
+import ChannelCrypto
+import Synchronization
+
+/// One side of an open channel: the rings of a mapped window, the Noise
+/// session, and the synchronous send/receive operations everything else is
+/// built on.
+///
+/// Every ring operation is bracketed by `enterView(channelView)` and
+/// `enterView(0)`, so the window is reachable only for the moment of the
+/// operation. On the data path (`trySend`, `tryReceive`, and their waiting
+/// forms with `.spin`) nothing is allocated, no lock is taken and no system
+/// call is made.
+///
+/// An endpoint is used by one thread at a time; it is not `Sendable`.
+public final class ChannelEndpoint {
+    /// Settings that do not come from the descriptor.
+    public struct Options: Sendable {
+        /// How to wait for the peer.
+        public var wait: WaitStrategy
+        /// Send a `rekey` frame and switch keys (Noise `Rekey()`) after this
+        /// many messages in one direction.
+        public var rekeyInterval: UInt64
+        /// Refuse to send more than this many messages under one handshake.
+        public var messageLimit: UInt64
+        /// Refuse to send after the handshake is this old.
+        public var keyLifetime: Duration
+        /// How long `open` waits for the peer's handshake.
+        public var handshakeTimeout: Duration
+
+        public init(wait: WaitStrategy = .adaptive, rekeyInterval: UInt64 = 1 << 20,
+                    messageLimit: UInt64 = 1 << 32, keyLifetime: Duration = .seconds(120),
+                    handshakeTimeout: Duration = .seconds(10)) {
+            self.wait = wait
+            self.rekeyInterval = rekeyInterval
+            self.messageLimit = messageLimit
+            self.keyLifetime = keyLifetime
+            self.handshakeTimeout = handshakeTimeout
+        }
+    }
+
+    /// What the two ends agreed on out of band (the descriptor).
+    public struct Parameters {
+        public var side: ChannelSide
+        public var view: ViewID
+        public var geometry: RingGeometry
+        public var mode: ChannelMode
+        public var suite: ChannelSuite
+        public var notificationPort: UInt32
+        /// Bound into the handshake as the Noise prologue: both ends must
+        /// compute the same bytes (channel id and the shared descriptor fields).
+        public var prologue: [UInt8]
+        public var staticKey: Curve25519.KeyAgreement.PrivateKey
+        public var peerStaticKey: Curve25519.KeyAgreement.PublicKey
+        public var presharedKey: SymmetricKey
+
+        public init(side: ChannelSide, view: ViewID, geometry: RingGeometry, mode: ChannelMode,
+                    suite: ChannelSuite, notificationPort: UInt32, prologue: [UInt8],
+                    staticKey: Curve25519.KeyAgreement.PrivateKey,
+                    peerStaticKey: Curve25519.KeyAgreement.PublicKey, presharedKey: SymmetricKey) {
+            self.side = side
+            self.view = view
+            self.geometry = geometry
+            self.mode = mode
+            self.suite = suite
+            self.notificationPort = notificationPort
+            self.prologue = prologue
+            self.staticKey = staticKey
+            self.peerStaticKey = peerStaticKey
+            self.presharedKey = presharedKey
+        }
+    }
+
+    /// Frame flag on a handshake frame that carries the initiator's key
+    /// confirmation (the first transport message).
+    static let confirmationFlag: UInt8 = 1
+
+    public let side: ChannelSide
+    public let mode: ChannelMode
+    public let geometry: RingGeometry
+    public let options: Options
+    /// The Noise handshake hash: identical on both ends, unique per session.
+    public private(set) var handshakeHash: [UInt8] = []
+
+    private let platform: GuestPlatform
+    private let view: ViewID
+    private let window: UnsafeMutableRawPointer
+    private let control: ControlPage
+    private let producer: RingProducer
+    private let consumer: RingConsumer
+    private let port: UInt32
+    /// Private copy of each received frame (copy-then-verify).
+    private let scratch: UnsafeMutableRawBufferPointer
+    private var sendCipher: CipherState?
+    private var receiveCipher: CipherState?
+    /// Plaintext sequence numbers in isolated mode (the cipher nonce otherwise).
+    private var isolatedSendSequence: UInt64 = 0
+    private var isolatedReceiveSequence: UInt64 = 0
+    private var sentSinceRekey: UInt64 = 0
+    private var receivedSinceRekey: UInt64 = 0
+    private var messagesSent: UInt64 = 0
+    private var establishedAt: UInt64 = 0
+    private var keyLifetimeNanoseconds: UInt64
+    /// A received message that did not fit the caller's buffer, kept in
+    /// `scratch` until a larger buffer asks for it.
+    private var pendingLength = -1
+    private var sendClosed = false
+    private var peerClosed = false
+    private var failure: ChannelError?
+
+    /// Largest message `send` accepts.
+    public var maximumMessageBytes: Int {
+        geometry.maximumPayloadBytes - (mode == .encrypted ? CipherState.tagByteCount : 0)
+    }
+
+    /// Opens one side of a channel over an already mapped window and runs
+    /// the handshake; returns once the session is authenticated and keyed.
+    ///
+    /// - Throws: `ChannelError.handshakeFailed`, `.authenticationFailed`
+    ///   (wrong keys or PSK on either side), `.timeout`, `.peerDied`,
+    ///   `.protocolViolation`, `.platform`.
+    public init(platform: GuestPlatform, window: UnsafeMutableRawPointer, parameters: Parameters,
+                options: Options = Options()) throws(ChannelError) {
+        guard !parameters.geometry.isOneWay else {
+            throw .descriptorRejected("one-way channels need a one-way handshake pattern, which this version does not implement")
+        }
+        self.platform = platform
+        self.window = window
+        self.view = parameters.view
+        self.side = parameters.side
+        self.mode = parameters.mode
+        self.geometry = parameters.geometry
+        self.options = options
+        self.port = parameters.notificationPort
+        self.control = ControlPage(base: window)
+        self.producer = RingProducer(window: window, geometry: geometry, ring: side.sendRing)
+        self.consumer = RingConsumer(window: window, geometry: geometry, ring: side.receiveRing)
+        self.scratch = .allocate(byteCount: geometry.maximumPayloadBytes, alignment: 16)
+        let (s, a) = options.keyLifetime.components
+        self.keyLifetimeNanoseconds = UInt64(max(s, 0)) * 1_000_000_000 + UInt64(max(a, 0) / 1_000_000_000)
+
+        try withChannelView { () throws(ChannelError) in
+            if let problem = control.validateHeader(against: geometry) {
+                throw .descriptorRejected(problem)
+            }
+        }
+        try handshake(parameters)
+    }
+
+    deinit {
+        secureZero(scratch)
+        scratch.deallocate()
+    }
+
+    // MARK: Handshake
+
+    private func handshake(_ p: Parameters) throws(ChannelError) {
+        let cipher: NoiseProtocol.Cipher = p.suite == .aesgcm ? .aesGCM : .chaChaPoly
+        let noise = NoiseProtocol(pattern: .kkpsk2, cipher: cipher, hash: .blake2b)
+        let deadline = cplatform_monotonic_ns() + Self.nanoseconds(options.handshakeTimeout)
+        let state: HandshakeState
+        do {
+            state = try HandshakeState(noise, role: side == .initiator ? .initiator : .responder,
+                                       prologue: p.prologue, staticKey: p.staticKey,
+                                       remoteStaticKey: p.peerStaticKey, presharedKeys: [p.presharedKey])
+        } catch {
+            throw .handshakeFailed("cannot start \(noise.name): \(error)")
+        }
+        do {
+            if side == .initiator {
+                try sendHandshakeFrame(state.writeMessage(), flags: 0, deadline: deadline)
+                let reply = try receiveHandshakeFrame(deadline: deadline)
+                _ = try state.readMessage(reply)
+            } else {
+                let first = try receiveHandshakeFrame(deadline: deadline)
+                _ = try state.readMessage(first)
+                try sendHandshakeFrame(state.writeMessage(), flags: 0, deadline: deadline)
+            }
+            let result = try state.finish()
+            sendCipher = result.sending
+            receiveCipher = result.receiving
+            handshakeHash = result.handshakeHash
+        } catch let error as ChannelError {
+            throw error
+        } catch CryptoError.authenticationFailure {
+            throw .authenticationFailed
+        } catch {
+            throw .handshakeFailed("\(error)")
+        }
+        // Key confirmation: the responder sends no data until it has seen
+        // the initiator's first transport frame, which proves the initiator
+        // derived the same keys.
+        if side == .initiator {
+            try sendFrame(UnsafeRawBufferPointer(start: nil, count: 0), type: .handshake,
+                          flags: Self.confirmationFlag, deadline: deadline)
+        } else {
+            guard let (header, _) = try receiveFrame(deadline: deadline),
+                  header.type == .handshake, header.flags == Self.confirmationFlag
+            else { throw .protocolViolation("expected the initiator's key confirmation") }
+        }
+        establishedAt = cplatform_monotonic_ns()
+    }
+
+    private func sendHandshakeFrame(_ message: [UInt8], flags: UInt8, deadline: UInt64) throws(ChannelError) {
+        guard message.count <= geometry.maximumPayloadBytes else {
+            throw .handshakeFailed("handshake message of \(message.count) bytes does not fit the ring")
+        }
+        while true {
+            let sent = try withChannelView { () throws(ChannelError) -> Bool in
+                guard let slot = try ringCall({ () throws(RingViolation) in try producer.reserve(payloadBytes: message.count) }) else { return false }
+                message.withUnsafeBytes { if $0.count > 0 { slot.copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+                producer.commit(FrameHeader(length: UInt32(message.count), type: .handshake, flags: flags, sequence: 0))
+                return true
+            }
+            if sent { wakePeerIfWaiting(dataWaiting: true); return }
+            try waitForPeer(forSpace: true, deadline: deadline)
+        }
+    }
+
+    private func receiveHandshakeFrame(deadline: UInt64) throws(ChannelError) -> [UInt8] {
+        while true {
+            let frame = try withChannelView { () throws(ChannelError) -> FrameHeader? in
+                try ringCall { () throws(RingViolation) in try consumer.receive(into: scratch) }
+            }
+            if let frame {
+                wakePeerIfWaiting(dataWaiting: false)
+                guard frame.type == .handshake, frame.sequence == 0, frame.flags == 0 else {
+                    throw .protocolViolation("expected a handshake frame, got \(frame.type) with sequence \(frame.sequence)")
+                }
+                return Array(UnsafeRawBufferPointer(rebasing: scratch[0..<Int(frame.length)]))
+            }
+            try waitForPeer(forSpace: false, deadline: deadline)
+        }
+    }
+
+    // MARK: Sending
+
+    /// Sends `message` if the ring has room now; returns false when it is
+    /// full (nothing was sent). Allocates nothing.
+    public func trySend(_ message: UnsafeRawBufferPointer) throws(ChannelError) -> Bool {
+        try checkCanSend(message.count)
+        return try sendFrameNow(message, type: .data, flags: 0)
+    }
+
+    /// Sends `message`, waiting for room with the channel's wait strategy.
+    public func send(_ message: UnsafeRawBufferPointer, timeout: Duration? = nil) throws(ChannelError) {
+        try checkCanSend(message.count)
+        try sendFrame(message, type: .data, flags: 0, deadline: deadline(timeout))
+    }
+
+    /// Sends the bytes of an array.
+    public func send(_ message: [UInt8], timeout: Duration? = nil) throws(ChannelError) {
+        let result: Result<Void, ChannelError> = message.withUnsafeBytes { b in
+            Result { () throws(ChannelError) in try send(b, timeout: timeout) }
+        }
+        try result.get()
+    }
+
+    /// Closes this side's sending direction: every message sent before is
+    /// delivered (the call waits until the peer consumed it) or an error says
+    /// it could not be. Receiving continues until the peer closes.
+    public func closeSending(timeout: Duration? = .seconds(5)) throws(ChannelError) {
+        if sendClosed { return }
+        if let failure { throw failure }
+        let limit = deadline(timeout)
+        try sendFrame(UnsafeRawBufferPointer(start: nil, count: 0), type: .close, flags: 0, deadline: limit)
+        sendClosed = true
+        try withChannelView { () throws(ChannelError) in
+            let state = control.sideState(side)
+            state.storeBytes(of: UInt32(1), toByteOffset: ControlPage.SideField.closed, as: UInt32.self)
+        }
+        wakePeerIfWaiting(dataWaiting: true)
+        // Flush: wait until the peer consumed every frame, the close included.
+        while true {
+            let drained = try withChannelView { () throws(ChannelError) -> Bool in
+                try ringCall { () throws(RingViolation) in try producer.isDrained() }
+            }
+            if drained { return }
+            try waitForPeer(forSpace: true, deadline: limit, allowPeerClosed: true)
+        }
+    }
+
+    private func checkCanSend(_ count: Int) throws(ChannelError) {
+        if let failure { throw failure }
+        if sendClosed { throw .closed }
+        guard count <= maximumMessageBytes else { throw .messageTooLarge(limit: maximumMessageBytes) }
+        if messagesSent >= options.messageLimit {
+            throw .keyLimitReached("\(messagesSent) messages sent under one handshake")
+        }
+        if cplatform_monotonic_ns() &- establishedAt > keyLifetimeNanoseconds {
+            throw .keyLimitReached("the session keys are older than \(options.keyLifetime)")
+        }
+    }
+
+    private func sendFrame(_ payload: UnsafeRawBufferPointer, type: FrameType, flags: UInt8,
+                           deadline: UInt64) throws(ChannelError) {
+        while true {
+            if try sendFrameNow(payload, type: type, flags: flags) { return }
+            try waitForPeer(forSpace: true, deadline: deadline)
+        }
+    }
+
+    /// Writes one frame if it fits now. In encrypted mode the ciphertext is
+    /// produced straight into the ring.
+    private func sendFrameNow(_ payload: UnsafeRawBufferPointer, type: FrameType, flags: UInt8) throws(ChannelError) -> Bool {
+        let encrypted = mode == .encrypted || type == .handshake || type == .rekey || type == .close
+        let wire = payload.count + (encrypted ? CipherState.tagByteCount : 0)
+        let sent = try withChannelView { () throws(ChannelError) -> Bool in
+            guard let slot = try ringCall({ () throws(RingViolation) in try producer.reserve(payloadBytes: wire) }) else {
+                return false
+            }
+            let sequence: UInt64
+            if encrypted {
+                let cipher = sendCipher!
+                sequence = cipher.nonce
+                let header = FrameHeader(length: UInt32(wire), type: type, flags: flags, sequence: sequence)
+                var aad = (UInt64(0), UInt64(0))
+                try withUnsafeMutableBytes(of: &aad) { (a) throws(ChannelError) in
+                    header.store(to: a.baseAddress!)
+                    do throws(CryptoError) {
+                        try cipher.encrypt(plaintext: payload, authenticating: UnsafeRawBufferPointer(a),
+                                           into: UnsafeMutableRawBufferPointer(start: slot, count: wire))
+                    } catch {
+                        throw Self.map(error)
+                    }
+                }
+                producer.commit(header)
+            } else {
+                sequence = isolatedSendSequence
+                isolatedSendSequence &+= 1
+                if payload.count > 0 { slot.copyMemory(from: payload.baseAddress!, byteCount: payload.count) }
+                producer.commit(FrameHeader(length: UInt32(wire), type: type, flags: flags, sequence: sequence))
+            }
+            return true
+        }
+        guard sent else { return false }
+        wakePeerIfWaiting(dataWaiting: true)
+        if type == .data {
+            messagesSent &+= 1
+            sentSinceRekey &+= 1
+            if sentSinceRekey >= options.rekeyInterval, mode == .encrypted {
+                try sendRekey()
+            }
+        }
+        return true
+    }
+
+    /// Tells the peer, in band and authenticated, that the next frames use
+    /// the next key, then switches.
+    private func sendRekey() throws(ChannelError) {
+        try sendFrame(UnsafeRawBufferPointer(start: nil, count: 0), type: .rekey, flags: 0, deadline: .max)
+        do throws(CryptoError) { try sendCipher!.rekey() } catch { throw Self.map(error) }
+        sentSinceRekey = 0
+    }
+
+    // MARK: Receiving
+
+    /// Copies the next message into `buffer` if one is waiting; returns its
+    /// length, or nil when the ring is empty. Allocates nothing.
+    /// - Throws: `.peerClosed` once the peer closed and everything it sent
+    ///   was received; `.bufferTooSmall` (the message is kept) when `buffer`
+    ///   is too small.
+    public func tryReceive(into buffer: UnsafeMutableRawBufferPointer) throws(ChannelError) -> Int? {
+        if pendingLength >= 0 { return try deliverPending(into: buffer) }
+        if let failure { throw failure }
+        while true {
+            guard let (header, length) = try receiveFrameNow() else {
+                if peerClosed { throw .peerClosed }
+                return nil
+            }
+            switch header.type {
+            case .data:
+                pendingLength = length
+                return try deliverPending(into: buffer)
+            case .close:
+                peerClosed = true
+                throw .peerClosed
+            case .rekey, .handshake, .padding:
+                continue
+            }
+        }
+    }
+
+    /// Receives the next message into `buffer`, waiting with the channel's
+    /// wait strategy; returns its length.
+    public func receive(into buffer: UnsafeMutableRawBufferPointer, timeout: Duration? = nil) throws(ChannelError) -> Int {
+        let limit = deadline(timeout)
+        while true {
+            if let n = try tryReceive(into: buffer) { return n }
+            try waitForPeer(forSpace: false, deadline: limit)
+        }
+    }
+
+    /// Receives the next message as a new array.
+    public func receive(timeout: Duration? = nil) throws(ChannelError) -> [UInt8] {
+        let limit = deadline(timeout)
+        while true {
+            if pendingLength < 0 {
+                if let failure { throw failure }
+                guard let (header, length) = try receiveFrameNow() else {
+                    if peerClosed { throw .peerClosed }
+                    try waitForPeer(forSpace: false, deadline: limit)
+                    continue
+                }
+                if header.type == .close { peerClosed = true; throw .peerClosed }
+                guard header.type == .data else { continue }
+                pendingLength = length
+            }
+            var out = [UInt8](repeating: 0, count: pendingLength)
+            let result: Result<Int, ChannelError> = out.withUnsafeMutableBytes { b in
+                Result { () throws(ChannelError) -> Int in try deliverPending(into: b) }
+            }
+            _ = try result.get()
+            return out
+        }
+    }
+
+    private func deliverPending(into buffer: UnsafeMutableRawBufferPointer) throws(ChannelError) -> Int {
+        let n = pendingLength
+        guard buffer.count >= n else { throw .bufferTooSmall(needed: n) }
+        if n > 0 { buffer.baseAddress!.copyMemory(from: scratch.baseAddress!, byteCount: n) }
+        pendingLength = -1
+        return n
+    }
+
+    private func receiveFrame(deadline: UInt64) throws(ChannelError) -> (FrameHeader, Int)? {
+        while true {
+            if let frame = try receiveFrameNow() { return frame }
+            try waitForPeer(forSpace: false, deadline: deadline)
+        }
+    }
+
+    /// Takes one frame out of the ring into `scratch`, checks its sequence,
+    /// and decrypts it in place. Returns the header and plaintext length.
+    private func receiveFrameNow() throws(ChannelError) -> (FrameHeader, Int)? {
+        let frame = try withChannelView { () throws(ChannelError) -> FrameHeader? in
+            try ringCall { () throws(RingViolation) in try consumer.receive(into: scratch) }
+        }
+        guard let header = frame else { return nil }
+        wakePeerIfWaiting(dataWaiting: false)
+        let encrypted = mode == .encrypted || header.type != .data
+        let length: Int
+        if encrypted {
+            let cipher = receiveCipher!
+            guard header.sequence == cipher.nonce else {
+                return try fail(.protocolViolation("frame sequence \(header.sequence), expected \(cipher.nonce)"))
+            }
+            guard Int(header.length) >= CipherState.tagByteCount else {
+                return try fail(.protocolViolation("encrypted frame of \(header.length) bytes is shorter than its tag"))
+            }
+            var aad = (UInt64(0), UInt64(0))
+            do throws(CryptoError) {
+                length = try withUnsafeMutableBytes(of: &aad) { (a) throws(CryptoError) -> Int in
+                    header.store(to: a.baseAddress!)
+                    return try cipher.decrypt(ciphertext: UnsafeRawBufferPointer(rebasing: scratch[0..<Int(header.length)]),
+                                              authenticating: UnsafeRawBufferPointer(a), into: scratch)
+                }
+            } catch {
+                return try fail(Self.map(error))
+            }
+        } else {
+            guard header.sequence == isolatedReceiveSequence else {
+                return try fail(.protocolViolation("frame sequence \(header.sequence), expected \(isolatedReceiveSequence)"))
+            }
+            isolatedReceiveSequence &+= 1
+            length = Int(header.length)
+        }
+        switch header.type {
+        case .rekey:
+            do throws(CryptoError) { try receiveCipher!.rekey() } catch { return try fail(Self.map(error)) }
+            receivedSinceRekey = 0
+        case .data:
+            receivedSinceRekey &+= 1
+        case .handshake:
+            guard header.flags == Self.confirmationFlag, side == .responder, length == 0 else {
+                return try fail(.protocolViolation("unexpected handshake frame after the handshake"))
+            }
+        case .close, .padding:
+            break
+        }
+        return (header, length)
+    }
+
+    private func fail<T>(_ error: ChannelError) throws(ChannelError) -> T {
+        failure = error
+        throw error
+    }
+
+    // MARK: Waiting and waking
+
+    /// Waits until the peer made progress (data arrived, or room was made),
+    /// the deadline passed, or the peer went away.
+    private func waitForPeer(forSpace: Bool, deadline: UInt64, allowPeerClosed: Bool = false) throws(ChannelError) {
+        let spinBudget = options.wait.spinNanoseconds
+        let start = cplatform_monotonic_ns()
+        let word = forSpace ? producer.spaceWord : consumer.wakeWord
+        let observed = UnsafeMutableRawPointer(word).assumingMemoryBound(to: Atomic<UInt32>.self).pointee.load(ordering: .acquiring)
+        var spins: UInt64 = 0
+        while true {
+            // Re-check the condition from inside the view.
+            let ready = try withChannelView { () throws(ChannelError) -> Bool in
+                try checkPeerAlive(allowPeerClosed: allowPeerClosed)
+                return try ringCall { () throws(RingViolation) -> Bool in
+                    forSpace ? try producer.consumerProgressed(since: observed) : try consumer.hasFrame()
+                }
+            }
+            if ready { return }
+            spins &+= 1
+            if spins & 0xFF == 0 || spinBudget == 0 {
+                let now = cplatform_monotonic_ns()
+                if now >= deadline { throw .timeout }
+                if now &- start >= spinBudget {
+                    try sleep(on: word, observed: observed, forSpace: forSpace, deadline: deadline)
+                    continue
+                }
+            }
+            cplatform_cpu_relax()
+        }
+    }
+
+    private func sleep(on word: UnsafeMutablePointer<UInt32>, observed: UInt32, forSpace: Bool,
+                       deadline: UInt64) throws(ChannelError) {
+        let bit: UInt32 = forSpace ? 2 : 1
+        let flag = control.u32(at: sideOffset(side) + ControlPage.SideField.waiting)
+        try withChannelView { () throws(ChannelError) in
+            flag.pointee.bitwiseOr(bit, ordering: .sequentiallyConsistent)
+        }
+        defer {
+            _ = try? withChannelView { () throws(ChannelError) in
+                flag.pointee.bitwiseAnd(~bit, ordering: .sequentiallyConsistent)
+            }
+        }
+        // Re-check after announcing (the peer may have published just before
+        // it could see the flag), then sleep at most 10 ms at a time so close
+        // flags and deadlines are noticed even without a wake-up.
+        let current = UnsafeMutableRawPointer(word).assumingMemoryBound(to: Atomic<UInt32>.self).pointee.load(ordering: .sequentiallyConsistent)
+        guard current == observed else { return }
+        let now = cplatform_monotonic_ns()
+        let remaining = deadline > now ? deadline - now : 0
+        platform.wait(WakeTarget(word: word, port: port), expected: observed,
+                      timeoutNanoseconds: min(remaining, 10_000_000))
+    }
+
+    private func wakePeerIfWaiting(dataWaiting: Bool) {
+        let bit: UInt32 = dataWaiting ? 1 : 2
+        let flag = control.u32(at: sideOffset(side.peer) + ControlPage.SideField.waiting)
+        let waiting = (try? withChannelView { () throws(ChannelError) -> UInt32 in
+            flag.pointee.load(ordering: .sequentiallyConsistent)
+        }) ?? 0
+        if waiting & bit != 0 {
+            platform.notify(WakeTarget(word: dataWaiting ? producer.wakeWord : consumer.spaceWord, port: port))
+        }
+    }
+
+    /// Throws when the host tore the channel down or the peer closed and
+    /// nothing is left to receive.
+    private func checkPeerAlive(allowPeerClosed: Bool) throws(ChannelError) {
+        let host = control.u32(at: ControlPage.Offset.hostState + ControlPage.HostField.closed).pointee.load(ordering: .acquiring)
+        if host != 0 {
+            let reason = control.u32(at: ControlPage.Offset.hostState + ControlPage.HostField.reason).pointee.load(ordering: .acquiring)
+            let why = reason == 0 ? "the host revoked the channel" : "the peer's domain died"
+            failure = .peerDied(why)
+            throw .peerDied(why)
+        }
+        if !allowPeerClosed {
+            let closed = control.u32(at: sideOffset(side.peer) + ControlPage.SideField.closed).pointee.load(ordering: .acquiring)
+            if closed != 0, try !ringCall({ () throws(RingViolation) in try consumer.hasFrame() }) {
+                peerClosed = true
+                throw .peerClosed
+            }
+        }
+    }
+
+    private func sideOffset(_ s: ChannelSide) -> Int {
+        s == .initiator ? ControlPage.Offset.initiatorState : ControlPage.Offset.responderState
+    }
+
+    // MARK: Helpers
+
+    /// Runs `body` inside the channel view and always returns to view 0.
+    @inline(__always)
+    private func withChannelView<T>(_ body: () throws(ChannelError) -> T) throws(ChannelError) -> T {
+        guard platform.enterView(view) else {
+            throw .platform("VMFUNC into channel view \(view.rawValue) was refused (#UD): the view is not visible or VMFUNC is not enabled on this vCPU")
+        }
+        defer { _ = platform.enterView(.hostOrView0) }
+        return try body()
+    }
+
+    @inline(__always)
+    private func ringCall<T>(_ body: () throws(RingViolation) -> T) throws(ChannelError) -> T {
+        do { return try body() } catch {
+            failure = .protocolViolation(error.reason)
+            throw .protocolViolation(error.reason)
+        }
+    }
+
+    private func deadline(_ timeout: Duration?) -> UInt64 {
+        guard let timeout else { return .max }
+        return cplatform_monotonic_ns() &+ Self.nanoseconds(timeout)
+    }
+
+    static func nanoseconds(_ d: Duration) -> UInt64 {
+        let (s, a) = d.components
+        return UInt64(max(s, 0)) * 1_000_000_000 + UInt64(max(a, 0) / 1_000_000_000)
+    }
+
+    static func map(_ error: CryptoError) -> ChannelError {
+        switch error {
+        case .authenticationFailure: return .authenticationFailed
+        case .nonceExhausted: return .keyLimitReached("the nonce counter is exhausted")
+        default: return .protocolViolation("\(error)")
+        }
+    }
+}

@@ -1,0 +1,48 @@
+/// Everything that can go wrong on a channel, named for what happened.
+public enum ChannelError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The peer closed its sending direction; every message it sent before
+    /// closing has been received.
+    case peerClosed
+    /// The peer's domain died or the host tore the channel down.
+    case peerDied(String)
+    /// This side already closed the channel (or its sending direction).
+    case closed
+    /// The peer broke the wire protocol; the channel is unusable. The string
+    /// names the field and values.
+    case protocolViolation(String)
+    /// A frame failed authentication: it was forged, altered or replayed.
+    case authenticationFailed
+    /// The channel descriptor was refused; the string says which check failed.
+    case descriptorRejected(String)
+    /// The operation did not complete within its deadline.
+    case timeout
+    /// The message is larger than one frame can carry.
+    case messageTooLarge(limit: Int)
+    /// The caller's buffer cannot hold the next message; nothing was lost,
+    /// receive again with at least `needed` bytes.
+    case bufferTooSmall(needed: Int)
+    /// The session reached a hard limit of its keys (messages or age); a new
+    /// channel (and handshake) is needed.
+    case keyLimitReached(String)
+    /// The handshake failed for a reason other than authentication.
+    case handshakeFailed(String)
+    /// The platform underneath refused (VMFUNC #UD, mapping failure).
+    case platform(String)
+
+    public var description: String {
+        switch self {
+        case .peerClosed: return "the peer closed the channel"
+        case let .peerDied(why): return "the peer is gone: \(why)"
+        case .closed: return "the channel is closed on this side"
+        case let .protocolViolation(why): return "protocol violation by the peer: \(why)"
+        case .authenticationFailed: return "a frame failed authentication (forged, altered or replayed)"
+        case let .descriptorRejected(why): return "descriptor rejected: \(why)"
+        case .timeout: return "timed out"
+        case let .messageTooLarge(limit): return "message too large: at most \(limit) bytes fit in one frame"
+        case let .bufferTooSmall(needed): return "receive buffer too small: the next message has \(needed) bytes"
+        case let .keyLimitReached(why): return "key limit reached: \(why); open a new channel"
+        case let .handshakeFailed(why): return "handshake failed: \(why)"
+        case let .platform(why): return "platform error: \(why)"
+        }
+    }
+}

@@ -1,0 +1,204 @@
+import Altp2m
+import ChannelCrypto
+import Synchronization
+import Testing
+@testable import SecureChannel
+
+/// Two endpoints over one in-process window, each opened on its own thread
+/// (the handshake needs both sides running).
+struct EndpointPair: @unchecked Sendable {
+    let initiator: ChannelEndpoint
+    let responder: ChannelEndpoint
+    let window: TestWindow
+
+    static func make(pages: Int = 4, mode: ChannelMode = .encrypted, suite: ChannelSuite = .chachapoly,
+                     options: ChannelEndpoint.Options = .init(wait: .spin),
+                     responderPSK: SymmetricKey? = nil) throws -> EndpointPair {
+        let window = try TestWindow(pages: pages)
+        let a = Curve25519.KeyAgreement.PrivateKey(), b = Curve25519.KeyAgreement.PrivateKey()
+        let psk = SymmetricKey()
+        let prologue = Array("secure-channel test".utf8)
+        func parameters(_ side: ChannelSide) -> ChannelEndpoint.Parameters {
+            ChannelEndpoint.Parameters(
+                side: side, view: 3, geometry: window.geometry, mode: mode, suite: suite,
+                notificationPort: 1, prologue: prologue,
+                staticKey: side == .initiator ? a : b,
+                peerStaticKey: side == .initiator ? b.publicKey : a.publicKey,
+                presharedKey: side == .initiator ? psk : (responderPSK ?? psk))
+        }
+        let initiatorParameters = parameters(.initiator), responderParameters = parameters(.responder)
+        nonisolated(unsafe) let pi = initiatorParameters
+        nonisolated(unsafe) let pr = responderParameters
+        let responderThread = ThreadResult { () throws -> UncheckedBox<ChannelEndpoint> in
+            let platform = LoopbackPlatform(domain: 2, channelView: 3, window: window)
+            return UncheckedBox(try ChannelEndpoint(platform: platform, window: window.base, parameters: pr, options: options))
+        }
+        let initiatorThread = ThreadResult { () throws -> UncheckedBox<ChannelEndpoint> in
+            let platform = LoopbackPlatform(domain: 1, channelView: 3, window: window)
+            return UncheckedBox(try ChannelEndpoint(platform: platform, window: window.base, parameters: pi, options: options))
+        }
+        let responderResult = Result { try responderThread.value() }
+        let initiator = try initiatorThread.value().value
+        let responder = try responderResult.get().value
+        return EndpointPair(initiator: initiator, responder: responder, window: window)
+    }
+}
+
+extension EndpointPair {
+    /// Where the next frame written into `ring` will start (no padding
+    /// expected in these short tests).
+    func nextFrame(ring: Int) -> UnsafeMutableRawPointer {
+        let produced = ControlPage(base: window.base).producer(ring: ring).pointee.load(ordering: .acquiring)
+        return window.base + window.geometry.ringOffsets[ring] + Int(produced & UInt64(window.geometry.ringSize - 1))
+    }
+}
+
+struct UncheckedBox<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}
+
+@Suite("Channel endpoint", .serialized)
+struct ChannelEndpointTests {
+    @Test("the handshake agrees on a hash and messages flow both ways, encrypted and isolated",
+          arguments: [ChannelMode.encrypted, .isolated])
+    func roundTrip(mode: ChannelMode) throws {
+        let pair = try EndpointPair.make(mode: mode)
+        #expect(pair.initiator.handshakeHash == pair.responder.handshakeHash)
+        #expect(pair.initiator.handshakeHash.count == 64)
+        for size in [0, 1, 63, 64, 1000, pair.initiator.maximumMessageBytes] {
+            let message = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ size) }
+            try pair.initiator.send(message)
+            #expect(try pair.responder.receive(timeout: .seconds(5)) == message)
+            try pair.responder.send(message.reversed())
+            #expect(try pair.initiator.receive(timeout: .seconds(5)) == message.reversed())
+        }
+    }
+
+    @Test("AES-256-GCM sessions work where the CPU has AES-NI")
+    func aesgcm() throws {
+        guard AESGCM.isAvailable else { return }
+        let pair = try EndpointPair.make(suite: .aesgcm)
+        try pair.initiator.send([1, 2, 3])
+        #expect(try pair.responder.receive(timeout: .seconds(5)) == [1, 2, 3])
+    }
+
+    @Test("encrypted frames in the ring are not the plaintext")
+    func ciphertextInRing() throws {
+        let pair = try EndpointPair.make()
+        let secret = Array("attack at dawn, attack at dawn!!".utf8)
+        try pair.initiator.send(secret)
+        let ring = UnsafeRawBufferPointer(start: pair.window.base + pair.window.geometry.ringOffsets[0],
+                                          count: pair.window.geometry.ringSize)
+        let bytes = Array(ring)
+        #expect(!bytes.indices.dropLast(secret.count).contains { Array(bytes[$0..<$0 + secret.count]) == secret })
+        #expect(try pair.responder.receive(timeout: .seconds(5)) == secret)
+    }
+
+    @Test("a wrong pre-shared key fails the handshake with authenticationFailed")
+    func wrongPSK() throws {
+        #expect(throws: ChannelError.authenticationFailed) {
+            _ = try EndpointPair.make(options: .init(wait: .spin, handshakeTimeout: .milliseconds(500)),
+                                            responderPSK: SymmetricKey())
+        }
+    }
+
+    @Test("a flipped ciphertext bit in shared memory is reported as authenticationFailed, and the channel stays failed")
+    func tamper() throws {
+        let pair = try EndpointPair.make()
+        let frame = pair.nextFrame(ring: 0)
+        try pair.initiator.send([UInt8](repeating: 0x41, count: 100))
+        (frame + 16 + 5).storeBytes(of: (frame + 16 + 5).load(as: UInt8.self) ^ 1, as: UInt8.self)
+        #expect(throws: ChannelError.authenticationFailed) { _ = try pair.responder.receive(timeout: .seconds(1)) }
+        #expect(throws: ChannelError.authenticationFailed) { _ = try pair.responder.receive(timeout: .seconds(1)) }
+    }
+
+    @Test("a replayed (rewound) sequence number is a protocol violation")
+    func replay() throws {
+        let pair = try EndpointPair.make()
+        let first = pair.nextFrame(ring: 0)
+        try pair.initiator.send([1])
+        let second = pair.nextFrame(ring: 0)
+        try pair.initiator.send([2])
+        // Rewrite the second frame's sequence number to the first one's.
+        let firstSequence = (first + 8).load(as: UInt64.self)
+        _ = try pair.responder.receive(timeout: .seconds(1))
+        (second + 8).storeBytes(of: firstSequence, as: UInt64.self)
+        #expect(throws: ChannelError.protocolViolation("frame sequence \(firstSequence), expected \(firstSequence + 1)")) {
+            _ = try pair.responder.receive(timeout: .seconds(1))
+        }
+    }
+
+    @Test("a message that does not fit the buffer is kept, not lost")
+    func smallBuffer() throws {
+        let pair = try EndpointPair.make()
+        try pair.initiator.send([UInt8](repeating: 9, count: 200))
+        let small = UnsafeMutableRawBufferPointer.allocate(byteCount: 100, alignment: 16)
+        defer { small.deallocate() }
+        #expect(throws: ChannelError.bufferTooSmall(needed: 200)) { _ = try pair.responder.tryReceive(into: small) }
+        #expect(try pair.responder.receive(timeout: .seconds(5)) == [UInt8](repeating: 9, count: 200))
+    }
+
+    @Test("messages larger than a frame are refused with the limit")
+    func tooLarge() throws {
+        let pair = try EndpointPair.make(pages: 2)
+        let limit = pair.initiator.maximumMessageBytes
+        #expect(limit == 1024 - 16 - 16)
+        #expect(throws: ChannelError.messageTooLarge(limit: limit)) { try pair.initiator.send([UInt8](repeating: 0, count: limit + 1)) }
+    }
+
+    @Test("rekeying every few messages keeps both sides in step")
+    func rekey() throws {
+        let pair = try EndpointPair.make(options: .init(wait: .spin, rekeyInterval: 3))
+        for i in 0..<50 {
+            try pair.initiator.send([UInt8(i)])
+            #expect(try pair.responder.receive(timeout: .seconds(5)) == [UInt8(i)])
+        }
+    }
+
+    @Test("close flushes every message, then the peer sees peerClosed")
+    func close() throws {
+        let pair = try EndpointPair.make(pages: 2)
+        let receiver = ThreadResult { () throws -> [[UInt8]] in
+            var got: [[UInt8]] = []
+            while true {
+                do { got.append(try pair.responder.receive(timeout: .seconds(10))) } catch ChannelError.peerClosed { return got }
+            }
+        }
+        for i in 0..<100 { try pair.initiator.send([UInt8](repeating: UInt8(i), count: 300)) }
+        try pair.initiator.closeSending()
+        let got = try receiver.value()
+        #expect(got.count == 100)
+        #expect(got.last == [UInt8](repeating: 99, count: 300))
+        #expect(throws: ChannelError.closed) { try pair.initiator.send([1]) }
+    }
+
+    @Test("the host's close flag ends a waiting receive with peerDied")
+    func hostClosed() throws {
+        let pair = try EndpointPair.make(options: .init(wait: .block))
+        let control = ControlPage(base: pair.window.base)
+        control.u32(at: ControlPage.Offset.hostState + ControlPage.HostField.reason).pointee.store(2, ordering: .relaxed)
+        control.u32(at: ControlPage.Offset.hostState + ControlPage.HostField.closed).pointee.store(1, ordering: .releasing)
+        #expect(throws: ChannelError.peerDied("the peer's domain died")) { _ = try pair.initiator.receive(timeout: .seconds(5)) }
+    }
+
+    @Test("receive times out when nothing arrives", arguments: [WaitStrategy.spin, .block, .adaptive])
+    func timeout(wait: WaitStrategy) throws {
+        let pair = try EndpointPair.make(options: .init(wait: wait))
+        #expect(throws: ChannelError.timeout) { _ = try pair.initiator.receive(timeout: .milliseconds(50)) }
+    }
+
+    @Test("blocking waits deliver 2000 messages between threads", arguments: [WaitStrategy.block, .adaptive])
+    func blocking(wait: WaitStrategy) throws {
+        let pair = try EndpointPair.make(pages: 2, options: .init(wait: wait))
+        let echo = ThreadResult {
+            for _ in 0..<2000 { try pair.responder.send(try pair.responder.receive(timeout: .seconds(10)), timeout: .seconds(10)) }
+        }
+        for i in 0..<2000 {
+            let m = [UInt8(truncatingIfNeeded: i), UInt8(truncatingIfNeeded: i >> 8)]
+            try pair.initiator.send(m, timeout: .seconds(10))
+            #expect(try pair.initiator.receive(timeout: .seconds(10)) == m)
+        }
+        try echo.value()
+    }
+}
