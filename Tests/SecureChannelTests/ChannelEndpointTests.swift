@@ -45,6 +45,30 @@ struct EndpointPair: @unchecked Sendable {
 }
 
 extension EndpointPair {
+    /// Two endpoints keyed by a KKpsk2 handshake run on the calling thread
+    /// (no ring traffic): cheap enough to make thousands of sessions.
+    static func makeKeyed(pages: Int, mode: ChannelMode) throws -> EndpointPair {
+        let window = try TestWindow(pages: pages)
+        let a = Curve25519.KeyAgreement.PrivateKey(), b = Curve25519.KeyAgreement.PrivateKey()
+        let psk = SymmetricKey()
+        let noise = NoiseProtocol(pattern: .kkpsk2, cipher: .chaChaPoly, hash: .blake2b)
+        let i = try HandshakeState(noise, role: .initiator, staticKey: a, remoteStaticKey: b.publicKey, presharedKeys: [psk])
+        let r = try HandshakeState(noise, role: .responder, staticKey: b, remoteStaticKey: a.publicKey, presharedKeys: [psk])
+        _ = try r.readMessage(try i.writeMessage())
+        _ = try i.readMessage(try r.writeMessage())
+        func parameters(_ side: ChannelSide) -> ChannelEndpoint.Parameters {
+            ChannelEndpoint.Parameters(side: side, view: 3, geometry: window.geometry, mode: mode, suite: .chachapoly,
+                                       notificationPort: 1, prologue: [], staticKey: side == .initiator ? a : b,
+                                       peerStaticKey: side == .initiator ? b.publicKey : a.publicKey, presharedKey: psk)
+        }
+        let options = ChannelEndpoint.Options(wait: .spin)
+        let initiator = try ChannelEndpoint(platform: LoopbackPlatform(domain: 1, channelView: 3, window: window), window: window.base,
+                                            parameters: parameters(.initiator), options: options, keys: try i.finish())
+        let responder = try ChannelEndpoint(platform: LoopbackPlatform(domain: 2, channelView: 3, window: window), window: window.base,
+                                            parameters: parameters(.responder), options: options, keys: try r.finish())
+        return EndpointPair(initiator: initiator, responder: responder, window: window)
+    }
+
     /// Where the next frame written into `ring` will start (no padding
     /// expected in these short tests).
     func nextFrame(ring: Int) -> UnsafeMutableRawPointer {

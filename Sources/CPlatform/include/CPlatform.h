@@ -71,6 +71,28 @@ int cplatform_pin_to_cpu(int cpu);
 /// The number of CPUs the calling thread may run on.
 int cplatform_available_cpus(void);
 
+// --- Unix-socket descriptor passing (the simulator daemon and its guests) ----
+// SCM_RIGHTS needs the CMSG_* macros, which Swift cannot import (they are
+// function-like macros over pointer arithmetic), and SO_PEERCRED's
+// `struct ucred` is hidden without _GNU_SOURCE. The simulator daemon hands a
+// guest process its memory and control-region descriptors this way.
+
+/// sendmsg(2) of `len` bytes with `nfds` descriptors attached as one
+/// SCM_RIGHTS control message (`nfds` at most 8). MSG_NOSIGNAL, so a closed
+/// peer gives EPIPE instead of killing the process. Returns the bytes sent or
+/// -1 with errno.
+long cplatform_send_with_fds(int sock, const void *buf, size_t len, const int *fds, int nfds);
+
+/// recvmsg(2) into `buf`; descriptors that arrive with the bytes (SCM_RIGHTS,
+/// received MSG_CMSG_CLOEXEC) are stored in `fds` (at most `maxfds`, extra ones
+/// are closed) and their count in `*nfds`. Returns the bytes received, 0 at end
+/// of stream, or -1 with errno.
+long cplatform_recv_with_fds(int sock, void *buf, size_t len, int *fds, int maxfds, int *nfds);
+
+/// The process id of the peer of a connected Unix socket (SO_PEERCRED), or -1
+/// with errno. The daemon uses it to notice a guest process that died.
+int cplatform_peer_pid(int sock);
+
 #ifdef __cplusplus
 }
 #endif

@@ -101,7 +101,7 @@ public final class ChannelEndpoint {
     private var receivedSinceRekey: UInt64 = 0
     private var messagesSent: UInt64 = 0
     private var establishedAt: UInt64 = 0
-    private var keyLifetimeNanoseconds: UInt64
+    private let keyLifetimeNanoseconds: UInt64
     /// A received message that did not fit the caller's buffer, kept in
     /// `scratch` until a larger buffer asks for it.
     private var pendingLength = -1
@@ -120,8 +120,16 @@ public final class ChannelEndpoint {
     /// - Throws: `ChannelError.handshakeFailed`, `.authenticationFailed`
     ///   (wrong keys or PSK on either side), `.timeout`, `.peerDied`,
     ///   `.protocolViolation`, `.platform`.
-    public init(platform: GuestPlatform, window: UnsafeMutableRawPointer, parameters: Parameters,
-                options: Options = Options()) throws(ChannelError) {
+    public convenience init(platform: GuestPlatform, window: UnsafeMutableRawPointer, parameters: Parameters,
+                            options: Options = Options()) throws(ChannelError) {
+        try self.init(platform: platform, window: window, parameters: parameters, options: options, keys: nil)
+    }
+
+    /// Sets the endpoint up; runs the handshake over the ring unless `keys`
+    /// are given. Only tests pass keys (to build many sessions quickly
+    /// from one thread); the parameter is internal.
+    init(platform: GuestPlatform, window: UnsafeMutableRawPointer, parameters: Parameters,
+         options: Options, keys: HandshakeResult?) throws(ChannelError) {
         guard !parameters.geometry.isOneWay else {
             throw .descriptorRejected("one-way channels need a one-way handshake pattern, which this version does not implement")
         }
@@ -137,15 +145,21 @@ public final class ChannelEndpoint {
         self.producer = RingProducer(window: window, geometry: geometry, ring: side.sendRing)
         self.consumer = RingConsumer(window: window, geometry: geometry, ring: side.receiveRing)
         self.scratch = .allocate(byteCount: geometry.maximumPayloadBytes, alignment: 16)
-        let (s, a) = options.keyLifetime.components
-        self.keyLifetimeNanoseconds = UInt64(max(s, 0)) * 1_000_000_000 + UInt64(max(a, 0) / 1_000_000_000)
+        self.keyLifetimeNanoseconds = Self.nanoseconds(options.keyLifetime)
 
         try withChannelView { () throws(ChannelError) in
             if let problem = control.validateHeader(against: geometry) {
                 throw .descriptorRejected(problem)
             }
         }
-        try handshake(parameters)
+        if let keys {
+            sendCipher = keys.sending
+            receiveCipher = keys.receiving
+            handshakeHash = keys.handshakeHash
+            establishedAt = cplatform_monotonic_ns()
+        } else {
+            try handshake(parameters)
+        }
     }
 
     deinit {
@@ -243,6 +257,14 @@ public final class ChannelEndpoint {
         return try sendFrameNow(message, type: .data, flags: 0)
     }
 
+    /// Sends the bytes of an array if the ring has room now.
+    public func trySend(_ message: [UInt8]) throws(ChannelError) -> Bool {
+        let result: Result<Bool, ChannelError> = message.withUnsafeBytes { b in
+            Result { () throws(ChannelError) -> Bool in try trySend(b) }
+        }
+        return try result.get()
+    }
+
     /// Sends `message`, waiting for room with the channel's wait strategy.
     public func send(_ message: UnsafeRawBufferPointer, timeout: Duration? = nil) throws(ChannelError) {
         try checkCanSend(message.count)
@@ -255,6 +277,64 @@ public final class ChannelEndpoint {
             Result { () throws(ChannelError) in try send(b, timeout: timeout) }
         }
         try result.get()
+    }
+
+    /// Zero-copy send: reserves room for up to `capacity` bytes in the ring,
+    /// lets `body` write the message straight into it (the channel view is
+    /// entered for the duration), and sends the number of bytes `body`
+    /// returns. In encrypted mode the bytes are then encrypted in place.
+    ///
+    /// `body` must not keep the pointer, and must not call the channel.
+    /// Waits for room like `send`.
+    public func withSendBuffer(capacity: Int, timeout: Duration? = nil,
+                               _ body: (UnsafeMutableRawBufferPointer) throws -> Int) throws(ChannelError) {
+        try checkCanSend(capacity)
+        let limit = deadline(timeout)
+        let tag = mode == .encrypted ? CipherState.tagByteCount : 0
+        while true {
+            let sent = try withChannelView { () throws(ChannelError) -> Bool in
+                guard let slot = try ringCall({ () throws(RingViolation) in try producer.reserve(payloadBytes: capacity + tag) }) else {
+                    return false
+                }
+                let length: Int
+                do {
+                    length = try body(UnsafeMutableRawBufferPointer(start: slot, count: capacity))
+                } catch {
+                    throw .platform("the send buffer's writer failed: \(error); nothing was sent")
+                }
+                guard (0...capacity).contains(length) else {
+                    throw .messageTooLarge(limit: capacity)
+                }
+                if mode == .encrypted {
+                    let cipher = sendCipher!
+                    let header = FrameHeader(length: UInt32(length + tag), type: .data, sequence: cipher.nonce)
+                    var aad = (UInt64(0), UInt64(0))
+                    try withUnsafeMutableBytes(of: &aad) { (a) throws(ChannelError) in
+                        header.store(to: a.baseAddress!)
+                        do throws(CryptoError) {
+                            try cipher.encrypt(plaintext: UnsafeRawBufferPointer(start: slot, count: length),
+                                               authenticating: UnsafeRawBufferPointer(a),
+                                               into: UnsafeMutableRawBufferPointer(start: slot, count: length + tag))
+                        } catch {
+                            throw Self.map(error)
+                        }
+                    }
+                    producer.commit(header)
+                } else {
+                    producer.commit(FrameHeader(length: UInt32(length), type: .data, sequence: isolatedSendSequence))
+                    isolatedSendSequence &+= 1
+                }
+                return true
+            }
+            if sent {
+                wakePeerIfWaiting(dataWaiting: true)
+                messagesSent &+= 1
+                sentSinceRekey &+= 1
+                if sentSinceRekey >= options.rekeyInterval, mode == .encrypted { try sendRekey() }
+                return
+            }
+            try waitForPeer(forSpace: true, deadline: limit)
+        }
     }
 
     /// Closes this side's sending direction: every message sent before is
@@ -524,11 +604,11 @@ public final class ChannelEndpoint {
         let bit: UInt32 = forSpace ? 2 : 1
         let flag = control.u32(at: sideOffset(side) + ControlPage.SideField.waiting)
         try withChannelView { () throws(ChannelError) in
-            flag.pointee.bitwiseOr(bit, ordering: .sequentiallyConsistent)
+            _ = flag.pointee.bitwiseOr(bit, ordering: .sequentiallyConsistent)
         }
         defer {
             _ = try? withChannelView { () throws(ChannelError) in
-                flag.pointee.bitwiseAnd(~bit, ordering: .sequentiallyConsistent)
+                _ = flag.pointee.bitwiseAnd(~bit, ordering: .sequentiallyConsistent)
             }
         }
         // Re-check after announcing (the peer may have published just before

@@ -1,0 +1,263 @@
+import Altp2m
+import FoundationEssentials
+
+/// Where the channel registry is kept. The grant module writes the whole
+/// registry at once after every change; an implementation must make each
+/// write atomic (all of the new contents or none of them).
+public protocol RegistryStorage: AnyObject {
+    /// The last contents saved, or `nil` if nothing was ever saved.
+    func load() throws(GrantError) -> [UInt8]?
+    /// Replaces the contents.
+    func save(_ contents: [UInt8]) throws(GrantError)
+}
+
+/// The registry in a file (`channels.json` in the state directory), replaced
+/// by an atomic rename after an `fsync`, so a crash leaves the old or the new
+/// registry and never a torn one.
+public final class FileRegistryStorage: RegistryStorage {
+    /// The registry file.
+    public let path: String
+
+    /// Keeps the registry at `path`.
+    public init(path: String) { self.path = path }
+
+    public func load() throws(GrantError) -> [UInt8]? { try StateFiles.read(path) }
+
+    public func save(_ contents: [UInt8]) throws(GrantError) { try StateFiles.writeAtomically(path, contents) }
+}
+
+/// One end of a channel as the registry keeps it.
+struct SideState: Equatable, Sendable {
+    var domain: DomainID
+    var domainName: String
+    /// The domain's channel view.
+    var view: ViewID
+    /// The first window gfn, once reserved.
+    var windowFirstGFN: GFN?
+    /// Where this domain's host p2m maps the shared frames.
+    var backing: [GFN] = []
+    /// The host p2m access of the window gfns, then of the backing gfns,
+    /// before the lock-out (restored at teardown).
+    var originalAccess: [MemAccess] = []
+    /// Whether the lock-out and remap were started (teardown reverts them).
+    var applied = false
+
+    /// The window's gfns, or none before the window is reserved.
+    func windowGFNs(pageCount: Int) -> [GFN] {
+        guard let first = windowFirstGFN else { return [] }
+        return (0..<pageCount).map { first.advanced(by: $0) }
+    }
+}
+
+/// A channel as the registry keeps it (also the work record of a creation
+/// in progress, so that undoing a failed creation and destroying a channel
+/// are the same code).
+struct ChannelState: Equatable, Sendable {
+    var id: ChannelID
+    var name: String
+    var pageCount: Int
+    var isOneWay: Bool
+    var suite: ChannelDescriptor.CipherSuite
+    var mode: ChannelDescriptor.Mode
+    var createdAt: UInt64
+    var expiresAt: UInt64
+    var generation: UInt64
+    var frames: SharedFrames?
+    var port: UInt32?
+    /// The initiator (lower domain id), then the responder.
+    var sides: [SideState]
+    /// The domains a descriptor was published for.
+    var published: [DomainID] = []
+    /// Whether the control page header was written.
+    var controlPageWritten = false
+
+    var initiator: SideState { sides[0] }
+    var responder: SideState { sides[1] }
+
+    func side(of domain: DomainID) -> SideState? { sides.first { $0.domain == domain } }
+    func involves(_ domain: DomainID) -> Bool { sides.contains { $0.domain == domain } }
+}
+
+/// What the grant module did to a domain for all of its channels together.
+struct DomainState: Equatable, Sendable {
+    var domain: DomainID
+    var name: String
+    /// The domain's one channel view.
+    var view: ViewID
+    /// altp2m was inactive and the grant module activated it.
+    var activatedByUs: Bool
+    /// `access_required` was off (or unknown) and the grant module set it.
+    var accessRequiredByUs: Bool
+    /// vCPUs whose #VE the grant module enabled, with their info pages.
+    var notifyPages: [VCPUID: GFN] = [:]
+}
+
+/// The registry's contents.
+struct RegistryContents: Equatable, Sendable {
+    var channels: [String: ChannelState] = [:]
+    var domains: [DomainID: DomainState] = [:]
+    /// The generation of the next descriptor the host issues.
+    var nextGeneration: UInt64 = 1
+
+    func channels(of domain: DomainID) -> [ChannelState] {
+        channels.values.filter { $0.involves(domain) }.sorted { $0.name < $1.name }
+    }
+}
+
+/// The channel registry: the contents in memory and a durable copy in
+/// ``RegistryStorage``. Every change is written before it takes effect in
+/// memory, so memory never claims more than the storage holds.
+final class ChannelRegistry {
+    private(set) var contents: RegistryContents
+    let storage: any RegistryStorage
+
+    init(storage: any RegistryStorage) throws(GrantError) {
+        self.storage = storage
+        if let bytes = try storage.load() {
+            contents = try RegistryFormat.decode(bytes)
+        } else {
+            contents = RegistryContents()
+        }
+    }
+
+    /// Applies `change` to a copy, saves the copy, then adopts it. If the
+    /// save fails, nothing changes.
+    func commit(_ change: (inout RegistryContents) -> Void) throws(GrantError) {
+        var updated = contents
+        change(&updated)
+        try storage.save(RegistryFormat.encode(updated))
+        contents = updated
+    }
+}
+
+/// The JSON form of the registry (`channels.json`).
+enum RegistryFormat {
+    static let version = 1
+
+    struct Document: Codable {
+        var version: Int
+        var nextGeneration: UInt64
+        var channels: [Channel]
+        var domains: [Domain]
+    }
+
+    struct Channel: Codable {
+        var id: String
+        var name: String
+        var pageCount: Int
+        var oneWay: Bool
+        var suite: String
+        var mode: String
+        var createdAt: UInt64
+        var expiresAt: UInt64
+        var generation: UInt64
+        var port: UInt32?
+        var sides: [Side]
+        var published: [UInt16]
+        var controlPageWritten: Bool
+    }
+
+    struct Side: Codable {
+        var domain: UInt16
+        var domainName: String
+        var view: UInt16
+        var windowFirstGFN: UInt64?
+        var backing: [UInt64]
+        var originalAccess: [String]
+        var applied: Bool
+    }
+
+    struct Domain: Codable {
+        var domain: UInt16
+        var name: String
+        var view: UInt16
+        var activatedByUs: Bool
+        var accessRequiredByUs: Bool
+        var notifyPages: [NotifyPage]
+    }
+
+    struct NotifyPage: Codable {
+        var vcpu: UInt32
+        var gfn: UInt64
+    }
+
+    static func encode(_ contents: RegistryContents) -> [UInt8] {
+        let document = Document(
+            version: version, nextGeneration: contents.nextGeneration,
+            channels: contents.channels.values.sorted { $0.name < $1.name }.map { channel in
+                Channel(id: channel.id.hex, name: channel.name, pageCount: channel.pageCount,
+                        oneWay: channel.isOneWay, suite: channel.suite.description, mode: channel.mode.description,
+                        createdAt: channel.createdAt, expiresAt: channel.expiresAt, generation: channel.generation,
+                        port: channel.port,
+                        sides: channel.sides.map { side in
+                            Side(domain: side.domain.rawValue, domainName: side.domainName, view: side.view.rawValue,
+                                 windowFirstGFN: side.windowFirstGFN?.rawValue,
+                                 backing: side.backing.map(\.rawValue),
+                                 originalAccess: side.originalAccess.map(\.description), applied: side.applied)
+                        },
+                        published: channel.published.map(\.rawValue), controlPageWritten: channel.controlPageWritten)
+            },
+            domains: contents.domains.values.sorted { $0.domain < $1.domain }.map { state in
+                Domain(domain: state.domain.rawValue, name: state.name, view: state.view.rawValue,
+                       activatedByUs: state.activatedByUs, accessRequiredByUs: state.accessRequiredByUs,
+                       notifyPages: state.notifyPages.sorted { $0.key < $1.key }.map {
+                           NotifyPage(vcpu: $0.key.rawValue, gfn: $0.value.rawValue)
+                       })
+            })
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        // Plain integers, strings and booleans: encoding cannot fail.
+        let data = (try? encoder.encode(document)) ?? Data()
+        return Array(data) + [UInt8(ascii: "\n")]
+    }
+
+    static func decode(_ bytes: [UInt8]) throws(GrantError) -> RegistryContents {
+        let document: Document
+        do {
+            document = try JSONDecoder().decode(Document.self, from: Data(bytes))
+        } catch {
+            throw .registry("the channel registry is unreadable (\(error)); restore it from a backup, or move it aside to start empty (the hypervisor state of the channels it listed is then yours to clean up)")
+        }
+        guard document.version == version else {
+            throw .registry("the channel registry has format version \(document.version); this build reads \(version)")
+        }
+        var contents = RegistryContents(nextGeneration: document.nextGeneration)
+        for channel in document.channels {
+            guard let id = ChannelID(hex: channel.id),
+                  let suite = ChannelDescriptor.CipherSuite(channel.suite),
+                  let mode = ChannelDescriptor.Mode(channel.mode),
+                  channel.sides.count == 2,
+                  channel.sides[0].backing.count == channel.sides[1].backing.count else {
+                throw .registry("the channel registry entry '\(channel.name)' is malformed")
+            }
+            var sides: [SideState] = []
+            for side in channel.sides {
+                let access = side.originalAccess.compactMap { MemAccess($0) }
+                guard access.count == side.originalAccess.count else {
+                    throw .registry("the channel registry entry '\(channel.name)' has an unknown access type")
+                }
+                sides.append(SideState(domain: DomainID(rawValue: side.domain), domainName: side.domainName,
+                                       view: ViewID(side.view), windowFirstGFN: side.windowFirstGFN.map { GFN($0) },
+                                       backing: side.backing.map { GFN($0) }, originalAccess: access,
+                                       applied: side.applied))
+            }
+            let frames: SharedFrames? = sides[0].backing.isEmpty ? nil
+                : SharedFrames(first: sides[0].domain, second: sides[1].domain,
+                               firstGFNs: sides[0].backing, secondGFNs: sides[1].backing)
+            contents.channels[channel.name] = ChannelState(
+                id: id, name: channel.name, pageCount: channel.pageCount, isOneWay: channel.oneWay, suite: suite,
+                mode: mode, createdAt: channel.createdAt, expiresAt: channel.expiresAt,
+                generation: channel.generation, frames: frames, port: channel.port, sides: sides,
+                published: channel.published.map { DomainID(rawValue: $0) },
+                controlPageWritten: channel.controlPageWritten)
+        }
+        for state in document.domains {
+            var pages: [VCPUID: GFN] = [:]
+            for page in state.notifyPages { pages[VCPUID(page.vcpu)] = GFN(page.gfn) }
+            contents.domains[DomainID(rawValue: state.domain)] = DomainState(
+                domain: DomainID(rawValue: state.domain), name: state.name, view: ViewID(state.view),
+                activatedByUs: state.activatedByUs, accessRequiredByUs: state.accessRequiredByUs, notifyPages: pages)
+        }
+        return contents
+    }
+}

@@ -1,0 +1,189 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import Altp2m
+import ChannelCrypto
+
+/// The host side of secure channels: creates channels between two domains,
+/// destroys them, and keeps the keys, the policy and the registry that go
+/// with them.
+///
+/// A channel is `N` shared frames that each domain sees through a window of
+/// `N` gfns, and only in its *channel view* (one altp2m view per domain,
+/// shared by all of that domain's channels); every other view, view 0
+/// included, denies the window and the gfns that back it. Each agent gets a
+/// descriptor sealed to its key and signed by the host. See docs/GRANT.md.
+///
+/// ## State directory
+/// `host-ed25519.key` (the signing key, 0600, made on first use),
+/// `agents.json` (agent public keys by domain name), `policy.json` (what may
+/// be connected; without it nothing may), `channels.json` (the registry,
+/// replaced atomically) and `grant.lock` (one grant module per directory).
+///
+/// ## Use
+/// ```swift
+/// let grants = try GrantModule(host: host, stateDirectory: "/var/lib/secure-channel/grant")
+/// try grants.allow("web", "db")
+/// let made = try grants.createChannel(ChannelRequest(name: "orders", between: "web", and: "db", pageCount: 17))
+/// ```
+///
+/// One owner at a time, like the hypervisor handle it drives; the methods
+/// are synchronous and not thread-safe.
+public final class GrantModule {
+    /// The hypervisor the module works on.
+    public let host: any ChannelHost
+    /// The directory that holds the keys, the policy and the registry.
+    public let stateDirectory: String
+
+    let clock: () -> UInt64
+    var keys: AgentKeyRing
+    let registry: ChannelRegistry
+    private let lock: StateLock
+
+    /// The policy file's name in the state directory.
+    public static let policyFile = "policy.json"
+    /// The registry file's name in the state directory.
+    public static let registryFile = "channels.json"
+
+    /// Opens (creating if needed) the grant state in `stateDirectory`.
+    ///
+    /// - Parameters:
+    ///   - host: the hypervisor backend.
+    ///   - stateDirectory: a directory private to this user (0700); created if missing.
+    ///   - registryStorage: where the registry lives; by default
+    ///     `channels.json` in the state directory.
+    ///   - clock: the current time in Unix seconds (descriptor creation and expiry).
+    /// - Throws: ``GrantError`` naming the file and the fix.
+    public init(host: any ChannelHost, stateDirectory: String, registryStorage: (any RegistryStorage)? = nil,
+                clock: @escaping () -> UInt64 = GrantModule.systemClock) throws(GrantError) {
+        self.host = host
+        self.stateDirectory = stateDirectory
+        self.clock = clock
+        try StateFiles.preparePrivateDirectory(stateDirectory)
+        lock = try StateLock(path: "\(stateDirectory)/grant.lock")
+        keys = try AgentKeyRing(directory: stateDirectory)
+        registry = try ChannelRegistry(
+            storage: registryStorage ?? FileRegistryStorage(path: "\(stateDirectory)/\(Self.registryFile)"))
+        // policy.json is read when it is needed, so a malformed one does not
+        // keep the operator from listing or destroying channels.
+    }
+
+    /// The current time from the system clock, in Unix seconds.
+    public static func systemClock() -> UInt64 { UInt64(max(0, time(nil))) }
+
+    // MARK: Keys
+
+    /// The host's Ed25519 public key: agents pin it to verify descriptors.
+    public var hostPublicKey: Curve25519.Signing.PublicKey { keys.hostKey.publicKey }
+
+    /// The registered agent keys, by domain name.
+    public var agentKeys: [String: Curve25519.KeyAgreement.PublicKey] { keys.agents }
+
+    /// Registers (or replaces) the X25519 public key of the agent in the
+    /// domain named `domain`; descriptors for that domain are sealed to it.
+    public func registerAgentKey(_ key: Curve25519.KeyAgreement.PublicKey, forDomain domain: String) throws(GrantError) {
+        guard !domain.isEmpty else { throw .invalidArgument("a domain name is needed to register an agent key") }
+        try keys.register(key, for: domain)
+    }
+
+    /// Forgets the agent key of a domain; returns whether one was registered.
+    @discardableResult
+    public func removeAgentKey(forDomain domain: String) throws(GrantError) -> Bool {
+        try keys.remove(domain)
+    }
+
+    // MARK: Policy
+
+    private var policyPath: String { "\(stateDirectory)/\(Self.policyFile)" }
+
+    /// Reads `policy.json` (an absent file is the empty, deny-all policy).
+    /// The file is read again for every creation, so hand edits take effect.
+    public func loadPolicy() throws(GrantError) -> GrantPolicy {
+        guard let bytes = try StateFiles.read(policyPath) else { return GrantPolicy() }
+        return try GrantPolicy.decode(bytes, path: policyPath)
+    }
+
+    /// Replaces `policy.json`.
+    public func savePolicy(_ policy: GrantPolicy) throws(GrantError) {
+        try StateFiles.writeAtomically(policyPath, policy.encoded())
+    }
+
+    /// Allows channels between the domains named `a` and `b` (replacing an
+    /// earlier rule for the pair): what `chanctl policy allow A B` does.
+    public func allow(_ a: String, _ b: String, maxPages: Int = 64,
+                      suites: [ChannelDescriptor.CipherSuite] = ChannelDescriptor.CipherSuite.allCases,
+                      modes: [ChannelDescriptor.Mode] = [.encrypted], oneWayRequired: Bool = false) throws(GrantError) {
+        guard !a.isEmpty, !b.isEmpty, a != b else {
+            throw .invalidArgument("a policy rule names two different domains")
+        }
+        guard RingGeometry.pageCountRange.contains(maxPages) else {
+            throw .invalidArgument("maxPages must be within \(RingGeometry.pageCountRange), not \(maxPages)")
+        }
+        guard !suites.isEmpty, !modes.isEmpty else {
+            throw .invalidArgument("a policy rule must allow at least one suite and one mode")
+        }
+        var policy = try loadPolicy()
+        policy.rules.removeAll { $0.covers(a, b) }
+        policy.rules.append(GrantPolicy.Rule(domains: [a, b], maxPages: maxPages, suites: suites, modes: modes,
+                                             oneWayRequired: oneWayRequired))
+        try savePolicy(policy)
+    }
+
+    /// Removes the rule for `a` and `b`; returns whether there was one.
+    /// Existing channels stay until destroyed.
+    @discardableResult
+    public func disallow(_ a: String, _ b: String) throws(GrantError) -> Bool {
+        var policy = try loadPolicy()
+        let before = policy.rules.count
+        policy.rules.removeAll { $0.covers(a, b) }
+        guard policy.rules.count != before else { return false }
+        try savePolicy(policy)
+        return true
+    }
+
+    // MARK: Inspection
+
+    /// Every channel, by name.
+    public func listChannels() -> [ChannelSummary] {
+        registry.contents.channels.values.sorted { $0.name < $1.name }.map(summary)
+    }
+
+    /// A channel's state: whether the hypervisor still holds what the grant
+    /// module set up (remap, lock-out, visibility), its views and its age.
+    public func showChannel(_ name: String) throws(GrantError) -> ChannelDetails {
+        guard let channel = registry.contents.channels[name] else { throw .noSuchChannel(name) }
+        var problems: [String] = []
+        var views: [DomainID: [ActiveView]] = [:]
+        for side in channel.sides {
+            do {
+                views[side.domain] = try host.activeViews(side.domain)
+            } catch {
+                problems.append("\(side.domainName) (\(side.domain)): cannot list views: \(error)")
+                continue
+            }
+            problems += verifyWindow(side, pageCount: channel.pageCount)
+            if let visible = views[side.domain]?.first(where: { $0.view == side.view })?.isVisible, !visible {
+                problems.append("\(side.domainName) (\(side.domain)): the channel \(side.view) is hidden from VMFUNC")
+            }
+        }
+        let now = clock()
+        let state: ChannelDetails.State = !problems.isEmpty ? .degraded(problems)
+            : now >= channel.expiresAt ? .descriptorsExpired : .active
+        return ChannelDetails(channel: summary(channel), state: state,
+                              ageSeconds: now > channel.createdAt ? now - channel.createdAt : 0, views: views)
+    }
+
+    func summary(_ channel: ChannelState) -> ChannelSummary {
+        func end(_ side: SideState) -> ChannelEndInfo {
+            ChannelEndInfo(domain: side.domain, domainName: side.domainName, view: side.view,
+                           windowFirstGFN: side.windowFirstGFN ?? .invalid, backingGFNs: side.backing)
+        }
+        return ChannelSummary(name: channel.name, id: channel.id, initiator: end(channel.initiator),
+                              responder: end(channel.responder), pageCount: channel.pageCount,
+                              isOneWay: channel.isOneWay, suite: channel.suite, mode: channel.mode,
+                              notificationPort: channel.port ?? 0, createdAt: channel.createdAt,
+                              expiresAt: channel.expiresAt, generation: channel.generation)
+    }
+}

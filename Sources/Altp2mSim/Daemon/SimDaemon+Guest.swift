@@ -1,0 +1,281 @@
+import Altp2m
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// What happens inside guests: memory accesses, VMFUNC, #VE pages, host p2m
+/// changes, table inspection, and guest processes attaching and dying.
+extension SimDaemon {
+    func guestOperation(_ op: String, _ a: RequestArguments, caller: Caller, connection: Connection?,
+                        record: inout [String: JSONValue], touched: inout [GFN]) throws(RequestError) -> Reply {
+        switch op {
+        case "guest.attach":
+            return try attach(caller: caller, connection: connection)
+        case "guest.detach":
+            connection?.attachedDomain = nil
+            return Reply(fields: [:])
+        case "guest.sync":
+            return Reply(fields: [:])
+        default:
+            break
+        }
+        let id = try resolveDomain(a, caller: caller)
+        try Self.requireSelfOrControl(caller, target: id)
+        func xen<R>(_ body: () throws(XenErrno) -> R) throws(RequestError) -> R {
+            do { return try body() } catch { throw .xen(error, "\(op) on \(id): \(error.description)") }
+        }
+
+        switch op {
+        case "guest.access":
+            let vcpu = VCPUID(try a.bounded("vcpu", as: UInt32.self))
+            let gfn = GFN(try a.uint("gfn"))
+            let kind: AccessKind
+            switch a.optionalString("kind") ?? "r" {
+            case "r", "read": kind = .read
+            case "w", "write": kind = .write
+            case "x", "execute": kind = .execute
+            case let other: throw .usage("bad access kind '\(other)': expected r, w or x")
+            }
+            let offset = try a.optionalUInt("offset") ?? 0
+            let gla = try a.optionalUInt("gla")
+            let pageWalk = try a.bool("page_walk", default: false)
+            // The #VE semaphore is guest memory the engine reads: record what
+            // it was, so a replay decides the same way (docs: journal).
+            if replaying, let recorded = try a.optionalUInt("ve_semaphore"),
+               let info = try? engine.vcpuInfo(id, vcpu: vcpu), let mfn = info.notifyMFN {
+                memory.store(UInt32(truncatingIfNeeded: recorded), mfn: mfn, offset: VEInfo.Offset.semaphore)
+            } else if let info = try? engine.vcpuInfo(id, vcpu: vcpu), let mfn = info.notifyMFN {
+                record["ve_semaphore"] = .int(Int64(memory.load(UInt32.self, mfn: mfn, offset: VEInfo.Offset.semaphore)))
+            }
+            let outcome = try xen { () throws(XenErrno) in
+                try engine.guestAccess(id, vcpu: vcpu, gfn: gfn, kind: kind, offset: offset, gla: gla,
+                                       duringPageWalk: pageWalk)
+            }
+            touched.append(gfn)
+            if case .domainCrashed = outcome { domainCrashed(id) }
+            var fields = Self.outcomeJSON(outcome)
+            if fields["view"] == nil, let info = try? engine.vcpuInfo(id, vcpu: vcpu) {
+                fields["view"] = info.view.isInvalid ? .null : .int(Int64(info.view.rawValue))
+            }
+            return Reply(fields: fields)
+
+        case "guest.vmfunc":
+            let vcpu = VCPUID(try a.bounded("vcpu", as: UInt32.self))
+            let index = try a.bounded("index", as: UInt32.self)
+            let eax = try a.optionalUInt("eax").map { UInt32(truncatingIfNeeded: $0) } ?? 0
+            let outcome = try xen { () throws(XenErrno) in try engine.vmfunc(id, vcpu: vcpu, eax: eax, ecx: index) }
+            let view = (try? engine.vcpuInfo(id, vcpu: vcpu)).map { Int64($0.view.rawValue) }
+            var fields: [String: JSONValue] = ["view": view.map { .int($0) } ?? .null]
+            switch outcome {
+            case .switched: fields["outcome"] = "ok"
+            case .invalidOpcode(let cause):
+                fields["outcome"] = "ud"
+                fields["cause"] = switch cause {
+                case .vmfuncDisabled: "vmfunc_disabled"
+                case .vmExit: "vm_exit"
+                case .emulationRefused: "emulation_refused"
+                }
+            case .vcpuNotRunning: fields["outcome"] = "not_running"
+            }
+            return Reply(fields: fields)
+
+        case "guest.ve-info":
+            let vcpu = VCPUID(try a.bounded("vcpu", as: UInt32.self))
+            let info = try xen { () throws(XenErrno) in try engine.vcpuInfo(id, vcpu: vcpu) }
+            guard let mfn = info.notifyMFN, let gfn = info.notifyGFN else {
+                throw .refused("vCPU \(vcpu.rawValue) of \(id) has no #VE information page; run: chanctl altp2m enable-notify")
+            }
+            var fields = Self.veInfoJSON(VEInfo(reading: mfn, of: memory))
+            fields["gfn"] = gfn.json
+            return Reply(fields: fields)
+
+        case "guest.ve-rearm":
+            let vcpu = VCPUID(try a.bounded("vcpu", as: UInt32.self))
+            let info = try xen { () throws(XenErrno) in try engine.vcpuInfo(id, vcpu: vcpu) }
+            guard let mfn = info.notifyMFN else {
+                throw .refused("vCPU \(vcpu.rawValue) of \(id) has no #VE information page; run: chanctl altp2m enable-notify")
+            }
+            memory.store(UInt32(0), mfn: mfn, offset: VEInfo.Offset.semaphore)
+            return Reply(fields: [:])
+
+        case "host.drop":
+            try Self.requireControlDomain(caller, "sim host drop")
+            let gfn = GFN(try a.uint("gfn"))
+            try xen { () throws(XenErrno) in try engine.dropPage(id, gfn: gfn) }
+            return Reply(fields: ["gfn": gfn.json])
+
+        case "host.populate":
+            try Self.requireControlDomain(caller, "sim host populate")
+            let gfn = GFN(try a.uint("gfn"))
+            let mfn = try xen { () throws(XenErrno) in try engine.populate(id, gfn: gfn) }
+            return Reply(fields: ["gfn": gfn.json, "mfn": mfn.json])
+
+        case "sim.view-entry":
+            let gfn = GFN(try a.uint("gfn"))
+            let table: P2MTable
+            if a.optionalString("table") == "host" {
+                table = .host
+            } else {
+                table = .view(ViewID(try a.bounded("view", as: UInt16.self)))
+            }
+            let found = try xen { () throws(XenErrno) in try engine.entry(id, table, gfn: gfn) }
+            var fields: [String: JSONValue] = ["table": .string(table.description), "gfn": gfn.json,
+                                               "present": .bool(found != nil)]
+            if let entry = found {
+                fields["mfn"] = entry.mfn.json
+                fields["type"] = .string(entry.type.description)
+                fields["access"] = .string(entry.access.description)
+                fields["suppress_ve"] = .bool(entry.suppressVE)
+            }
+            if case .view(let view) = table, let info = try? engine.viewInfo(id, view: view) {
+                fields["view_active"] = .bool(info.isActive)
+                fields["view_visible"] = .bool(info.isVisible)
+                fields["view_active_vcpus"] = .int(Int64(info.activeVCPUs))
+                fields["view_default_access"] = .string(info.defaultAccess.description)
+                fields["remapped_range"] = info.remappedRange.map { .array([$0.lowerBound.json, $0.upperBound.json]) } ?? .null
+            }
+            return Reply(fields: fields)
+
+        default:
+            throw .usage("unknown operation '\(op)'; see docs/SIMULATOR-DAEMON.md")
+        }
+    }
+
+    // MARK: Attach
+
+    /// A guest process attaches as its domain: it gets the machine memory,
+    /// its control region (read-only), its vCPU pages and the event words.
+    private func attach(caller: Caller, connection: Connection?) throws(RequestError) -> Reply {
+        guard case .guest(let id, _) = caller, let domain = domains[id] else {
+            throw .refused("guest attach needs a domain token (STATE/domains/NAME.token)")
+        }
+        guard let connection else { throw .refused("guest attach needs a connection") }
+        guard let status = try? engine.domainStatus(id), !status.isCrashed else {
+            throw .refused("domain \(domain.name) has crashed; destroy it and create it again")
+        }
+        let controlFD: Int32
+        do { controlFD = try SharedFileMapping.openReadOnly(domain.controlPath) } catch {
+            throw .refused("cannot open the control region: \(error)")
+        }
+        connection.attachedDomain = id
+        Self.log("guest process \(connection.peerPID.map(String.init) ?? "?") attached as \(domain.name) (\(id))")
+        return Reply(
+            fields: [
+                "domid": .int(Int64(id.rawValue)), "name": .string(domain.name), "vcpus": .int(Int64(domain.vcpuCount)),
+                "views": .int(Int64(domain.viewCount)), "gfn_count": .int(Int64(domain.gfnCount)),
+                "machine_frames": .int(Int64(machineFrames)), "layout_version": .int(Int64(ControlRegionLayout.version)),
+                "cpu": .string(host.cpu.name), "xen": .string(host.xen.description),
+                "descriptors": ["memory", "control", "vcpu", "events"],
+            ],
+            fds: [memory.fileDescriptor, controlFD, domain.vcpuPages.fd, events.fd],
+            ownedFDs: [controlFD])
+    }
+
+    /// A connection ended. An attached guest process that did not detach has
+    /// died: its domain crashes (its vCPUs stop) and event waiters wake.
+    func connectionClosed(_ connection: Connection) {
+        guard let id = connection.attachedDomain else { return }
+        connection.attachedDomain = nil
+        guard let status = try? engine.domainStatus(id), !status.isCrashed else { return }
+        syncGuestViews()
+        do { try engine.crashDomain(id) } catch { return }
+        appendJournal(["op": "internal.crash", "domain": .int(Int64(id.rawValue))])
+        domainCrashed(id)
+        publishAll()
+        let who = connection.peerPID.map { "guest process \($0)" } ?? "guest process"
+        Self.log("\(who) of \(status.name) (\(id)) went away without detaching: domain crashed")
+    }
+
+    /// Reads the views guests switched to with a local VMFUNC (their vCPU
+    /// pages) into the engine, as Xen re-reads `EPTP_INDEX` at a VM exit.
+    func syncGuestViews() {
+        for domain in domains.values {
+            for vcpu in 0..<domain.vcpuCount {
+                let seen = domain.vcpuView(vcpu).pointee.load(ordering: .acquiring)
+                guard seen != domain.publishedViews[vcpu] else { continue }
+                let outcome = try? engine.vmfunc(domain.id, vcpu: VCPUID(UInt32(vcpu)), eax: 0, ecx: seen)
+                appendJournal(["op": "internal.vmfunc", "domain": .int(Int64(domain.id.rawValue)),
+                               "vcpu": .int(Int64(vcpu)), "index": .int(Int64(seen))])
+                if case .switched = outcome {
+                    domain.publishedViews[vcpu] = seen
+                } else {
+                    // Not a switch the hardware would have made (the view went
+                    // away meanwhile): the guest is back on the engine's view.
+                    domain.vcpuView(vcpu).pointee.store(domain.publishedViews[vcpu], ordering: .releasing)
+                }
+            }
+        }
+    }
+
+    // MARK: JSON
+
+    static func outcomeJSON(_ outcome: GuestAccessOutcome) -> [String: JSONValue] {
+        func view(_ v: ViewID?) -> JSONValue { v.map { .int(Int64($0.rawValue)) } ?? .null }
+        switch outcome {
+        case .ok(let mfn, let v):
+            return ["outcome": "ok", "mfn": mfn.json, "view": view(v)]
+        case .lazyCopyThenOK(let mfn, let v):
+            return ["outcome": "lazy_copy_then_ok", "mfn": mfn.json, "view": view(v)]
+        case .relaxed(let mfn, let v, let from, let to):
+            return ["outcome": "relaxed", "mfn": mfn.json, "view": view(v), "from": .string(from.description),
+                    "to": .string(to.description)]
+        case .virtualizationException(let info):
+            return ["outcome": "ve", "vector": .int(Int64(VEInfo.vector)), "ve": .object(veInfoJSON(info)),
+                    "view": .int(Int64(info.eptpIndex))]
+        case .vmEvent(let request, let completedAt):
+            var fields: [String: JSONValue] = ["outcome": "vm_event", "vm_event": vmEventJSON(request),
+                                               "paused": .bool(request.isSynchronous)]
+            if let completedAt { fields["mfn"] = completedAt.json }
+            return fields
+        case .emulated(let mfn, let v):
+            return ["outcome": "emulated", "mfn": mfn.json, "view": view(v)]
+        case .writeDiscarded(let mfn, let v):
+            return ["outcome": "write_discarded", "mfn": mfn.json, "view": view(v)]
+        case .faultSwallowed(let v):
+            return ["outcome": "fault_swallowed", "view": view(v)]
+        case .noMapping:
+            return ["outcome": "no_mapping"]
+        case .domainCrashed:
+            return ["outcome": "domain_crashed"]
+        case .vcpuPaused:
+            return ["outcome": "vcpu_paused"]
+        }
+    }
+
+    static func veInfoJSON(_ info: VEInfo) -> [String: JSONValue] {
+        ["exit_reason": .int(Int64(info.exitReason)), "semaphore": .uint(UInt64(info.semaphore)),
+         "exit_qualification": .string("0x" + String(info.exitQualification.rawValue, radix: 16)),
+         "gla": .string("0x" + String(info.guestLinearAddress, radix: 16)),
+         "gpa": .string("0x" + String(info.guestPhysicalAddress, radix: 16)),
+         "eptp_index": .int(Int64(info.eptpIndex))]
+    }
+
+    static func vmEventJSON(_ request: VMEventRequest) -> JSONValue {
+        var flagNames: [JSONValue] = []
+        if request.flags.contains(.vcpuPaused) { flagNames.append("vcpu_paused") }
+        if request.flags.contains(.toggleSinglestep) { flagNames.append("toggle_singlestep") }
+        if request.flags.contains(.alternateP2M) { flagNames.append("alternate_p2m") }
+        if request.flags.contains(.fastSinglestep) { flagNames.append("fast_singlestep") }
+        var fields: [String: JSONValue] = [
+            "version": .int(Int64(request.version)), "flags": .int(Int64(request.flags.rawValue)),
+            "flag_names": .array(flagNames), "reason": .string(request.reason.description),
+            "reason_code": .int(Int64(request.reason.rawValue)), "vcpu": .int(Int64(request.vcpu.rawValue)),
+            "altp2m_idx": .int(Int64(request.altp2mIndex.rawValue)),
+        ]
+        if let access = request.memAccess {
+            var names: [JSONValue] = []
+            if access.flags.contains(.read) { names.append("r") }
+            if access.flags.contains(.write) { names.append("w") }
+            if access.flags.contains(.execute) { names.append("x") }
+            fields["mem_access"] = [
+                "gfn": access.gfn.json, "offset": .string("0x" + String(access.offset, radix: 16)),
+                "gla": .string("0x" + String(access.gla, radix: 16)), "flags": .int(Int64(access.flags.rawValue)),
+                "access": .array(names),
+            ]
+        }
+        return .object(fields)
+    }
+}

@@ -1,0 +1,226 @@
+import Altp2m
+import ChannelCrypto
+import Foundation
+
+/// An authenticated, encrypted channel to an agent in another domain, over
+/// memory that only the two channel views can reach.
+///
+/// ```swift
+/// let channel = try SecureChannel.open(descriptor: sealed, agentKey: myKey,
+///                                      hostKey: pinnedHostKey, platform: platform)
+/// try channel.send(Array("ping".utf8))
+/// let reply = try channel.receive(timeout: .seconds(1))
+/// try channel.close()
+/// ```
+///
+/// The synchronous operations are the data path: with `.spin` they allocate
+/// nothing, take no lock and make no system call per message (`send(_:)` with
+/// an `UnsafeRawBufferPointer`, `receive(into:)`, `trySend`, `tryReceive`,
+/// `withSendBuffer`). A channel is used by one thread at a time; `messages`
+/// and the async methods move it to a thread of its own.
+public final class SecureChannel {
+    /// The opened descriptor (its pre-shared key bytes are zeroed).
+    public let descriptor: ChannelDescriptor
+    /// The session underneath.
+    public let endpoint: ChannelEndpoint
+
+    private let platform: GuestPlatform
+    private let window: UnsafeMutableRawPointer
+    private var closed = false
+
+    private init(descriptor: ChannelDescriptor, endpoint: ChannelEndpoint, platform: GuestPlatform,
+                 window: UnsafeMutableRawPointer) {
+        self.descriptor = descriptor
+        self.endpoint = endpoint
+        self.platform = platform
+        self.window = window
+    }
+
+    deinit {
+        platform.unmapWindow(window, pageCount: Int(descriptor.pageCount))
+    }
+
+    /// Verifies a sealed descriptor, maps the channel window and runs the
+    /// handshake with the peer; returns once both ends are authenticated.
+    ///
+    /// - Parameters:
+    ///   - descriptor: the envelope the host published for this agent.
+    ///   - agentKey: this agent's X25519 key pair (the host sealed to it).
+    ///   - hostKey: the host's Ed25519 public key, pinned by configuration.
+    ///   - platform: the simulator guest or the Xen guest this agent runs on.
+    ///   - options: wait strategy, rekey interval, limits and the handshake
+    ///     timeout (how long to wait for the peer to open its end).
+    ///   - replayGuard: descriptors already accepted; a channel id and
+    ///     generation not newer than a recorded one is refused.
+    /// - Throws: `ChannelError.descriptorRejected` naming the failed check,
+    ///   `.timeout` when the peer does not answer in time, `.authenticationFailed`
+    ///   when the peer holds other keys, `.platform` when the window cannot be mapped.
+    public static func open(descriptor envelope: [UInt8],
+                            agentKey: Curve25519.KeyAgreement.PrivateKey,
+                            hostKey: Curve25519.Signing.PublicKey,
+                            platform: GuestPlatform,
+                            options: ChannelEndpoint.Options = .init(),
+                            replayGuard: inout DescriptorReplayGuard,
+                            now: UInt64 = UInt64(Date().timeIntervalSince1970)) throws(ChannelError) -> SecureChannel {
+        let opened: OpenedDescriptor
+        do {
+            opened = try DescriptorOpener(hostKey: hostKey, agentKey: agentKey, domain: platform.domain)
+                .open(envelope, now: now, replayGuard: &replayGuard)
+        } catch {
+            throw .descriptorRejected(error.description)
+        }
+        let d = opened.descriptor
+        let window: UnsafeMutableRawPointer
+        do {
+            window = try platform.mapWindow(view: d.view, firstGFN: d.windowFirstGFN, pageCount: Int(d.pageCount))
+        } catch {
+            throw .platform("cannot map the channel window: \(error)")
+        }
+        let parameters = ChannelEndpoint.Parameters(
+            side: opened.side, view: d.view, geometry: opened.geometry,
+            mode: d.mode == .isolated ? .isolated : .encrypted,
+            suite: d.suite == .aesgcm ? .aesgcm : .chachapoly,
+            notificationPort: d.notificationPort, prologue: opened.prologue,
+            staticKey: agentKey, peerStaticKey: opened.peerPublicKey, presharedKey: opened.presharedKey)
+        do {
+            let endpoint = try ChannelEndpoint(platform: platform, window: window, parameters: parameters, options: options)
+            return SecureChannel(descriptor: d, endpoint: endpoint, platform: platform, window: window)
+        } catch {
+            platform.unmapWindow(window, pageCount: Int(d.pageCount))
+            throw error
+        }
+    }
+
+    /// Convenience: opens with a fresh replay guard.
+    public static func open(descriptor envelope: [UInt8],
+                            agentKey: Curve25519.KeyAgreement.PrivateKey,
+                            hostKey: Curve25519.Signing.PublicKey,
+                            platform: GuestPlatform,
+                            options: ChannelEndpoint.Options = .init()) throws(ChannelError) -> SecureChannel {
+        var replayGuard = DescriptorReplayGuard()
+        return try open(descriptor: envelope, agentKey: agentKey, hostKey: hostKey, platform: platform,
+                        options: options, replayGuard: &replayGuard)
+    }
+
+    /// The channel's name, from the descriptor.
+    public var name: String { descriptor.name }
+    /// Largest message `send` accepts.
+    public var maximumMessageBytes: Int { endpoint.maximumMessageBytes }
+
+    // MARK: Data path
+
+    /// Sends `message`, waiting for room (back-pressure, never a drop).
+    public func send(_ message: UnsafeRawBufferPointer, timeout: Duration? = nil) throws(ChannelError) {
+        try endpoint.send(message, timeout: timeout)
+    }
+
+    /// Sends the bytes of an array.
+    public func send(_ message: [UInt8], timeout: Duration? = nil) throws(ChannelError) {
+        try endpoint.send(message, timeout: timeout)
+    }
+
+    /// Sends if there is room now; false means "would block".
+    public func trySend(_ message: UnsafeRawBufferPointer) throws(ChannelError) -> Bool {
+        try endpoint.trySend(message)
+    }
+
+    /// Zero-copy send: write the message straight into the ring.
+    public func withSendBuffer(capacity: Int, timeout: Duration? = nil,
+                               _ body: (UnsafeMutableRawBufferPointer) throws -> Int) throws(ChannelError) {
+        try endpoint.withSendBuffer(capacity: capacity, timeout: timeout, body)
+    }
+
+    /// Receives the next message into `buffer`; returns its length.
+    public func receive(into buffer: UnsafeMutableRawBufferPointer, timeout: Duration? = nil) throws(ChannelError) -> Int {
+        try endpoint.receive(into: buffer, timeout: timeout)
+    }
+
+    /// Receives the next message as an array.
+    public func receive(timeout: Duration? = nil) throws(ChannelError) -> [UInt8] {
+        try endpoint.receive(timeout: timeout)
+    }
+
+    /// Receives a message if one is waiting; nil means "would block".
+    public func tryReceive(into buffer: UnsafeMutableRawBufferPointer) throws(ChannelError) -> Int? {
+        try endpoint.tryReceive(into: buffer)
+    }
+
+    // MARK: Closing
+
+    /// Half-close: nothing more will be sent; every message sent before is
+    /// delivered (the call waits until the peer consumed it) or this throws.
+    public func closeSending(timeout: Duration? = .seconds(5)) throws(ChannelError) {
+        try endpoint.closeSending(timeout: timeout)
+    }
+
+    /// Closes the sending direction (flushing) and stops using the channel.
+    public func close(timeout: Duration? = .seconds(5)) throws(ChannelError) {
+        if closed { return }
+        closed = true
+        try endpoint.closeSending(timeout: timeout)
+    }
+
+    // MARK: Byte streams
+
+    /// A byte-stream view for data larger than one message: `write` splits,
+    /// `read` reassembles, order and content preserved.
+    public func byteStream() -> ChannelByteStream {
+        ChannelByteStream(channel: self)
+    }
+}
+
+/// Byte-stream adapter over a channel (like a socket's read/write).
+public final class ChannelByteStream {
+    private let channel: SecureChannel
+    private var pending: [UInt8] = []
+    private var pendingOffset = 0
+    private var ended = false
+
+    init(channel: SecureChannel) {
+        self.channel = channel
+    }
+
+    /// Writes all of `bytes`, in messages as large as the channel allows.
+    public func write(_ bytes: UnsafeRawBufferPointer, timeout: Duration? = nil) throws(ChannelError) {
+        let chunk = channel.maximumMessageBytes
+        var offset = 0
+        repeat {
+            let n = min(chunk, bytes.count - offset)
+            try channel.send(UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + n]), timeout: timeout)
+            offset += n
+        } while offset < bytes.count
+    }
+
+    /// Writes the bytes of an array.
+    public func write(_ bytes: [UInt8], timeout: Duration? = nil) throws(ChannelError) {
+        let result: Result<Void, ChannelError> = bytes.withUnsafeBytes { b in
+            Result { () throws(ChannelError) in try write(b, timeout: timeout) }
+        }
+        try result.get()
+    }
+
+    /// Reads up to `buffer.count` bytes; returns 0 at the end of the stream
+    /// (the peer closed).
+    public func read(into buffer: UnsafeMutableRawBufferPointer, timeout: Duration? = nil) throws(ChannelError) -> Int {
+        if buffer.count == 0 { return 0 }
+        while pendingOffset == pending.count {
+            if ended { return 0 }
+            do {
+                pending = try channel.receive(timeout: timeout)
+                pendingOffset = 0
+            } catch .peerClosed {
+                ended = true
+                return 0
+            }
+        }
+        let n = min(buffer.count, pending.count - pendingOffset)
+        pending.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress! + pendingOffset, byteCount: n) }
+        pendingOffset += n
+        return n
+    }
+
+    /// Ends the stream (half-close) after everything written was delivered.
+    public func finish(timeout: Duration? = .seconds(5)) throws(ChannelError) {
+        try channel.closeSending(timeout: timeout)
+    }
+}

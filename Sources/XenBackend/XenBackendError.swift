@@ -1,0 +1,43 @@
+import Altp2m
+
+/// Why the Xen backend could not start.
+public enum XenBackendError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// This machine is not a Xen domain that can use the interface (the
+    /// message says which device is missing and what to use instead).
+    case unavailable(String)
+    /// A Xen library call failed while opening a handle.
+    case hypervisor(XenErrno, String)
+
+    public var description: String {
+        switch self {
+        case .unavailable(let message): message
+        case .hypervisor(let errno, let what): "\(what): \(errno)"
+        }
+    }
+}
+
+/// The xenstore layout of the Xen grant flow (docs/XEN.md): what the host
+/// asks for and what each agent reports, under the agent's own
+/// `/local/domain/<id>/data`, which the guest can write.
+public enum XenStoreLayout {
+    /// Where a domain's descriptors are published (one node per channel,
+    /// lower-case hex of the envelope, readable by that domain only).
+    public static func descriptorDirectory(_ domain: DomainID) -> String {
+        "/local/domain/\(domain.rawValue)/data/secure-channel"
+    }
+
+    /// The set-up directory of `domain` for frames shared with `peer`:
+    /// `request` (written by the host: the page count), `gfns` (written by
+    /// the agent: its backing gfns, space-separated hex), `grefs` (the
+    /// granting side's grant references, copied by the host to the mapping
+    /// side), `port` (the granting side's unbound event channel).
+    public static func setupDirectory(_ domain: DomainID, peer: DomainID) -> String {
+        "/local/domain/\(domain.rawValue)/data/secure-channel-setup/\(peer.rawValue)"
+    }
+}
+
+/// The current `errno` as a hypervisor error (EINVAL if a library forgot to set it).
+func currentXenErrno() -> XenErrno {
+    let code = errnoValue()
+    return XenErrno(rawValue: code == 0 ? 22 : code)
+}
