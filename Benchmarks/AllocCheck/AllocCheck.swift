@@ -11,9 +11,7 @@
 //   swift build -c release --product alloc-check && .build/release/alloc-check
 import AllocationCounter
 import Altp2m
-import Altp2mGrant
-import Altp2mSim
-import ChannelCrypto
+import BenchSupport
 import Foundation
 import SecureChannel
 import Synchronization
@@ -23,57 +21,24 @@ func fail(_ message: String) -> Never {
     exit(2)
 }
 
-/// The simulator and both ends; shared with the echo thread, which only
-/// reads it after set-up (hence unchecked).
-final class World: @unchecked Sendable {
-    var engine: Altp2mEngine!
-    var host: EngineChannelHost!
-    var grants: GrantModule!
-    var domains: [DomainID] = []
-    let keys = [Curve25519.KeyAgreement.PrivateKey(), Curve25519.KeyAgreement.PrivateKey()]
-    let lock = SimEngineLock()
-    let stop = Atomic<Bool>(false)
-}
-
 @main
 enum AllocCheck {
     static func main() {
-
         let messages = CommandLine.arguments.count > 1 ? Int(CommandLine.arguments[1]) ?? 100_000 : 100_000
         let size = CommandLine.arguments.count > 2 ? Int(CommandLine.arguments[2]) ?? 64 : 64
         let mode: ChannelDescriptor.Mode = CommandLine.arguments.contains("--isolated") ? .isolated : .encrypted
 
-        // The in-process simulator with a channel between two domains.
-        let stateDirectory = NSTemporaryDirectory() + "alloc-check-\(getpid())"
-        defer { try? FileManager.default.removeItem(atPath: stateDirectory) }
-        let world = World()
+        // A real channel on the in-process simulator.
+        let world: InProcessChannelWorld
         do {
-            world.engine = try Altp2mEngine(frameCount: 8192)
-            world.host = EngineChannelHost(engine: world.engine)
-            world.grants = try GrantModule(host: world.host, stateDirectory: stateDirectory)
-            for (index, name) in ["left", "right"].enumerated() {
-                world.domains.append(try world.engine.createDomain(
-                    DomainConfig(name: name, vcpuCount: 1, pages: 256, altp2mMode: .external)))
-                try world.grants.registerAgentKey(world.keys[index].publicKey, forDomain: name)
-            }
-            try world.grants.allow("left", "right", maxPages: 17, modes: [.encrypted, .isolated])
-            _ = try world.grants.createChannel(ChannelRequest(name: "check", between: "left", and: "right",
-                                                              pageCount: 17, mode: mode))
+            world = try InProcessChannelWorld(mode: mode)
         } catch {
             fail("setting up the simulator failed: \(error)")
         }
-
-        /// Opens one end on the calling thread.
+        let stop = Atomic<Bool>(false)
         @Sendable func openEnd(_ index: Int) -> SecureChannel {
             do {
-                let guest = try world.lock.withLock { () throws -> SimGuest in
-                    try SimGuest(engine: world.engine, domain: world.domains[index], vcpu: 0)
-                }
-                let platform = SimGuestPlatform(guest: guest, descriptors: world.host, lock: world.lock)
-                let descriptor = try platform.readDescriptor(named: "check")
-                return try SecureChannel.open(descriptor: descriptor, agentKey: world.keys[index],
-                                              hostKey: world.grants.hostPublicKey,
-                                              platform: platform, options: .init(wait: .spin))
+                return try world.openEnd(index, wait: .spin)
             } catch {
                 fail("opening end \(index) failed: \(error)")
             }
@@ -85,7 +50,7 @@ enum AllocCheck {
             echoReady.signal()
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 16)
             do {
-                while !world.stop.load(ordering: .relaxed) {
+                while !stop.load(ordering: .relaxed) {
                     guard let n = try channel.tryReceive(into: buffer) else { continue }
                     try channel.send(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
                 }
@@ -119,7 +84,7 @@ enum AllocCheck {
         roundTrips(messages)
         let elapsed = ContinuousClock.now - started
         let allocations = allocation_counter_allocations() - before
-        world.stop.store(true, ordering: .relaxed)
+        stop.store(true, ordering: .relaxed)
 
         let perMessage = Double(allocations) / Double(2 * messages)
         let (s, a) = elapsed.components
