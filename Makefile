@@ -13,7 +13,7 @@ APT_PACKAGES := libsodium-dev libxen-dev pkg-config
 SWIFT ?= swift
 RELEASE_FLAGS := -c release -Xswiftc -enforce-exclusivity=unchecked
 
-.PHONY: setup build release test bench bench-crypto demo clean
+.PHONY: setup build release test bench bench-crypto bench-channel demo clean
 
 setup:
 	@./scripts/setup.sh
@@ -28,14 +28,18 @@ test: setup
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 
-bench: bench-crypto
+bench: bench-crypto bench-channel
 
 bench-crypto: setup
 	./scripts/bench-crypto.sh
 
+bench-channel: setup
+	./scripts/bench-channel.sh
+
 demo: setup
-	@echo "make demo: the two-agent ping-pong (chanctl pingpong) is not built yet;"
-	@echo "run 'make test' for the test suite."
+	$(SWIFT) build $(RELEASE_FLAGS) --product chanctl
+	$(SWIFT) build $(RELEASE_FLAGS) --product guest-agent
+	.build/release/chanctl pingpong
 
 clean:
 	rm -rf .build

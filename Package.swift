@@ -8,6 +8,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "chanctl", targets: ["chanctl"]),
+        .executable(name: "guest-agent", targets: ["guest-agent"]),
         .library(name: "ChannelCrypto", targets: ["ChannelCrypto"]),
         .library(name: "Altp2m", targets: ["Altp2m"]),
         .library(name: "Altp2mSim", targets: ["Altp2mSim"]),
@@ -15,6 +16,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // MARK: C boundary
@@ -83,9 +86,35 @@ let package = Package(
         .executableTarget(
             name: "chanctl",
             dependencies: [
-                "Altp2m", "Altp2mSim",
+                "Altp2m", "Altp2mSim", "Altp2mGrant", "ChannelCrypto", "SecureChannel", "XenBackend",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
+        ),
+
+        // Guest agent: keygen, run (echo), ping, cat (docs/ARCHITECTURE.md)
+        .executableTarget(
+            name: "guest-agent",
+            dependencies: [
+                "Altp2m", "Altp2mSim", "SecureChannel", "ChannelCrypto", "XenBackend",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            path: "Sources/GuestAgent"
+        ),
+
+        // MARK: Examples (examples/*/README.md)
+        .executableTarget(
+            name: "PingPong",
+            dependencies: ["Altp2m", "Altp2mSim", "Altp2mGrant", "ChannelCrypto", "SecureChannel"],
+            path: "examples/PingPong",
+            exclude: ["README.md"]
+        ),
+        .executableTarget(
+            name: "EchoService",
+            dependencies: ["Altp2m", "Altp2mSim", "Altp2mGrant", "ChannelCrypto", "SecureChannel"],
+            path: "examples/EchoService",
+            exclude: ["README.md"]
         ),
 
         // MARK: Grant module benchmark (release: swift build -c release --product grant-bench)
@@ -102,7 +131,39 @@ let package = Package(
             path: "Benchmarks/GuestVMFUNCBench"
         ),
 
+        // The data-path allocation check: a counting malloc linked into one executable.
+        .target(
+            name: "AllocationCounter",
+            path: "Benchmarks/AllocationCounter"
+        ),
+        .executableTarget(
+            name: "alloc-check",
+            dependencies: ["AllocationCounter", "BenchSupport", "SecureChannel"],
+            path: "Benchmarks/AllocCheck"
+        ),
+        // A real channel on the in-process simulator, shared by the channel tools above and below.
+        .target(
+            name: "BenchSupport",
+            dependencies: ["SecureChannel", "Altp2mSim", "Altp2mGrant"],
+            path: "Benchmarks/BenchSupport"
+        ),
+        .target(
+            name: "ChannelBenchBaseline",
+            path: "Benchmarks/ChannelBenchBaseline",
+            linkerSettings: [.linkedLibrary("sodium"), .linkedLibrary("pthread")]
+        ),
+        .executableTarget(
+            name: "channel-bench",
+            dependencies: ["BenchSupport", "ChannelBenchBaseline", "CPlatform"],
+            path: "Benchmarks/ChannelBench"
+        ),
+
         // MARK: Tests
+        // Runs the built chanctl and guest-agent (swift build first).
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: []
+        ),
         .testTarget(
             name: "SimDaemonTests",
             dependencies: ["Altp2mSim"]
@@ -119,6 +180,10 @@ let package = Package(
         .testTarget(
             name: "SecureChannelTests",
             dependencies: ["SecureChannel"]
+        ),
+        .testTarget(
+            name: "SimPlatformTests",
+            dependencies: ["Altp2mSim", "Altp2mGrant", "SecureChannel", "ChannelCrypto"]
         ),
         .testTarget(
             name: "Altp2mGrantTests",

@@ -18,7 +18,8 @@ struct Chanctl: ParsableCommand {
             2 bad usage, 3 the hypervisor returned an error. With --json every \
             command prints one JSON object: {"ok":true,...} or {"ok":false,...}.
             """,
-        subcommands: [SimCommand.self, DomainCommand.self, Altp2mCommand.self, MonitorCommand.self]
+        subcommands: [SimCommand.self, DomainCommand.self, Altp2mCommand.self, MonitorCommand.self, PingPongCommand.self,
+                      KeysCommand.self, PolicyCommand.self, ChannelCommand.self]
     )
 
     /// Parses and runs, mapping every failure to the exit codes above.

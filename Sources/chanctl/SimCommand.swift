@@ -11,7 +11,7 @@ struct SimCommand: ParsableCommand {
         subcommands: [
             Start.self, Stop.self, Status.self, Serve.self,
             Access.self, VMFUNC.self, VEInfo.self, VERearm.self, Host.self, ViewEntry.self,
-            GuestProbeCommand.self,
+            GuestProbeCommand.self, ChannelProbeCommand.self,
         ]
     )
 
@@ -121,9 +121,17 @@ struct SimCommand: ParsableCommand {
             do {
                 let daemon = try SimDaemon(stateDirectory: options.stateDirectory, configuration: host.configuration,
                                            background: background)
+                // The grant module runs next to the engine (chanctl keys|policy|channel).
+                do { daemon.register(try GrantService.inDaemon(daemon)) } catch {
+                    throw CommandFailure.failure("cannot open the grant module in \(options.stateDirectory.grantPath): \(error)")
+                }
                 try daemon.run()
-            } catch {
+            } catch let failure as CommandFailure {
+                throw failure
+            } catch let error as SimDaemonError {
                 throw CommandFailure.failure(error.description)
+            } catch {
+                throw CommandFailure.failure("\(error)")
             }
         }
     }

@@ -1,4 +1,5 @@
 import Altp2m
+import Glibc
 import ChannelCrypto
 import Synchronization
 import Testing
@@ -224,5 +225,75 @@ struct ChannelEndpointTests {
             #expect(try pair.initiator.receive(timeout: .seconds(10)) == m)
         }
         try echo.value()
+    }
+}
+
+@Suite("Long-lived sessions", .serialized)
+struct LongLivedSessionTests {
+    @Test("fresh handshakes run in band as keys age, with rekeys, while traffic flows both ways")
+    func rehandshake() throws {
+        let pair = try EndpointPair.make(options: .init(wait: .spin, rekeyInterval: 7, rehandshakeAfter: .milliseconds(15)))
+        let firstHash = pair.initiator.handshakeHash
+        for i in 0..<400 {
+            let m = (0..<(i % 50)).map { UInt8(truncatingIfNeeded: $0 &+ i) }
+            try pair.initiator.send(m, timeout: .seconds(5))
+            #expect(try pair.responder.receive(timeout: .seconds(5)) == m)
+            try pair.responder.send(m.reversed(), timeout: .seconds(5))
+            #expect(try pair.initiator.receive(timeout: .seconds(5)) == m.reversed())
+            if i % 20 == 0 { usleep(2_000) }
+        }
+        #expect(pair.initiator.handshakeCount > 3)
+        #expect(pair.initiator.handshakeCount == pair.responder.handshakeCount)
+        #expect(pair.initiator.handshakeHash == pair.responder.handshakeHash)
+        #expect(pair.initiator.handshakeHash != firstHash)
+    }
+
+    @Test("a sender that never receives still completes fresh handshakes")
+    func oneDirection() throws {
+        let pair = try EndpointPair.make(options: .init(wait: .spin, rehandshakeAfter: .milliseconds(10), rejectAfter: .milliseconds(200)))
+        let receiver = ThreadResult { () throws -> Int in
+            var count = 0
+            while true {
+                do { _ = try pair.responder.receive(timeout: .seconds(5)); count += 1 } catch ChannelError.peerClosed { return count }
+            }
+        }
+        let end = ContinuousClock.now + .milliseconds(500)
+        var sent = 0
+        while ContinuousClock.now < end {
+            try pair.initiator.send([UInt8(truncatingIfNeeded: sent)], timeout: .seconds(5))
+            sent += 1
+        }
+        try pair.initiator.closeSending()
+        #expect(try receiver.value() == sent)
+        #expect(pair.initiator.handshakeCount > 3)
+    }
+
+    @Test("a side whose peer never renews the keys refuses to send after the hard limit")
+    func hardLimit() throws {
+        let pair = try EndpointPair.make(options: .init(wait: .spin, rehandshakeAfter: .seconds(3600), rejectAfter: .milliseconds(30)))
+        try pair.responder.send([1])
+        usleep(40_000)
+        #expect(throws: ChannelError.self) { try pair.responder.send([2]) }
+        do { try pair.responder.send([2]) } catch { if case .keyLimitReached = error {} else { Issue.record("unexpected \(error)") } }
+    }
+
+    @Test("a waiting side declares a silent peer dead after the liveness timeout")
+    func liveness() throws {
+        let pair = try EndpointPair.make(options: .init(wait: .adaptive, livenessTimeout: .milliseconds(100)))
+        let started = ContinuousClock.now
+        #expect(throws: ChannelError.peerDied("no sign of life from the peer for 0.1 seconds")) {
+            _ = try pair.initiator.receive(timeout: .seconds(5))
+        }
+        #expect(ContinuousClock.now - started < .seconds(1))
+    }
+
+    @Test("two sides that keep waiting on each other are never declared dead")
+    func livenessOfWaitingPeer() throws {
+        let pair = try EndpointPair.make(options: .init(wait: .adaptive, livenessTimeout: .milliseconds(100)))
+        let waiter = ThreadResult { () throws -> [UInt8] in try pair.responder.receive(timeout: .seconds(5)) }
+        // Both wait (each moving its liveness counter) for four timeouts.
+        #expect(throws: ChannelError.timeout) { _ = try pair.initiator.receive(timeout: .milliseconds(400)) }
+        try pair.initiator.send([42])
+        #expect(try waiter.value() == [42])
     }
 }

@@ -54,12 +54,12 @@ public final class SimGuest {
     /// Event-channel words (shared by every guest of the simulator).
     public let events: SimEventWords
 
-    private let engine: Altp2mEngine?
-    private let shared: SharedState?
+    let engine: Altp2mEngine?
+    let shared: SharedState?
     private var closed = false
 
     /// The daemon connection and the mapped shared files of an attached guest.
-    private final class SharedState {
+    final class SharedState {
         let client: SimClient
         let memory: SharedFileMapping
         let control: SharedFileMapping

@@ -101,6 +101,36 @@ extension SimDaemon {
             memory.store(UInt32(0), mfn: mfn, offset: VEInfo.Offset.semaphore)
             return Reply(fields: [:])
 
+        case "guest.window":
+            // The frames a window's gfns map in a view of the caller's own
+            // domain (a guest maps them from the memory file it holds).
+            let view = ViewID(try a.bounded("view", as: UInt16.self))
+            let first = GFN(try a.uint("first_gfn"))
+            let pages = Int(try a.bounded("pages", as: UInt32.self))
+            guard pages >= 1, pages <= 4096 else { throw .usage("pages must be 1...4096, not \(pages)") }
+            var mfns: [JSONValue] = []
+            for offset in 0..<pages {
+                let gfn = first.advanced(by: offset)
+                let entry = try xen { () throws(XenErrno) in try engine.translate(id, view: view, gfn: gfn) }
+                guard let entry, !entry.mfn.isInvalid else {
+                    throw .xen(.invalid, "guest.window: gfn \(gfn) has no frame in view \(view.rawValue) of \(id)")
+                }
+                mfns.append(entry.mfn.json)
+            }
+            return Reply(fields: ["mfns": .array(mfns)])
+
+        case "guest.descriptor-names", "guest.descriptor":
+            // Only a guest's own descriptors, and only to that guest.
+            guard case .guest(let own, _) = caller, own == id else {
+                throw .refused("\(op) is asked by a guest (with its token) for its own domain")
+            }
+            if op == "guest.descriptor-names" {
+                return Reply(fields: ["names": .array(channelHost.descriptorNames(for: own).map { .string($0) })])
+            }
+            let name = try a.string("name")
+            let bytes = try xen { () throws(XenErrno) in try channelHost.readDescriptor(for: own, name: name, as: own) }
+            return Reply(fields: ["name": .string(name), "envelope": .string(SimGuestPlatform.hex(bytes))])
+
         case "host.drop":
             try Self.requireControlDomain(caller, "sim host drop")
             let gfn = GFN(try a.uint("gfn"))
@@ -184,6 +214,9 @@ extension SimDaemon {
         do { try engine.crashDomain(id) } catch { return }
         appendJournal(["op": "internal.crash", "domain": .int(Int64(id.rawValue))])
         domainCrashed(id)
+        // The grant module tears down the dead domain's channels: the peer's
+        // control page gets the host close flag and a futex wake.
+        for ext in extensions { ext.domainDied(id) }
         publishAll()
         let who = connection.peerPID.map { "guest process \($0)" } ?? "guest process"
         Self.log("\(who) of \(status.name) (\(id)) went away without detaching: domain crashed")

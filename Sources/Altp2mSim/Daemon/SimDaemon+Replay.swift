@@ -27,6 +27,8 @@ extension SimDaemon {
                 let vcpu = VCPUID(UInt32(truncatingIfNeeded: fields["vcpu"]?.int64 ?? 0))
                 let index = UInt32(truncatingIfNeeded: fields["index"]?.int64 ?? 0)
                 _ = try? engine.vmfunc(domain, vcpu: vcpu, eax: 0, ecx: index)
+            case "internal.host":
+                replayHostCall(fields)
             case "internal.crash":
                 let domain = DomainID(rawValue: UInt16(truncatingIfNeeded: fields["domain"]?.int64 ?? 0))
                 if (try? engine.crashDomain(domain)) != nil { domainCrashed(domain) }

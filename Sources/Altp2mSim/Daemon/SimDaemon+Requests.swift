@@ -12,6 +12,7 @@ extension SimDaemon {
         "hello", "sim.status", "sim.stop", "domain.list", "domain.get-param", "altp2m.get-state",
         "altp2m.get-access", "altp2m.get-suppress-ve", "altp2m.vcpu-view", "guest.ve-info",
         "sim.view-entry", "guest.attach", "guest.detach", "guest.sync",
+        "guest.window", "guest.descriptor-names", "guest.descriptor",
     ]
 
     /// Answers one request from a connection.
@@ -173,6 +174,11 @@ extension SimDaemon {
         case "domain.destroy":
             try Self.requireControlDomain(caller, "domain destroy")
             let id = try resolveDomain(a, caller: caller)
+            // Channels first: the grant module tears them down (its calls
+            // are journaled before this request's record).
+            if engine.domains[id] != nil {
+                for ext in extensions { ext.domainWillBeDestroyed(id) }
+            }
             try xen { () throws(XenErrno) in try engine.destroyDomain(id) }
             domainDestroyed(id)
             return Reply(fields: ["domid": .int(Int64(id.rawValue))])
@@ -198,7 +204,12 @@ extension SimDaemon {
         case _ where op.hasPrefix("monitor."):
             try Self.requireControlDomain(caller, op)
             return try monitorOperation(op, a, caller: caller)
-        case "internal.vmfunc", "internal.crash":
+        case _ where extensionFor(op) != nil:
+            // The extension journals the hypervisor calls it makes
+            // (`internal.host`), not the request itself.
+            record["op"] = nil
+            return try runExtension(extensionFor(op)!, op, a, caller: caller)
+        case "internal.vmfunc", "internal.crash", "internal.host":
             // Journal-only records: replayed, never accepted from a client.
             throw .refused("\(op) is internal to the daemon's journal")
         default:

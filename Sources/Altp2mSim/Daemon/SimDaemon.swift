@@ -37,6 +37,9 @@ public final class SimDaemon {
     let machineFrames: Int
     let memory: FileMachineMemory
     let engine: Altp2mEngine
+    /// The grant-module host over ``engine``: the descriptor store and the
+    /// notification ports guests and `chanctl channel` use.
+    public let channelHost: EngineChannelHost
     let journal: Journal
     let events: SharedFileMapping
     private let lockFD: Int32
@@ -44,6 +47,8 @@ public final class SimDaemon {
 
     /// Daemon-side records of guest domains (dom0 has none).
     var domains: [DomainID: DaemonDomain] = [:]
+    /// Registered extensions (the grant module), in registration order.
+    var extensions: [any SimDaemonExtension] = []
     var connections: [Connection] = []
     private var listener: UnixSocket?
     /// Set by `sim.stop`: leave the loop and power the simulated host off.
@@ -91,6 +96,8 @@ public final class SimDaemon {
                 unlink(directory.memoryPath)
                 unlink(directory.eventsPath)
                 Self.removeDomainFiles(directory)
+                // Channels of an earlier simulated host are gone with it.
+                unlink(directory.grantRegistryPath)
                 if !contents.records.isEmpty || contents.discardedBytes > 0 {
                     try journal.replace(with: [])
                 }
@@ -98,6 +105,7 @@ public final class SimDaemon {
             memory = try FileMachineMemory(path: directory.memoryPath, frameCount: machineFrames)
             events = try SharedFileMapping(path: directory.eventsPath, size: EventWordLayout.fileSize)
             engine = Altp2mEngine(host: host, memory: memory)
+            channelHost = EngineChannelHost(engine: engine)
             startedAt = Self.now()
 
             if recorded == nil {
@@ -227,6 +235,7 @@ public final class SimDaemon {
         for domain in domains.values { domain.removeFiles() }
         Self.removeDomainFiles(directory)
         unlink(directory.journalPath)
+        unlink(directory.grantRegistryPath)
         unlink(directory.memoryPath)
         unlink(directory.eventsPath)
     }

@@ -64,6 +64,11 @@ public struct StateDirectory: Sendable, Hashable, CustomStringConvertible {
     public var journalPath: String { path + "/journal" }
     /// Per-domain files.
     public var domainsPath: String { path + "/domains" }
+    /// The grant module's state (keys, policy, channel registry) when it
+    /// runs inside the daemon (`chanctl sim serve`).
+    public var grantPath: String { path + "/grant" }
+    /// The grant module's channel registry: removed with the simulated host.
+    public var grantRegistryPath: String { grantPath + "/channels.json" }
 
     /// Where `domain create` writes domain `name`'s token.
     public func tokenPath(domain name: String) -> String { domainsPath + "/\(name).token" }

@@ -22,21 +22,34 @@ public final class ChannelEndpoint {
         /// Send a `rekey` frame and switch keys (Noise `Rekey()`) after this
         /// many messages in one direction.
         public var rekeyInterval: UInt64
-        /// Refuse to send more than this many messages under one handshake.
-        public var messageLimit: UInt64
-        /// Refuse to send after the handshake is this old.
-        public var keyLifetime: Duration
+        /// The initiator starts a fresh in-band handshake (new ephemeral
+        /// keys: forward secrecy) after this many messages under one handshake...
+        public var rehandshakeAfterMessages: UInt64
+        /// ...or once the session keys are this old, whichever comes first.
+        public var rehandshakeAfter: Duration
+        /// Hard limits: a side refuses to send under keys this old (or after
+        /// `rehandshakeAfterMessages` plus 2^20 messages), which only
+        /// happens when the peer never completes a fresh handshake.
+        public var rejectAfter: Duration
         /// How long `open` waits for the peer's handshake.
         public var handshakeTimeout: Duration
+        /// When set, a side waiting for its peer reports `peerDied` if the
+        /// peer's liveness counter does not move for this long. The peer
+        /// moves it whenever it waits on the channel, so enable this only
+        /// between agents that call into the channel at least this often.
+        public var livenessTimeout: Duration?
 
         public init(wait: WaitStrategy = .adaptive, rekeyInterval: UInt64 = 1 << 20,
-                    messageLimit: UInt64 = 1 << 32, keyLifetime: Duration = .seconds(120),
-                    handshakeTimeout: Duration = .seconds(10)) {
+                    rehandshakeAfterMessages: UInt64 = 1 << 32, rehandshakeAfter: Duration = .seconds(120),
+                    rejectAfter: Duration = .seconds(180), handshakeTimeout: Duration = .seconds(10),
+                    livenessTimeout: Duration? = nil) {
             self.wait = wait
             self.rekeyInterval = rekeyInterval
-            self.messageLimit = messageLimit
-            self.keyLifetime = keyLifetime
+            self.rehandshakeAfterMessages = rehandshakeAfterMessages
+            self.rehandshakeAfter = rehandshakeAfter
+            self.rejectAfter = rejectAfter
             self.handshakeTimeout = handshakeTimeout
+            self.livenessTimeout = livenessTimeout
         }
     }
 
@@ -72,9 +85,19 @@ public final class ChannelEndpoint {
         }
     }
 
-    /// Frame flag on a handshake frame that carries the initiator's key
-    /// confirmation (the first transport message).
-    static let confirmationFlag: UInt8 = 1
+    /// Flags of `handshake` frames after the first handshake (all encrypted
+    /// under the current session keys, so they are authenticated and ordered).
+    enum HandshakeFlag {
+        /// The initiator's key confirmation (its first transport frame).
+        static let confirmation: UInt8 = 1
+        /// Re-handshake, initiator to responder: Noise message 1.
+        static let rehandshakeRequest: UInt8 = 2
+        /// Re-handshake, responder to initiator: Noise message 2; the
+        /// responder sends under the new key from the next frame on.
+        static let rehandshakeReply: UInt8 = 3
+        /// The initiator sends under the new key from the next frame on.
+        static let rehandshakeSwitch: UInt8 = 4
+    }
 
     public let side: ChannelSide
     public let mode: ChannelMode
@@ -101,7 +124,25 @@ public final class ChannelEndpoint {
     private var receivedSinceRekey: UInt64 = 0
     private var messagesSent: UInt64 = 0
     private var establishedAt: UInt64 = 0
-    private let keyLifetimeNanoseconds: UInt64
+    private let rehandshakeAfterNanoseconds: UInt64
+    private let rejectAfterNanoseconds: UInt64
+    /// What the handshakes bind (static keys, PSK, prologue), for re-handshakes.
+    private let parameters: Parameters
+    /// Initiator: a re-handshake whose request is sent and whose reply is awaited.
+    private var rehandshake: HandshakeState?
+    /// Initiator: the new sending key, used once the switch frame is out.
+    private var nextSendCipher: CipherState?
+    /// Responder: the reply to send, and the new keys that go with it.
+    private var pendingReply: (message: [UInt8], keys: HandshakeResult)?
+    /// Responder: the new receiving key, used once the switch frame arrives.
+    private var nextReceiveCipher: CipherState?
+    /// Handshakes completed on this channel (1 after open).
+    public private(set) var handshakeCount = 0
+    /// Liveness: the last value seen of the peer's counter and when it moved.
+    private var peerLiveness: UInt64 = 0
+    private var peerLivenessChangedAt: UInt64 = 0
+    private var ownLiveness: UInt64 = 0
+    private var lastLivenessBump: UInt64 = 0
     /// A received message that did not fit the caller's buffer, kept in
     /// `scratch` until a larger buffer asks for it.
     private var pendingLength = -1
@@ -145,7 +186,9 @@ public final class ChannelEndpoint {
         self.producer = RingProducer(window: window, geometry: geometry, ring: side.sendRing)
         self.consumer = RingConsumer(window: window, geometry: geometry, ring: side.receiveRing)
         self.scratch = .allocate(byteCount: geometry.maximumPayloadBytes, alignment: 16)
-        self.keyLifetimeNanoseconds = Self.nanoseconds(options.keyLifetime)
+        self.rehandshakeAfterNanoseconds = Self.nanoseconds(options.rehandshakeAfter)
+        self.rejectAfterNanoseconds = Self.nanoseconds(options.rejectAfter)
+        self.parameters = parameters
 
         try withChannelView { () throws(ChannelError) in
             if let problem = control.validateHeader(against: geometry) {
@@ -157,6 +200,7 @@ public final class ChannelEndpoint {
             receiveCipher = keys.receiving
             handshakeHash = keys.handshakeHash
             establishedAt = cplatform_monotonic_ns()
+            handshakeCount = 1
         } else {
             try handshake(parameters)
         }
@@ -169,9 +213,13 @@ public final class ChannelEndpoint {
 
     // MARK: Handshake
 
+    /// The Noise protocol of every handshake on this channel.
+    private static func noiseProtocol(_ p: Parameters) -> NoiseProtocol {
+        NoiseProtocol(pattern: .kkpsk2, cipher: p.suite == .aesgcm ? .aesGCM : .chaChaPoly, hash: .blake2b)
+    }
+
     private func handshake(_ p: Parameters) throws(ChannelError) {
-        let cipher: NoiseProtocol.Cipher = p.suite == .aesgcm ? .aesGCM : .chaChaPoly
-        let noise = NoiseProtocol(pattern: .kkpsk2, cipher: cipher, hash: .blake2b)
+        let noise = Self.noiseProtocol(p)
         let deadline = cplatform_monotonic_ns() + Self.nanoseconds(options.handshakeTimeout)
         let state: HandshakeState
         do {
@@ -207,13 +255,14 @@ public final class ChannelEndpoint {
         // derived the same keys.
         if side == .initiator {
             try sendFrame(UnsafeRawBufferPointer(start: nil, count: 0), type: .handshake,
-                          flags: Self.confirmationFlag, deadline: deadline)
+                          flags: HandshakeFlag.confirmation, deadline: deadline)
         } else {
             guard let (header, _) = try receiveFrame(deadline: deadline),
-                  header.type == .handshake, header.flags == Self.confirmationFlag
+                  header.type == .handshake, header.flags == HandshakeFlag.confirmation
             else { throw .protocolViolation("expected the initiator's key confirmation") }
         }
         establishedAt = cplatform_monotonic_ns()
+        handshakeCount = 1
     }
 
     private func sendHandshakeFrame(_ message: [UInt8], flags: UInt8, deadline: UInt64) throws(ChannelError) {
@@ -365,11 +414,151 @@ public final class ChannelEndpoint {
         if let failure { throw failure }
         if sendClosed { throw .closed }
         guard count <= maximumMessageBytes else { throw .messageTooLarge(limit: maximumMessageBytes) }
-        if messagesSent >= options.messageLimit {
-            throw .keyLimitReached("\(messagesSent) messages sent under one handshake")
+        let age = cplatform_monotonic_ns() &- establishedAt
+        if age > rejectAfterNanoseconds || messagesSent >= options.rehandshakeAfterMessages &+ (1 << 20) {
+            throw .keyLimitReached("the session keys are older than \(options.rejectAfter) or carried \(messagesSent) messages and the peer did not complete a fresh handshake")
         }
-        if cplatform_monotonic_ns() &- establishedAt > keyLifetimeNanoseconds {
-            throw .keyLimitReached("the session keys are older than \(options.keyLifetime)")
+        try advanceRehandshake(age: age, blocking: true)
+    }
+
+    // MARK: Re-handshake (forward secrecy for long-lived channels)
+
+    /// Drives the in-band re-handshake: the initiator starts one when the
+    /// keys are old or have carried many messages; either side sends what it
+    /// owes (the responder's reply, the initiator's switch) before its next
+    /// data frame, so the peer always knows which key a frame uses.
+    ///
+    /// The exchange, all in `handshake` frames under the current keys:
+    /// initiator → request (Noise message 1); responder → reply (message 2),
+    /// then sends under the new key; initiator → switch, then sends under
+    /// the new key; the responder receives under the new key after the switch.
+    private func advanceRehandshake(age ageAtCall: UInt64, blocking: Bool) throws(ChannelError) {
+        var age = ageAtCall
+        if side == .initiator, rehandshake != nil, pendingLength < 0 {
+            // A sender that never receives would never see the reply: take it
+            // from the head of the ring if it is there (data before it stays
+            // for the application).
+            let head = try withChannelView { () throws(ChannelError) -> FrameHeader? in
+                try ringCall { () throws(RingViolation) in try consumer.peekHeader() }
+            }
+            if let head, head.type == .handshake, head.flags == HandshakeFlag.rehandshakeReply {
+                _ = try receiveFrameNow()
+                age = cplatform_monotonic_ns() &- establishedAt   // a new session began
+            }
+        }
+        if side == .initiator {
+            if let next = nextSendCipher {
+                // The switch must precede any frame under the new key.
+                guard try sendControl(UnsafeRawBufferPointer(start: nil, count: 0), flags: HandshakeFlag.rehandshakeSwitch, blocking: blocking) else { return }
+                sendCipher = next
+                nextSendCipher = nil
+                sentSinceRekey = 0
+            } else if rehandshake == nil,
+                      age > rehandshakeAfterNanoseconds || messagesSent >= options.rehandshakeAfterMessages {
+                let state: HandshakeState
+                let message: [UInt8]
+                do {
+                    state = try HandshakeState(Self.noiseProtocol(parameters), role: .initiator,
+                                               prologue: rehandshakePrologue, staticKey: parameters.staticKey,
+                                               remoteStaticKey: parameters.peerStaticKey,
+                                               presharedKeys: [parameters.presharedKey])
+                    message = try state.writeMessage()
+                } catch {
+                    throw .handshakeFailed("cannot start a fresh handshake: \(error)")
+                }
+                if try sendControl(message, flags: HandshakeFlag.rehandshakeRequest, blocking: blocking) {
+                    rehandshake = state
+                }
+            }
+        } else if let reply = pendingReply {
+            guard try sendControl(reply.message, flags: HandshakeFlag.rehandshakeReply, blocking: blocking) else { return }
+            pendingReply = nil
+            sendCipher = reply.keys.sending
+            nextReceiveCipher = reply.keys.receiving
+            sentSinceRekey = 0
+            completeSession(hash: reply.keys.handshakeHash)
+        }
+    }
+
+    /// The prologue of re-handshakes: the channel's, chained to the previous
+    /// session's handshake hash so a re-handshake cannot be moved to another
+    /// session.
+    private var rehandshakePrologue: [UInt8] {
+        parameters.prologue + Array("rehandshake".utf8) + handshakeHash
+    }
+
+    private func completeSession(hash: [UInt8]) {
+        handshakeHash = hash
+        handshakeCount += 1
+        establishedAt = cplatform_monotonic_ns()
+        messagesSent = 0
+    }
+
+    /// Sends one encrypted handshake-type frame; false if the ring is full
+    /// and `blocking` is false.
+    private func sendControl(_ payload: UnsafeRawBufferPointer, flags: UInt8, blocking: Bool) throws(ChannelError) -> Bool {
+        if blocking {
+            try sendFrame(payload, type: .handshake, flags: flags, deadline: .max)
+            return true
+        }
+        return try sendFrameNow(payload, type: .handshake, flags: flags)
+    }
+
+    private func sendControl(_ message: [UInt8], flags: UInt8, blocking: Bool) throws(ChannelError) -> Bool {
+        let result: Result<Bool, ChannelError> = message.withUnsafeBytes { b in
+            Result { () throws(ChannelError) -> Bool in try sendControl(b, flags: flags, blocking: blocking) }
+        }
+        return try result.get()
+    }
+
+    /// Handles a re-handshake frame from the peer (already decrypted in `scratch`).
+    private func receiveRehandshake(flags: UInt8, length: Int) throws(ChannelError) {
+        let message = Array(UnsafeRawBufferPointer(rebasing: scratch[0..<length]))
+        do {
+            switch (side, flags) {
+            case (.responder, HandshakeFlag.rehandshakeRequest):
+                guard pendingReply == nil, nextReceiveCipher == nil else {
+                    throw ChannelError.protocolViolation("a fresh handshake was requested while one is in progress")
+                }
+                let state = try HandshakeState(Self.noiseProtocol(parameters), role: .responder,
+                                               prologue: rehandshakePrologue, staticKey: parameters.staticKey,
+                                               remoteStaticKey: parameters.peerStaticKey,
+                                               presharedKeys: [parameters.presharedKey])
+                _ = try state.readMessage(message)
+                let reply = try state.writeMessage()
+                pendingReply = (reply, try state.finish())
+                try advanceRehandshake(age: 0, blocking: false)
+            case (.initiator, HandshakeFlag.rehandshakeReply):
+                guard let state = rehandshake else {
+                    throw ChannelError.protocolViolation("a handshake reply arrived without a request")
+                }
+                _ = try state.readMessage(message)
+                let keys = try state.finish()
+                rehandshake = nil
+                receiveCipher = keys.receiving
+                receivedSinceRekey = 0
+                nextSendCipher = keys.sending
+                completeSession(hash: keys.handshakeHash)
+                try advanceRehandshake(age: 0, blocking: false)
+            case (.responder, HandshakeFlag.rehandshakeSwitch):
+                guard let next = nextReceiveCipher, length == 0 else {
+                    throw ChannelError.protocolViolation("a key switch arrived without a completed handshake")
+                }
+                receiveCipher = next
+                nextReceiveCipher = nil
+                receivedSinceRekey = 0
+            default:
+                throw ChannelError.protocolViolation("unexpected handshake frame (flags \(flags)) after the handshake")
+            }
+        } catch let error as ChannelError {
+            failure = error
+            throw error
+        } catch CryptoError.authenticationFailure {
+            failure = .authenticationFailed
+            throw .authenticationFailed
+        } catch {
+            failure = .handshakeFailed("fresh handshake: \(error)")
+            throw .handshakeFailed("fresh handshake: \(error)")
         }
     }
 
@@ -447,6 +636,10 @@ public final class ChannelEndpoint {
         while true {
             guard let (header, length) = try receiveFrameNow() else {
                 if peerClosed { throw .peerClosed }
+                // An idle moment: the initiator may owe (or start) a fresh handshake.
+                if side == .initiator || pendingReply != nil {
+                    try advanceRehandshake(age: cplatform_monotonic_ns() &- establishedAt, blocking: false)
+                }
                 return nil
             }
             switch header.type {
@@ -553,8 +746,12 @@ public final class ChannelEndpoint {
         case .data:
             receivedSinceRekey &+= 1
         case .handshake:
-            guard header.flags == Self.confirmationFlag, side == .responder, length == 0 else {
-                return try fail(.protocolViolation("unexpected handshake frame after the handshake"))
+            if header.flags == HandshakeFlag.confirmation {
+                guard side == .responder, length == 0, handshakeCount <= 1 else {
+                    return try fail(.protocolViolation("unexpected key confirmation after the handshake"))
+                }
+            } else {
+                try receiveRehandshake(flags: header.flags, length: length)
             }
         case .close, .padding:
             break
@@ -577,6 +774,7 @@ public final class ChannelEndpoint {
         let word = forSpace ? producer.spaceWord : consumer.wakeWord
         let observed = UnsafeMutableRawPointer(word).assumingMemoryBound(to: Atomic<UInt32>.self).pointee.load(ordering: .acquiring)
         var spins: UInt64 = 0
+        peerLivenessChangedAt = start
         while true {
             // Re-check the condition from inside the view.
             let ready = try withChannelView { () throws(ChannelError) -> Bool in
@@ -590,12 +788,36 @@ public final class ChannelEndpoint {
             if spins & 0xFF == 0 || spinBudget == 0 {
                 let now = cplatform_monotonic_ns()
                 if now >= deadline { throw .timeout }
+                try tendLiveness(now: now)
                 if now &- start >= spinBudget {
                     try sleep(on: word, observed: observed, forSpace: forSpace, deadline: deadline)
                     continue
                 }
             }
             cplatform_cpu_relax()
+        }
+    }
+
+    /// While waiting: shows this side is alive (its counter moves at most
+    /// once a millisecond) and, when a liveness timeout is set, declares the
+    /// peer dead once its counter stood still that long.
+    private func tendLiveness(now: UInt64) throws(ChannelError) {
+        let own = control.u64(at: sideOffset(side) + ControlPage.SideField.liveness)
+        let peer = control.u64(at: sideOffset(side.peer) + ControlPage.SideField.liveness)
+        let seen = try withChannelView { () throws(ChannelError) -> UInt64 in
+            if now &- lastLivenessBump >= 1_000_000 {
+                ownLiveness &+= 1
+                own.pointee.store(ownLiveness, ordering: .relaxed)
+                lastLivenessBump = now
+            }
+            return peer.pointee.load(ordering: .relaxed)
+        }
+        if seen != peerLiveness {
+            peerLiveness = seen
+            peerLivenessChangedAt = now
+        } else if let timeout = options.livenessTimeout, now &- peerLivenessChangedAt > Self.nanoseconds(timeout) {
+            failure = .peerDied("no sign of life from the peer for \(timeout)")
+            throw failure!
         }
     }
 

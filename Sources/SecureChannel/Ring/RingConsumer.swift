@@ -103,6 +103,31 @@ public final class RingConsumer {
         }
     }
 
+    /// The header of the next frame without consuming it (padding at the
+    /// tail of the ring is consumed on the way), or nil when the ring is
+    /// empty. The caller may then `receive` it or leave it for later.
+    public func peekHeader() throws(RingViolation) -> FrameHeader? {
+        while true {
+            guard try hasFrame() else { return nil }
+            let position = consumed & mask
+            let toEnd = size - position
+            var raw = (UInt64(0), UInt64(0))
+            let header: FrameHeader? = withUnsafeMutableBytes(of: &raw) { h in
+                h.baseAddress!.copyMemory(from: ring + Int(position), byteCount: FrameHeader.byteCount)
+                return FrameHeader.load(from: h.baseAddress!)
+            }
+            guard let header else {
+                throw RingViolation("frame at index \(consumed) has an unknown type or non-zero reserved bits")
+            }
+            guard header.type == .padding else { return header }
+            guard UInt64(header.length) + UInt64(FrameHeader.byteCount) == toEnd, cachedProduced &- consumed >= toEnd else {
+                throw RingViolation("padding frame at index \(consumed) claims \(header.length) bytes; the tail has \(toEnd - UInt64(FrameHeader.byteCount))")
+            }
+            consumed &+= toEnd
+            consumerIndex.pointee.store(consumed, ordering: .releasing)
+        }
+    }
+
     /// Reads and checks the producer index: it may only move forward, by at
     /// most the ring's size past what was consumed, in whole 16-byte units.
     @inline(__always)

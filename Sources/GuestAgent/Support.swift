@@ -1,0 +1,283 @@
+import Altp2m
+import Altp2mSim
+import ArgumentParser
+import ChannelCrypto
+import Logging
+import SecureChannel
+import XenBackend
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A failure with its exit code (1 failure, 2 usage) and a message that names
+/// the problem and the fix.
+struct AgentFailure: Error, CustomStringConvertible {
+    static let usageExitCode: Int32 = 2
+    var exitCode: Int32
+    var description: String
+
+    static func failure(_ message: String) -> AgentFailure { AgentFailure(exitCode: 1, description: message) }
+    static func usage(_ message: String) -> AgentFailure { AgentFailure(exitCode: usageExitCode, description: message) }
+
+    func report(json: Bool) {
+        if json {
+            print(jsonObject(["ok": .bool(false), "error": .string(description)]))
+        } else {
+            writeStandardError("guest-agent: \(description)\n")
+        }
+    }
+}
+
+func writeStandardError(_ text: String) {
+    let bytes = Array(text.utf8)
+    _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+}
+
+// MARK: JSON output (flat objects only)
+
+enum JSONField {
+    case string(String)
+    case int(Int64)
+    case uint(UInt64)
+    case double(Double)
+    case bool(Bool)
+    case object([(String, JSONField)])
+
+    var serialized: String {
+        switch self {
+        case .string(let s): return "\"" + escape(s) + "\""
+        case .int(let v): return String(v)
+        case .uint(let v): return String(v)
+        case .double(let v): return v.isFinite ? String(v) : "null"
+        case .bool(let b): return b ? "true" : "false"
+        case .object(let fields): return jsonObject(fields)
+        }
+    }
+
+    private func escape(_ s: String) -> String {
+        var out = ""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if scalar.value < 0x20 {
+                    let hex = String(scalar.value, radix: 16)
+                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return out
+    }
+}
+
+/// One JSON object, keys in the given order.
+func jsonObject(_ fields: [(String, JSONField)]) -> String {
+    "{" + fields.map { "\"\($0.0)\":\($0.1.serialized)" }.joined(separator: ",") + "}"
+}
+
+func jsonObject(_ fields: KeyValuePairs<String, JSONField>) -> String {
+    jsonObject(fields.map { ($0.key, $0.value) })
+}
+
+// MARK: Options shared by run, ping and cat
+
+enum WaitArgument: String, ExpressibleByArgument, CaseIterable, Sendable {
+    case spin, block, adaptive
+
+    var strategy: WaitStrategy {
+        switch self {
+        case .spin: .spin
+        case .block: .block
+        case .adaptive: .adaptive
+        }
+    }
+}
+
+enum BackendArgument: String, ExpressibleByArgument, CaseIterable, Sendable {
+    case sim, xen
+}
+
+/// Who the agent is: its domain, its key, the pinned host key, the backend.
+struct AgentOptions: ParsableArguments {
+    @Option(help: "The domain this agent runs as (simulator: its name; Xen: ignored, read from xenstore).")
+    var domain: String
+
+    @Option(help: ArgumentHelp("This agent's X25519 key file (make one with: guest-agent keygen --out FILE).", valueName: "file"))
+    var key: String
+
+    @Option(name: .customLong("host-key"), help: ArgumentHelp("The host's Ed25519 public key, 64 hex digits (chanctl keys show).", valueName: "hex"))
+    var hostKey: String
+
+    @Option(help: "The hypervisor backend: sim (the simulator daemon) or xen.")
+    var backend: BackendArgument = .sim
+
+    @Option(name: .customLong("state-dir"), help: ArgumentHelp("The simulator's state directory (default as chanctl).", valueName: "path"))
+    var stateDir: String?
+
+    @Flag(name: .shortAndLong, help: "Log debug messages to standard error.")
+    var verbose = false
+
+    func validate() throws {
+        guard hostKey.count == 64, hostKey.allSatisfy(\.isHexDigit) else {
+            throw ValidationError("bad --host-key '\(hostKey)': expected 64 hex digits (the public_key printed by chanctl keys show)")
+        }
+    }
+
+    /// The pinned host key.
+    func hostPublicKey() throws(AgentFailure) -> Curve25519.Signing.PublicKey {
+        do {
+            return try Curve25519.Signing.PublicKey(hex: hostKey)
+        } catch {
+            throw .usage("bad --host-key: \(error); pass the public_key printed by chanctl keys show")
+        }
+    }
+
+    /// This agent's key pair.
+    func agentKey() throws(AgentFailure) -> Curve25519.KeyAgreement.PrivateKey {
+        do {
+            return try Curve25519.KeyAgreement.PrivateKey(keyFile: key)
+        } catch {
+            if access(key, F_OK) != 0 {
+                throw .failure("no key file at \(key); create one with: guest-agent keygen --out \(key), then register it with: chanctl keys register \(domain) <public key>")
+            }
+            throw .failure("cannot read the agent key \(key): \(error); make a new one with: guest-agent keygen --out FILE")
+        }
+    }
+
+    func logger(_ label: String) -> Logger {
+        bootstrapLogging()
+        var logger = Logger(label: label)
+        logger.logLevel = verbose ? .debug : .info
+        logger[metadataKey: "domain"] = "\(domain)"
+        return logger
+    }
+
+    /// Attaches as (one vCPU of) the domain.
+    func platform(vcpu: UInt32 = 0) throws(AgentFailure) -> GuestPlatform {
+        try spec.platform(vcpu: vcpu)
+    }
+
+    var spec: PlatformSpec { PlatformSpec(backend: backend, domain: domain, stateDir: stateDir) }
+}
+
+/// How to attach: plain values, so a channel thread can attach on its own.
+struct PlatformSpec: Sendable {
+    let backend: BackendArgument
+    let domain: String
+    let stateDir: String?
+
+    func platform(vcpu: UInt32 = 0) throws(AgentFailure) -> GuestPlatform {
+        switch backend {
+        case .sim:
+            do {
+                return try SimGuestPlatform.attach(domain: domain, stateDirectory: stateDir, vcpu: vcpu)
+            } catch .noToken(_, let path) {
+                throw .failure("no domain \(domain) in the simulator (no token at \(path)); start the simulator with chanctl sim start and create the domain with chanctl domain create \(domain) --altp2m external (same --state-dir)")
+            } catch {
+                throw .failure("cannot attach as domain \(domain) to the simulator: \(error); check it with chanctl sim status and chanctl domain list (same --state-dir); start one with chanctl sim start")
+            }
+        case .xen:
+            do {
+                return try XenGuestPlatform()
+            } catch {
+                throw .failure("cannot use the Xen guest interface: \(error); run inside a Xen HVM guest, or pass --backend sim")
+            }
+        }
+    }
+}
+
+nonisolated(unsafe) private var loggingBootstrapped = false
+
+/// Logs go to standard error.
+func bootstrapLogging() {
+    if loggingBootstrapped { return }
+    loggingBootstrapped = true
+    LoggingSystem.bootstrap { label in StreamLogHandler.standardError(label: label) }
+}
+
+/// Waits (polling) until a descriptor named `name` is published for this
+/// domain; nil after `timeout` seconds.
+func waitForDescriptor(_ name: String, platform: GuestPlatform, timeout: Double) throws(AgentFailure) -> [UInt8]? {
+    let deadline = monotonicNanoseconds() + UInt64(max(0, timeout) * 1e9)
+    while true {
+        do {
+            return try platform.readDescriptor(named: name)
+        } catch .noDescriptor {
+            // not yet
+        } catch {
+            throw .failure("cannot read descriptor \(name): \(error)")
+        }
+        if monotonicNanoseconds() >= deadline { return nil }
+        usleep(20_000)
+    }
+}
+
+func unknownChannel(_ name: String, domain: String, platform: GuestPlatform) -> AgentFailure {
+    let names = (try? platform.descriptorNames()) ?? []
+    let published = names.isEmpty ? "none" : names.sorted().joined(separator: ", ")
+    return .failure("no channel named '\(name)' is published for domain \(domain) (published: \(published)); create it with chanctl channel create \(name) --between \(domain) PEER")
+}
+
+/// Opens the channel `name`, waiting up to `timeout` seconds for its descriptor.
+func openChannel(_ name: String, options: AgentOptions, platform: GuestPlatform, wait: WaitStrategy,
+                 timeout: Double) throws(AgentFailure) -> SecureChannel {
+    let hostKey = try options.hostPublicKey()
+    let agentKey = try options.agentKey()
+    guard let envelope = try waitForDescriptor(name, platform: platform, timeout: timeout) else {
+        throw unknownChannel(name, domain: options.domain, platform: platform)
+    }
+    do {
+        return try SecureChannel.open(descriptor: envelope, agentKey: agentKey, hostKey: hostKey, platform: platform,
+                                      options: .init(wait: wait, handshakeTimeout: .seconds(max(1, timeout))))
+    } catch {
+        throw .failure("cannot open channel \(name): \(error)\(fixHint(error))")
+    }
+}
+
+func fixHint(_ error: ChannelError) -> String {
+    switch error {
+    case .descriptorRejected:
+        return "; check that --key is the key registered for this domain (chanctl keys register) and --host-key is chanctl keys show's public_key"
+    case .timeout:
+        return "; the peer agent did not open its end: start guest-agent run in the peer domain"
+    case .authenticationFailed:
+        return "; the peer holds other keys: re-register its key and recreate the channel"
+    default:
+        return ""
+    }
+}
+
+@inline(__always)
+func monotonicNanoseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+/// A time in nanoseconds as "812 ns", "12.3 us", "4.56 ms".
+func formatNanoseconds(_ ns: UInt64) -> String {
+    let v = Double(ns)
+    if ns < 1_000 { return "\(ns) ns" }
+    if ns < 1_000_000 { return String(format1: v / 1e3) + " us" }
+    if ns < 1_000_000_000 { return String(format1: v / 1e6) + " ms" }
+    return String(format1: v / 1e9) + " s"
+}
+
+extension String {
+    /// A number with up to 3 significant digits after scaling (no Foundation).
+    init(format1 value: Double) {
+        let digits = value >= 100 ? 0 : value >= 10 ? 1 : 2
+        var scale = 1.0
+        for _ in 0..<digits { scale *= 10 }
+        let rounded = (value * scale).rounded() / scale
+        var text = String(rounded)
+        if digits == 0, text.hasSuffix(".0") { text.removeLast(2) }
+        self = text
+    }
+}

@@ -1,0 +1,225 @@
+import Altp2m
+import Altp2mGrant
+import Altp2mSim
+import ArgumentParser
+import XenBackend
+
+/// `--backend sim|xen`: which hypervisor the grant commands drive.
+struct BackendOptions: ParsableArguments {
+    enum Backend: String, ExpressibleByArgument, CaseIterable { case sim, xen }
+
+    @Option(help: "The hypervisor: sim (the simulator daemon) or xen (libxenctrl on a Xen dom0).")
+    var backend: Backend = .sim
+}
+
+/// Runs one grant operation on the chosen backend.
+func grantCall(_ options: GlobalOptions, _ backend: BackendOptions, _ op: String,
+               _ arguments: [String: JSONValue] = [:]) throws(CommandFailure) -> JSONValue {
+    switch backend.backend {
+    case .sim:
+        return try Session(options).call(op, arguments)
+    case .xen:
+        let control: XenControl
+        do { control = try XenControl() } catch { throw .failure(error.description) }
+        let service: GrantService
+        do {
+            service = GrantService(grants: try GrantModule(host: control, stateDirectory: options.stateDirectory.grantPath))
+        } catch {
+            throw .failure(error.description)
+        }
+        do {
+            return .object(try service.handle(op, arguments: arguments))
+        } catch {
+            switch error {
+            case .hypervisor(let errno, let message):
+                throw CommandFailure(exitCode: 3, json: ["ok": false, "errno": .string(errno.name),
+                                                         "code": .int(Int64(errno.code)), "message": .string(message)],
+                                     text: message)
+            case .usage(let message): throw .usage(message)
+            case .failure(let message): throw .failure(message)
+            }
+        }
+    }
+}
+
+func grantRun(_ options: GlobalOptions, _ backend: BackendOptions, _ op: String, _ arguments: [String: JSONValue] = [:],
+              text: ((JSONValue) -> String)? = nil) throws(CommandFailure) {
+    emit(try grantCall(options, backend, op, arguments), json: options.json, text: text)
+}
+
+// MARK: keys
+
+struct KeysCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keys",
+        abstract: "The host's signing key and the agents' keys.",
+        subcommands: [Show.self, Register.self])
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print the host's Ed25519 public key (made on first use); agents pin it.")
+        @OptionGroup var options: GlobalOptions
+        @OptionGroup var backend: BackendOptions
+
+        func run() throws {
+            try grantRun(options, backend, "grant.keys.show") { r in renderScalar(r["public_key"] ?? .null) }
+        }
+    }
+
+    struct Register: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Register the X25519 public key of the agent in a domain (descriptors are sealed to it).")
+        @OptionGroup var options: GlobalOptions
+        @OptionGroup var backend: BackendOptions
+        @Argument(help: "The domain's name.") var domain: String
+        @Argument(help: "The agent's X25519 public key, 64 hex digits.") var publicKey: String
+
+        func run() throws {
+            try grantRun(options, backend, "grant.keys.register",
+                         ["domain": .string(domain), "public_key": .string(publicKey)]) { _ in
+                "registered the agent key of \(domain)"
+            }
+        }
+    }
+}
+
+// MARK: policy
+
+struct PolicyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "policy",
+        abstract: "Which domains may be connected (default: none).",
+        subcommands: [Allow.self, Deny.self, Show.self])
+
+    struct Allow: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Allow channels between two domains.")
+        @OptionGroup var options: GlobalOptions
+        @OptionGroup var backend: BackendOptions
+        @Argument(help: "One domain's name.") var first: String
+        @Argument(help: "The other domain's name.") var second: String
+        @Option(name: .customLong("max-pages"), help: "Largest window allowed (2...512).") var maxPages: Int = 64
+
+        func validate() throws {
+            guard (2...512).contains(maxPages) else { throw ValidationError("bad --max-pages \(maxPages): expected 2...512") }
+            guard first != second else { throw ValidationError("a policy rule names two different domains") }
+        }
+
+        func run() throws {
+            try grantRun(options, backend, "grant.policy.allow",
+                         ["a": .string(first), "b": .string(second), "max_pages": .int(Int64(maxPages))]) { _ in
+                "allowed \(first) <-> \(second), up to \(maxPages) pages"
+            }
+        }
+    }
+
+    struct Deny: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Remove the rule for two domains (existing channels stay until destroyed).")
+        @OptionGroup var options: GlobalOptions
+        @OptionGroup var backend: BackendOptions
+        @Argument(help: "One domain's name.") var first: String
+        @Argument(help: "The other domain's name.") var second: String
+
+        func run() throws {
+            try grantRun(options, backend, "grant.policy.deny", ["a": .string(first), "b": .string(second)]) { r in
+                r["removed"]?.bool == true ? "removed the rule for \(first) <-> \(second)" : "no rule for \(first) <-> \(second)"
+            }
+        }
+    }
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print the policy.")
+        @OptionGroup var options: GlobalOptions
+        @OptionGroup var backend: BackendOptions
+
+        func run() throws {
+            try grantRun(options, backend, "grant.policy.show")
+        }
+    }
+}
+
+// MARK: channel
+
+struct ChannelCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "channel",
+        abstract: "Create, list, show and destroy channels.",
+        subcommands: [Create.self, List.self, Show.self, Destroy.self])
+
+    enum SuiteArgument: String, ExpressibleByArgument, CaseIterable { case chachapoly, aesgcm }
+    enum ModeArgument: String, ExpressibleByArgument, CaseIterable { case encrypted, isolated }
+
+    struct Create: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create a channel between two domains and publish each side's descriptor.")
+        @OptionGroup var options: GlobalOptions
+        @OptionGroup var backend: BackendOptions
+        @Argument(help: "The channel's name: 1-64 of A-Z a-z 0-9 . _ -") var name: String
+        @Option(parsing: .upToNextOption, help: ArgumentHelp("The two domains.", valueName: "DOM_A DOM_B"))
+        var between: [String] = []
+        @Option(help: "Pages in each window, control page included (2...512).") var pages: Int = 16
+        @Option(help: "chachapoly or aesgcm.") var suite: SuiteArgument = .chachapoly
+        @Option(help: "encrypted or isolated.") var mode: ModeArgument = .encrypted
+        @Flag(name: .customLong("one-way"), help: "Data flows from the initiator to the responder only.") var oneWay = false
+
+        func validate() throws {
+            guard between.count == 2 else {
+                throw ValidationError("--between takes two domains: --between DOM_A DOM_B")
+            }
+            guard (2...512).contains(pages) else { throw ValidationError("bad --pages \(pages): expected 2...512") }
+        }
+
+        func run() throws {
+            try grantRun(options, backend, "grant.channel.create", [
+                "name": .string(name), "a": .string(between[0]), "b": .string(between[1]), "pages": .int(Int64(pages)),
+                "suite": .string(suite.rawValue), "mode": .string(mode.rawValue), "one_way": .bool(oneWay),
+            ]) { r in
+                var lines = ["created channel \(name) (\(renderScalar(r["channel"] ?? .null)))", renderFields(r)]
+                for warning in r["warnings"]?.array ?? [] { lines.append("warning: \(renderScalar(warning))") }
+                return lines.joined(separator: "\n")
+            }
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List channels.")
+        @OptionGroup var options: GlobalOptions
+        @OptionGroup var backend: BackendOptions
+
+        func run() throws {
+            try grantRun(options, backend, "grant.channel.list") { r in
+                let channels = r["channels"]?.array ?? []
+                if channels.isEmpty { return "no channels" }
+                return channels.map { c in
+                    "\(renderScalar(c["name"] ?? .null)) \(renderScalar(c["initiator"] ?? .null)) <-> \(renderScalar(c["responder"] ?? .null)) \(renderScalar(c["pages"] ?? .null)) pages \(renderScalar(c["suite"] ?? .null)) \(renderScalar(c["mode"] ?? .null))"
+                }.joined(separator: "\n")
+            }
+        }
+    }
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show a channel and check it against the hypervisor.")
+        @OptionGroup var options: GlobalOptions
+        @OptionGroup var backend: BackendOptions
+        @Argument(help: "The channel's name.") var name: String
+
+        func run() throws {
+            try grantRun(options, backend, "grant.channel.show", ["name": .string(name)])
+        }
+    }
+
+    struct Destroy: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Tear a channel down (the agents see it closed).")
+        @OptionGroup var options: GlobalOptions
+        @OptionGroup var backend: BackendOptions
+        @Argument(help: "The channel's name.") var name: String
+
+        func run() throws {
+            try grantRun(options, backend, "grant.channel.destroy", ["name": .string(name)]) { r in
+                let problems = r["problems"]?.array ?? []
+                return problems.isEmpty ? "destroyed channel \(name)"
+                    : "destroyed channel \(name); not undone:\n" + problems.map(renderScalar).joined(separator: "\n")
+            }
+        }
+    }
+}
