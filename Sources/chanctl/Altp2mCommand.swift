@@ -22,11 +22,19 @@ struct Altp2mCommand: ParsableCommand {
         ]
     )
 
-    /// Runs `op` on `domain` as dom0 or the guest.
-    static func perform(_ options: GlobalOptions, _ caller: GuestCallerOptions, domain: String, _ op: String,
+    /// Runs `op` on `domain` as dom0 or the guest, on the simulator or on Xen.
+    static func perform(_ options: GlobalOptions, _ caller: GuestCallerOptions, _ backend: BackendOptions,
+                        domain: String, _ op: String,
                         _ arguments: [String: JSONValue] = [:], text: ((JSONValue) -> String)? = nil) throws {
         var all = arguments
         all["domain"] = domainArgument(domain)
+        if backend.backend == .xen {
+            guard !caller.asGuest, !caller.asGuestUser else {
+                throw CommandFailure.usage("--as-guest and --as-guest-user exist only on the simulator (--backend sim)")
+            }
+            emit(try XenBridge.call(op, all), json: options.json, text: text ?? { _ in "ok" })
+            return
+        }
         let session = try Session(options, guest: caller, domain: domain)
         try session.run(op, all, text: text ?? { _ in "ok" })
     }
@@ -35,9 +43,10 @@ struct Altp2mCommand: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "get-state", abstract: "Whether altp2m is active (xc_altp2m_get_domain_state).")
         @OptionGroup var options: GlobalOptions
         @OptionGroup var caller: GuestCallerOptions
+        @OptionGroup var backend: BackendOptions
         @Argument(help: "The domain (name or id).") var domain: String
         func run() throws {
-            try perform(options, caller, domain: domain, "altp2m.get-state") { renderScalar($0["state"] ?? .null) }
+            try perform(options, caller, backend, domain: domain, "altp2m.get-state") { renderScalar($0["state"] ?? .null) }
         }
     }
 
@@ -45,6 +54,7 @@ struct Altp2mCommand: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "set-state", abstract: "Activate or deactivate altp2m (xc_altp2m_set_domain_state).")
         @OptionGroup var options: GlobalOptions
         @OptionGroup var caller: GuestCallerOptions
+        @OptionGroup var backend: BackendOptions
         @Argument(help: "The domain (name or id).") var domain: String
         @Argument(help: "on or off (or a raw number: any non-zero value means on).") var state: String
         func validate() throws {
@@ -52,7 +62,7 @@ struct Altp2mCommand: ParsableCommand {
         }
         func run() throws {
             let raw: UInt8 = try UInt8(state) ?? (ArgumentValue.onOff(state) ? 1 : 0)
-            try perform(options, caller, domain: domain, "altp2m.set-state", ["state": .int(Int64(raw))])
+            try perform(options, caller, backend, domain: domain, "altp2m.set-state", ["state": .int(Int64(raw))])
         }
     }
 
@@ -60,12 +70,13 @@ struct Altp2mCommand: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "create-view", abstract: "Create a view; prints its index (xc_altp2m_create_view).")
         @OptionGroup var options: GlobalOptions
         @OptionGroup var caller: GuestCallerOptions
+        @OptionGroup var backend: BackendOptions
         @Argument(help: "The domain (name or id).") var domain: String
         @Option(name: .customLong("default-access"), help: "The view's default access (default: the host's default).",
                 transform: ArgumentValue.access)
         var defaultAccess: JSONValue = "default"
         func run() throws {
-            try perform(options, caller, domain: domain, "altp2m.create-view", ["default_access": defaultAccess]) {
+            try perform(options, caller, backend, domain: domain, "altp2m.create-view", ["default_access": defaultAccess]) {
                 renderScalar($0["view"] ?? .null)
             }
         }
@@ -75,10 +86,11 @@ struct Altp2mCommand: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "destroy-view", abstract: "Destroy a view (xc_altp2m_destroy_view).")
         @OptionGroup var options: GlobalOptions
         @OptionGroup var caller: GuestCallerOptions
+        @OptionGroup var backend: BackendOptions
         @Argument(help: "The domain (name or id).") var domain: String
         @Argument(help: "The view index.", transform: ArgumentValue.view) var view: UInt16
         func run() throws {
-            try perform(options, caller, domain: domain, "altp2m.destroy-view", ["view": .int(Int64(view))])
+            try perform(options, caller, backend, domain: domain, "altp2m.destroy-view", ["view": .int(Int64(view))])
         }
     }
 
@@ -86,10 +98,11 @@ struct Altp2mCommand: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "switch-view", abstract: "Move every vCPU to a view (xc_altp2m_switch_to_view).")
         @OptionGroup var options: GlobalOptions
         @OptionGroup var caller: GuestCallerOptions
+        @OptionGroup var backend: BackendOptions
         @Argument(help: "The domain (name or id).") var domain: String
         @Argument(help: "The view index.", transform: ArgumentValue.view) var view: UInt16
         func run() throws {
-            try perform(options, caller, domain: domain, "altp2m.switch-view", ["view": .int(Int64(view))])
+            try perform(options, caller, backend, domain: domain, "altp2m.switch-view", ["view": .int(Int64(view))])
         }
     }
 
@@ -97,12 +110,13 @@ struct Altp2mCommand: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "set-access", abstract: "Set a gfn's access in a view; GFN ~0 sets the host default (xc_altp2m_set_mem_access).")
         @OptionGroup var options: GlobalOptions
         @OptionGroup var caller: GuestCallerOptions
+        @OptionGroup var backend: BackendOptions
         @Argument(help: "The domain (name or id).") var domain: String
         @Argument(help: "The view index (0: the host p2m).", transform: ArgumentValue.view) var view: UInt16
         @Argument(help: "The gfn, or ~0 for the default access.", transform: ArgumentValue.gfn) var gfn: UInt64
         @Argument(help: "The access.", transform: ArgumentValue.access) var access: JSONValue
         func run() throws {
-            try perform(options, caller, domain: domain, "altp2m.set-access",
+            try perform(options, caller, backend, domain: domain, "altp2m.set-access",
                         ["view": .int(Int64(view)), "gfn": .uint(gfn), "access": access])
         }
     }
@@ -111,6 +125,7 @@ struct Altp2mCommand: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "set-access-multi", abstract: "Set several gfns' access in order (xc_altp2m_set_mem_access_multi).")
         @OptionGroup var options: GlobalOptions
         @OptionGroup var caller: GuestCallerOptions
+        @OptionGroup var backend: BackendOptions
         @Argument(help: "The domain (name or id).") var domain: String
         @Argument(help: "The view index (0: the host p2m).", transform: ArgumentValue.view) var view: UInt16
         @Argument(help: "GFN=ACCESS pairs, applied in order.", transform: ArgumentValue.gfnAccessPair)
@@ -119,7 +134,7 @@ struct Altp2mCommand: ParsableCommand {
             guard !entries.isEmpty else { throw ValidationError("give at least one GFN=ACCESS pair") }
         }
         func run() throws {
-            try perform(options, caller, domain: domain, "altp2m.set-access-multi",
+            try perform(options, caller, backend, domain: domain, "altp2m.set-access-multi",
                         ["view": .int(Int64(view)), "entries": .array(entries)])
         }
     }
@@ -128,11 +143,12 @@ struct Altp2mCommand: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "get-access", abstract: "Read a gfn's access in one p2m; GFN ~0 reads its default (xc_altp2m_get_mem_access).")
         @OptionGroup var options: GlobalOptions
         @OptionGroup var caller: GuestCallerOptions
+        @OptionGroup var backend: BackendOptions
         @Argument(help: "The domain (name or id).") var domain: String
         @Argument(help: "The view index (0: the host p2m).", transform: ArgumentValue.view) var view: UInt16
         @Argument(help: "The gfn, or ~0 for the default access.", transform: ArgumentValue.gfn) var gfn: UInt64
         func run() throws {
-            try perform(options, caller, domain: domain, "altp2m.get-access", ["view": .int(Int64(view)), "gfn": .uint(gfn)]) {
+            try perform(options, caller, backend, domain: domain, "altp2m.get-access", ["view": .int(Int64(view)), "gfn": .uint(gfn)]) {
                 renderScalar($0["access"] ?? .null)
             }
         }
@@ -142,12 +158,13 @@ struct Altp2mCommand: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "change-gfn", abstract: "Show NEW's frame at OLD in a view; NEW ~0 reverts (xc_altp2m_change_gfn).")
         @OptionGroup var options: GlobalOptions
         @OptionGroup var caller: GuestCallerOptions
+        @OptionGroup var backend: BackendOptions
         @Argument(help: "The domain (name or id).") var domain: String
         @Argument(help: "The view index (0: the view-0 table).", transform: ArgumentValue.view) var view: UInt16
         @Argument(help: "The gfn to remap.", transform: ArgumentValue.gfn) var old: UInt64
         @Argument(help: "The gfn whose frame to show, or ~0 to drop the view's entry.", transform: ArgumentValue.gfn) var new: UInt64
         func run() throws {
-            try perform(options, caller, domain: domain, "altp2m.change-gfn",
+            try perform(options, caller, backend, domain: domain, "altp2m.change-gfn",
                         ["view": .int(Int64(view)), "old_gfn": .uint(old), "new_gfn": .uint(new)])
         }
     }
@@ -156,12 +173,13 @@ struct Altp2mCommand: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "set-suppress-ve", abstract: "Set a gfn's suppress-#VE bit (xc_altp2m_set_suppress_ve).")
         @OptionGroup var options: GlobalOptions
         @OptionGroup var caller: GuestCallerOptions
+        @OptionGroup var backend: BackendOptions
         @Argument(help: "The domain (name or id).") var domain: String
         @Argument(help: "The view index (0: the host p2m).", transform: ArgumentValue.view) var view: UInt16
         @Argument(help: "The gfn.", transform: ArgumentValue.gfn) var gfn: UInt64
         @Argument(help: "on or off.", transform: ArgumentValue.onOff) var suppress: Bool
         func run() throws {
-            try perform(options, caller, domain: domain, "altp2m.set-suppress-ve",
+            try perform(options, caller, backend, domain: domain, "altp2m.set-suppress-ve",
                         ["view": .int(Int64(view)), "gfn": .uint(gfn), "suppress_ve": .bool(suppress)])
         }
     }
@@ -170,13 +188,14 @@ struct Altp2mCommand: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "set-suppress-ve-multi", abstract: "Set suppress-#VE on FIRST...LAST; prints the first error (xc_altp2m_set_supress_ve_multi).")
         @OptionGroup var options: GlobalOptions
         @OptionGroup var caller: GuestCallerOptions
+        @OptionGroup var backend: BackendOptions
         @Argument(help: "The domain (name or id).") var domain: String
         @Argument(help: "The view index (0: the host p2m).", transform: ArgumentValue.view) var view: UInt16
         @Argument(help: "The first gfn.", transform: ArgumentValue.gfn) var first: UInt64
         @Argument(help: "The last gfn (inclusive).", transform: ArgumentValue.gfn) var last: UInt64
         @Argument(help: "on or off.", transform: ArgumentValue.onOff) var suppress: Bool
         func run() throws {
-            try perform(options, caller, domain: domain, "altp2m.set-suppress-ve-multi",
+            try perform(options, caller, backend, domain: domain, "altp2m.set-suppress-ve-multi",
                         ["view": .int(Int64(view)), "first_gfn": .uint(first), "last_gfn": .uint(last),
                          "suppress_ve": .bool(suppress)]) { renderFields($0) }
         }
@@ -186,11 +205,12 @@ struct Altp2mCommand: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "get-suppress-ve", abstract: "Read a gfn's suppress-#VE bit (xc_altp2m_get_suppress_ve).")
         @OptionGroup var options: GlobalOptions
         @OptionGroup var caller: GuestCallerOptions
+        @OptionGroup var backend: BackendOptions
         @Argument(help: "The domain (name or id).") var domain: String
         @Argument(help: "The view index (0: the host p2m).", transform: ArgumentValue.view) var view: UInt16
         @Argument(help: "The gfn.", transform: ArgumentValue.gfn) var gfn: UInt64
         func run() throws {
-            try perform(options, caller, domain: domain, "altp2m.get-suppress-ve", ["view": .int(Int64(view)), "gfn": .uint(gfn)]) {
+            try perform(options, caller, backend, domain: domain, "altp2m.get-suppress-ve", ["view": .int(Int64(view)), "gfn": .uint(gfn)]) {
                 $0["suppress_ve"]?.bool == true ? "on" : "off"
             }
         }
@@ -200,11 +220,12 @@ struct Altp2mCommand: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "set-visibility", abstract: "Show or hide a view from VMFUNC and switch-view (xc_altp2m_set_visibility).")
         @OptionGroup var options: GlobalOptions
         @OptionGroup var caller: GuestCallerOptions
+        @OptionGroup var backend: BackendOptions
         @Argument(help: "The domain (name or id).") var domain: String
         @Argument(help: "The view index.", transform: ArgumentValue.view) var view: UInt16
         @Argument(help: "on or off.", transform: ArgumentValue.onOff) var visible: Bool
         func run() throws {
-            try perform(options, caller, domain: domain, "altp2m.set-visibility",
+            try perform(options, caller, backend, domain: domain, "altp2m.set-visibility",
                         ["view": .int(Int64(view)), "visible": .bool(visible)])
         }
     }
@@ -213,10 +234,11 @@ struct Altp2mCommand: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "vcpu-view", abstract: "The view a vCPU is on (xc_altp2m_get_vcpu_p2m_idx).")
         @OptionGroup var options: GlobalOptions
         @OptionGroup var caller: GuestCallerOptions
+        @OptionGroup var backend: BackendOptions
         @Argument(help: "The domain (name or id).") var domain: String
         @Argument(help: "The vCPU.", transform: ArgumentValue.vcpu) var vcpu: UInt32
         func run() throws {
-            try perform(options, caller, domain: domain, "altp2m.vcpu-view", ["vcpu": .int(Int64(vcpu))]) {
+            try perform(options, caller, backend, domain: domain, "altp2m.vcpu-view", ["vcpu": .int(Int64(vcpu))]) {
                 renderScalar($0["view"] ?? .null)
             }
         }
@@ -226,11 +248,12 @@ struct Altp2mCommand: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "enable-notify", abstract: "Enable #VE (and VMFUNC) on a vCPU with GFN as its info page (xc_altp2m_set_vcpu_enable_notify).")
         @OptionGroup var options: GlobalOptions
         @OptionGroup var caller: GuestCallerOptions
+        @OptionGroup var backend: BackendOptions
         @Argument(help: "The domain (name or id).") var domain: String
         @Argument(help: "The vCPU.", transform: ArgumentValue.vcpu) var vcpu: UInt32
         @Argument(help: "The #VE information page.", transform: ArgumentValue.gfn) var gfn: UInt64
         func run() throws {
-            try perform(options, caller, domain: domain, "altp2m.enable-notify", ["vcpu": .int(Int64(vcpu)), "gfn": .uint(gfn)])
+            try perform(options, caller, backend, domain: domain, "altp2m.enable-notify", ["vcpu": .int(Int64(vcpu)), "gfn": .uint(gfn)])
         }
     }
 
@@ -238,10 +261,11 @@ struct Altp2mCommand: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "disable-notify", abstract: "Disable #VE on a vCPU; VMFUNC stays on (xc_altp2m_set_vcpu_disable_notify).")
         @OptionGroup var options: GlobalOptions
         @OptionGroup var caller: GuestCallerOptions
+        @OptionGroup var backend: BackendOptions
         @Argument(help: "The domain (name or id).") var domain: String
         @Argument(help: "The vCPU.", transform: ArgumentValue.vcpu) var vcpu: UInt32
         func run() throws {
-            try perform(options, caller, domain: domain, "altp2m.disable-notify", ["vcpu": .int(Int64(vcpu))])
+            try perform(options, caller, backend, domain: domain, "altp2m.disable-notify", ["vcpu": .int(Int64(vcpu))])
         }
     }
 
@@ -252,6 +276,7 @@ struct Altp2mCommand: ParsableCommand {
             discussion: "The 64-byte union is given as hex (up to 128 digits, zero-filled). Prints the union written back.")
         @OptionGroup var options: GlobalOptions
         @OptionGroup var caller: GuestCallerOptions
+        @OptionGroup var backend: BackendOptions
         @Argument(help: "The domain (name or id; it becomes the domain field).") var domain: String
         @Option(help: "The subop number (1...16 exist).") var cmd: UInt32
         @Option(help: "The interface version (1 is valid).") var version: UInt32 = 1
@@ -275,7 +300,7 @@ struct Altp2mCommand: ParsableCommand {
                 "pad2": .int(Int64(pad2)), "payload": .string(payload),
             ]
             if let domidField { arguments["domid_field"] = .int(Int64(domidField)) }
-            try perform(options, caller, domain: domain, "altp2m.raw", arguments) { renderFields($0) }
+            try perform(options, caller, backend, domain: domain, "altp2m.raw", arguments) { renderFields($0) }
         }
     }
 }

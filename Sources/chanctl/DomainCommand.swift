@@ -28,6 +28,7 @@ struct DomainCommand: ParsableCommand {
                 """)
 
         @OptionGroup var options: GlobalOptions
+        @OptionGroup var backend: BackendOptions
 
         @Argument(help: "The domain's name: letters, digits, '-', '_' or '.', up to 64.")
         var name: String
@@ -63,6 +64,9 @@ struct DomainCommand: ParsableCommand {
         }
 
         func run() throws {
+            if backend.backend == .xen {
+                throw CommandFailure.usage("on Xen, create domains with xl create (altp2m=\"external\" in the xl.cfg, see docs/XEN.md); then use chanctl with --backend xen")
+            }
             var arguments: [String: JSONValue] = [
                 "name": .string(name), "vcpus": .int(Int64(vcpus)), "memory_mib": .int(Int64(memoryMiB)),
                 "altp2m": .string(altp2m.rawValue), "type": .string(kind.rawValue), "nested_virt": .bool(nestedVirt),
@@ -78,10 +82,18 @@ struct DomainCommand: ParsableCommand {
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List domains (dom0 first).")
         @OptionGroup var options: GlobalOptions
+        @OptionGroup var backend: BackendOptions
 
         func run() throws {
+            if backend.backend == .xen {
+                emit(try XenBridge.call("domain.list", [:]), json: options.json, text: Self.table)
+                return
+            }
             let session = try Session(options)
-            try session.run("domain.list") { r in
+            try session.run("domain.list", text: Self.table)
+        }
+
+        static func table(_ r: JSONValue) -> String {
                 var lines = ["DOMID  NAME                 TYPE  VCPUS  PAGES    STATE     ALTP2M     ACTIVE"]
                 for d in r["domains"]?.array ?? [] {
                     func field(_ key: String, _ width: Int) -> String {
@@ -92,16 +104,19 @@ struct DomainCommand: ParsableCommand {
                                  + field("pages", 9) + field("state", 10) + field("altp2m", 11) + field("altp2m_active", 6))
                 }
                 return lines.joined(separator: "\n")
-            }
         }
     }
 
     struct Destroy: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Destroy a domain and free its memory.")
         @OptionGroup var options: GlobalOptions
+        @OptionGroup var backend: BackendOptions
         @Argument(help: "The domain (name or id).") var domain: String
 
         func run() throws {
+            if backend.backend == .xen {
+                throw CommandFailure.usage("on Xen, destroy domains with xl destroy; chanctl tears down their channels with: chanctl channel destroy NAME --backend xen")
+            }
             let session = try Session(options)
             try session.run("domain.destroy", ["domain": domainArgument(domain)]) { _ in "destroyed \(domain)" }
         }
@@ -113,6 +128,7 @@ struct DomainCommand: ParsableCommand {
             abstract: "Set HVM_PARAM_ALTP2M (Xen 4.17: once, 0 -> mode; from 4.19: always EEXIST).")
         @OptionGroup var options: GlobalOptions
         @OptionGroup var caller: GuestCallerOptions
+        @OptionGroup var backend: BackendOptions
         @Argument(help: "The domain (name or id).") var domain: String
         @Argument(help: "The parameter: altp2m.") var param: String
         @Argument(help: "The mode: disabled, mixed, external, limited, or 0...3 (other numbers are passed through).")
@@ -129,6 +145,11 @@ struct DomainCommand: ParsableCommand {
 
         func run() throws {
             let raw: UInt64 = Altp2mMode(value).map { UInt64($0.rawValue) } ?? UInt64(value)!
+            if backend.backend == .xen {
+                emit(try XenBridge.call("domain.set-param", ["domain": domainArgument(domain), "value": .uint(raw)]),
+                     json: options.json) { _ in "HVM_PARAM_ALTP2M of \(domain) set to \(value)" }
+                return
+            }
             let session = try Session(options, guest: caller, domain: domain)
             try session.run("domain.set-param", ["domain": domainArgument(domain), "value": .uint(raw)]) { _ in
                 "HVM_PARAM_ALTP2M of \(domain) set to \(value)"
@@ -141,6 +162,7 @@ struct DomainCommand: ParsableCommand {
             commandName: "get-param", abstract: "Read HVM_PARAM_ALTP2M.")
         @OptionGroup var options: GlobalOptions
         @OptionGroup var caller: GuestCallerOptions
+        @OptionGroup var backend: BackendOptions
         @Argument(help: "The domain (name or id).") var domain: String
         @Argument(help: "The parameter: altp2m.") var param: String
 
@@ -151,6 +173,12 @@ struct DomainCommand: ParsableCommand {
         }
 
         func run() throws {
+            if backend.backend == .xen {
+                emit(try XenBridge.call("domain.get-param", ["domain": domainArgument(domain)]), json: options.json) {
+                    renderScalar($0["altp2m"] ?? .null)
+                }
+                return
+            }
             let session = try Session(options, guest: caller, domain: domain)
             try session.run("domain.get-param", ["domain": domainArgument(domain)])
         }

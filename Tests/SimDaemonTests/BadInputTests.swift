@@ -19,6 +19,24 @@ struct BadInputTests {
         #expect(text.stdout.isEmpty)
     }
 
+    @Test("--backend xen off Xen: one clear line, no crash, for altp2m and domain commands")
+    func xenBackendOffXen() throws {
+        let sim = try ChanctlHarness()
+        defer { sim.stop() }
+        for command in [["altp2m", "get-state", "d"], ["altp2m", "create-view", "d"], ["domain", "list"],
+                        ["domain", "get-param", "d", "altp2m"]] {
+            let result = sim.run(command + ["--backend", "xen"])
+            #expect(result.status == 1, "\(command)")
+            #expect(result["error"]?.string == "Xen control interface not available: /dev/xen/privcmd missing; use the simulator backend")
+        }
+        let create = sim.run(["domain", "create", "d", "--backend", "xen"])
+        #expect(create.status == 2)
+        #expect(create["error"]?.string?.contains("xl create") == true)
+        let asGuest = sim.run(["altp2m", "get-state", "d", "--backend", "xen", "--as-guest"])
+        #expect(asGuest.status == 2)
+        #expect(asGuest["error"]?.string?.contains("only on the simulator") == true)
+    }
+
     @Test("unknown domain, bad GFN, bad ACCESS, bad vCPU, r_pw before 4.20")
     func badArguments() throws {
         try withSimulator { sim in
