@@ -22,6 +22,11 @@ struct GuestAgent: ParsableCommand {
     )
 
     static func main() {
+        // A parent may have blocked signals (test runners do): SIGTERM must
+        // stop an agent, so start from an empty mask.
+        var none = sigset_t()
+        sigemptyset(&none)
+        sigprocmask(SIG_SETMASK, &none, nil)
         let arguments = Array(CommandLine.arguments.dropFirst())
         let wantsJSON = arguments.contains("--json")
         do {

@@ -20,8 +20,8 @@ struct Run: ParsableCommand {
 
     @OptionGroup var agent: AgentOptions
 
-    @Option(help: "How to wait for messages: spin, block or adaptive.")
-    var wait: WaitArgument = .spin
+    @Option(help: "How to wait for messages: spin (a busy core per channel), block or adaptive.")
+    var wait: WaitArgument = .adaptive
 
     @Option(name: .customLong("poll-ms"), help: "How often to look for new descriptors, in milliseconds.")
     var pollMilliseconds: Int = 50

@@ -772,7 +772,13 @@ public final class ChannelEndpoint {
         let spinBudget = options.wait.spinNanoseconds
         let start = cplatform_monotonic_ns()
         let word = forSpace ? producer.spaceWord : consumer.wakeWord
-        let observed = UnsafeMutableRawPointer(word).assumingMemoryBound(to: Atomic<UInt32>.self).pointee.load(ordering: .acquiring)
+        // Waiting for room: wait for the consumer index to move past the
+        // value `reserve` saw (a fresh read could already include the
+        // consumer's last move, and then nothing would ever change it again).
+        // Waiting for data re-checks the ring itself, so any value will do.
+        let observed = forSpace
+            ? producer.lastSeenConsumedWord
+            : UnsafeMutableRawPointer(word).assumingMemoryBound(to: Atomic<UInt32>.self).pointee.load(ordering: .acquiring)
         var spins: UInt64 = 0
         peerLivenessChangedAt = start
         while true {

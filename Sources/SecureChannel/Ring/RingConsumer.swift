@@ -56,6 +56,12 @@ public final class RingConsumer {
         return consumed != cachedProduced
     }
 
+    // The consumer index is published with a sequentially consistent store
+    // for the same reason as the producer's: the consumer reads the
+    // producer's "waiting for space" flag right after, and on x86 a plain
+    // release store may still sit in the store buffer when that load runs,
+    // so both sides could miss each other (a lost wake-up).
+
     /// Copies the next frame's payload into `buffer` and releases its space.
     ///
     /// - Parameter buffer: private memory of at least `maximumPayloadBytes`.
@@ -84,7 +90,7 @@ public final class RingConsumer {
                     throw RingViolation("padding frame at index \(consumed) claims \(header.length) bytes; the tail has \(toEnd - UInt64(FrameHeader.byteCount))")
                 }
                 consumed &+= toEnd
-                consumerIndex.pointee.store(consumed, ordering: .releasing)
+                consumerIndex.pointee.store(consumed, ordering: .sequentiallyConsistent)
                 continue
             }
             let frame = UInt64(FrameHeader.frameBytes(payloadBytes: Int(header.length)))
@@ -98,7 +104,7 @@ public final class RingConsumer {
                 buffer.baseAddress!.copyMemory(from: ring + Int(position) + FrameHeader.byteCount, byteCount: Int(header.length))
             }
             consumed &+= frame
-            consumerIndex.pointee.store(consumed, ordering: .releasing)
+            consumerIndex.pointee.store(consumed, ordering: .sequentiallyConsistent)
             return header
         }
     }
@@ -124,7 +130,7 @@ public final class RingConsumer {
                 throw RingViolation("padding frame at index \(consumed) claims \(header.length) bytes; the tail has \(toEnd - UInt64(FrameHeader.byteCount))")
             }
             consumed &+= toEnd
-            consumerIndex.pointee.store(consumed, ordering: .releasing)
+            consumerIndex.pointee.store(consumed, ordering: .sequentiallyConsistent)
         }
     }
 

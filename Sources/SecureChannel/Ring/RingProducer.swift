@@ -109,6 +109,10 @@ public final class RingProducer {
         return cachedConsumed == produced
     }
 
+    /// The low 32 bits of the consumer index as this producer last saw it
+    /// (when `reserve` found the ring full): the value to wait for a change of.
+    public var lastSeenConsumedWord: UInt32 { UInt32(truncatingIfNeeded: cachedConsumed) }
+
     /// Whether the consumer index moved since its low 32 bits read `observed`
     /// (the word a producer sleeps on while the ring is full).
     public func consumerProgressed(since observed: UInt32) throws(RingViolation) -> Bool {
