@@ -165,3 +165,59 @@ for size in [64, 1024] {
     ratio("Unix socket / encrypted ChaCha20, \(size) B", "C: Unix stream socket, \(size) B", "SecureChannel encrypted ChaCha20-Poly1305, \(size) B", target: "≥ 10") { $0 >= 10 }
     ratio("Unix socket / isolated, \(size) B", "C: Unix stream socket, \(size) B", "SecureChannel isolated, \(size) B", target: "≥ 10") { $0 >= 10 }
 }
+
+// MARK: Throughput
+
+/// One-way streaming through a channel: the writer sends `total` bytes in
+/// messages of `size` bytes as fast as the ring takes them; bytes per second
+/// as the reader sees them.
+func channelThroughput(mode: ChannelDescriptor.Mode, suite: ChannelDescriptor.CipherSuite, size: Int, total: Int) -> Double {
+    let world: InProcessChannelWorld
+    do { world = try InProcessChannelWorld(mode: mode, suite: suite, pages: 257) } catch { fail("set-up of throughput: \(error)") }
+    let count = total / size
+    let writer = Thread {
+        _ = cplatform_pin_to_cpu(echoCPU)
+        do {
+            let channel = try world.openEnd(1, wait: .spin)
+            let message = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 16)
+            message.initializeMemory(as: UInt8.self, repeating: 0x5A)
+            for _ in 0..<count { try channel.send(UnsafeRawBufferPointer(message)) }
+            message.deallocate()
+        } catch {
+            fail("throughput writer: \(error)")
+        }
+    }
+    writer.start()
+    _ = cplatform_pin_to_cpu(pingCPU)
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+    defer { buffer.deallocate() }
+    do {
+        let channel = try world.openEnd(0, wait: .spin)
+        _ = try channel.receive(into: buffer)   // the clock starts at the first message
+        let start = cplatform_monotonic_ns()
+        for _ in 1..<count { _ = try channel.receive(into: buffer) }
+        let seconds = Double(cplatform_monotonic_ns() - start) / 1e9
+        return Double((count - 1) * size) / seconds
+    } catch {
+        fail("throughput reader: \(error)")
+    }
+}
+
+let streamBytes = quick ? 64 << 20 : 256 << 20
+print("")
+print("| Throughput, one way, \(streamBytes >> 20) MiB | MB/s | single-core AEAD baseline MB/s | ratio | target |")
+print("|---|---:|---:|---:|---|")
+for size in [1024, 16384] {
+    for (name, suite, aead) in [("ChaCha20-Poly1305", ChannelDescriptor.CipherSuite.chachapoly, BASELINE_AEAD_CHACHAPOLY),
+                                ("AES-256-GCM", .aesgcm, BASELINE_AEAD_AESGCM)] where suite == .chachapoly || aes {
+        var channel: [Double] = [], raw: [Double] = []
+        for _ in 0..<rounds {
+            raw.append(baseline_aead_throughput(size, aead, streamBytes))
+            channel.append(channelThroughput(mode: .encrypted, suite: suite, size: size, total: streamBytes))
+        }
+        let c = median(channel), r = median(raw)
+        let target = size == 16384 ? "≥ 0.80" : "-"
+        let met = size == 16384 ? (c / r >= 0.8 ? " (met)" : " (missed)") : ""
+        print("| encrypted \(name), \(size) B | \(Int(c / 1e6)) | \(Int(r / 1e6)) | \(String(format: "%.2f", c / r)) | \(target)\(met) |")
+    }
+}

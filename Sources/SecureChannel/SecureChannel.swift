@@ -145,6 +145,12 @@ public final class SecureChannel {
         try endpoint.tryReceive(into: buffer)
     }
 
+    /// Zero-copy receive: lends the next message to `body` (in place in the
+    /// window in isolated mode, the verified plaintext in encrypted mode).
+    public func withNextMessage<R>(timeout: Duration? = nil, _ body: (UnsafeRawBufferPointer) -> R) throws(ChannelError) -> R {
+        try endpoint.withNextMessage(timeout: timeout, body)
+    }
+
     // MARK: Closing
 
     /// Half-close: nothing more will be sent; every message sent before is

@@ -297,3 +297,40 @@ struct LongLivedSessionTests {
         #expect(try waiter.value() == [42])
     }
 }
+
+@Suite("Zero-copy receive", .serialized)
+struct ZeroCopyReceiveTests {
+    @Test("withNextMessage lends each message once, in order, in both modes", arguments: [ChannelMode.encrypted, .isolated])
+    func lend(mode: ChannelMode) throws {
+        let pair = try EndpointPair.make(pages: 2, mode: mode)
+        for i in 0..<300 {
+            let message = (0..<(i % 97)).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ i) }
+            try pair.initiator.send(message, timeout: .seconds(5))
+            let got = try pair.responder.withNextMessage(timeout: .seconds(5)) { Array($0) }
+            #expect(got == message)
+        }
+        #expect(throws: ChannelError.timeout) { _ = try pair.responder.withNextMessage(timeout: .milliseconds(20)) { $0.count } }
+    }
+
+    @Test("in isolated mode the lent bytes are the ones in the window (no copy)")
+    func inPlace() throws {
+        let pair = try EndpointPair.make(pages: 2, mode: .isolated)
+        let frame = pair.nextFrame(ring: 0)
+        try pair.initiator.send([1, 2, 3, 4])
+        let address = try pair.responder.withNextMessage(timeout: .seconds(5)) { UnsafeRawPointer($0.baseAddress!) }
+        #expect(address == UnsafeRawPointer(frame + 16))
+    }
+
+    @Test("a rewound sequence number in isolated mode is still a protocol violation")
+    func sequence() throws {
+        let pair = try EndpointPair.make(pages: 2, mode: .isolated)
+        try pair.initiator.send([1])
+        _ = try pair.responder.withNextMessage(timeout: .seconds(5)) { $0.count }
+        let second = pair.nextFrame(ring: 0)
+        try pair.initiator.send([2])
+        (second + 8).storeBytes(of: UInt64(0), as: UInt64.self)
+        #expect(throws: ChannelError.protocolViolation("frame sequence 0, expected 1")) {
+            _ = try pair.responder.withNextMessage(timeout: .seconds(1)) { $0.count }
+        }
+    }
+}

@@ -25,4 +25,8 @@ int baseline_ring_pingpong(int cpu_ping, int cpu_echo, size_t size, enum baselin
 int baseline_unix_socket_pingpong(int cpu_ping, int cpu_echo, size_t size,
                                   size_t warmup, size_t count, uint64_t *samples);
 
+/// Single-core AEAD throughput: seals `total` bytes in messages of `size`
+/// bytes (counter nonces, one key), returns bytes per second, or -1.
+double baseline_aead_throughput(size_t size, enum baseline_aead aead, size_t total);
+
 #endif

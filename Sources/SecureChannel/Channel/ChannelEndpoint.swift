@@ -689,6 +689,61 @@ public final class ChannelEndpoint {
         }
     }
 
+    /// Zero-copy receive: waits for the next message and lends it to `body`
+    /// without copying it into a buffer of the caller's.
+    ///
+    /// In isolated mode the bytes are read in place in the channel window
+    /// (the channel view is entered for the duration of `body`), and the
+    /// peer can change them while `body` runs: isolated mode trusts view
+    /// isolation alone. In encrypted mode `body` sees the verified plaintext
+    /// in the channel's private buffer. Either way the pointer is valid only
+    /// inside `body`, which must not call the channel.
+    public func withNextMessage<R>(timeout: Duration? = nil, _ body: (UnsafeRawBufferPointer) -> R) throws(ChannelError) -> R {
+        let limit = deadline(timeout)
+        while true {
+            if pendingLength >= 0 {
+                let n = pendingLength
+                pendingLength = -1
+                return body(UnsafeRawBufferPointer(rebasing: scratch[0..<n]))
+            }
+            if let failure { throw failure }
+            if mode == .isolated {
+                let inPlace = try withChannelView { () throws(ChannelError) -> R? in
+                    guard let (header, payload) = try ringCall({ () throws(RingViolation) in try consumer.peekFrame() }),
+                          header.type == .data
+                    else { return nil }
+                    guard header.sequence == isolatedReceiveSequence else {
+                        return try fail(.protocolViolation("frame sequence \(header.sequence), expected \(isolatedReceiveSequence)"))
+                    }
+                    let result = body(UnsafeRawBufferPointer(start: payload, count: Int(header.length)))
+                    consumer.release(header)
+                    isolatedReceiveSequence &+= 1
+                    receivedSinceRekey &+= 1
+                    return result
+                }
+                if let inPlace {
+                    wakePeerIfWaiting(dataWaiting: false)
+                    return inPlace
+                }
+            }
+            // Encrypted data, control frames, or an empty ring.
+            guard let (header, length) = try receiveFrameNow() else {
+                if peerClosed { throw .peerClosed }
+                try waitForPeer(forSpace: false, deadline: limit)
+                continue
+            }
+            switch header.type {
+            case .data:
+                return body(UnsafeRawBufferPointer(rebasing: scratch[0..<length]))
+            case .close:
+                peerClosed = true
+                throw .peerClosed
+            case .rekey, .handshake, .padding:
+                continue
+            }
+        }
+    }
+
     private func deliverPending(into buffer: UnsafeMutableRawBufferPointer) throws(ChannelError) -> Int {
         let n = pendingLength
         guard buffer.count >= n else { throw .bufferTooSmall(needed: n) }

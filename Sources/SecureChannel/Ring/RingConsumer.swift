@@ -62,15 +62,18 @@ public final class RingConsumer {
     // release store may still sit in the store buffer when that load runs,
     // so both sides could miss each other (a lost wake-up).
 
-    /// Copies the next frame's payload into `buffer` and releases its space.
+    /// Validates the next frame and returns its header (copied to private
+    /// memory and checked) and where its payload sits in the ring, without
+    /// consuming it; padding at the tail is consumed on the way. Nil when the
+    /// ring is empty. `release(_:)` consumes the frame.
     ///
-    /// - Parameter buffer: private memory of at least `maximumPayloadBytes`.
-    /// - Returns: the frame's header (its `length` bytes of payload are at the
-    ///   start of `buffer`), or nil when the ring is empty.
+    /// The payload bytes stay in shared memory: the peer may change them at
+    /// any time, so only `receive` (which copies them out) is safe for data
+    /// that will be verified.
     /// - Throws: `RingViolation` for any index, length, type or alignment
     ///   that a correct peer cannot produce.
     @inline(__always)
-    public func receive(into buffer: UnsafeMutableRawBufferPointer) throws(RingViolation) -> FrameHeader? {
+    public func peekFrame() throws(RingViolation) -> (header: FrameHeader, payload: UnsafeRawPointer)? {
         while true {
             guard try hasFrame() else { return nil }
             let available = cachedProduced &- consumed
@@ -97,41 +100,41 @@ public final class RingConsumer {
             guard frame <= UInt64(maximumFrameBytes), frame <= toEnd, frame <= available else {
                 throw RingViolation("frame at index \(consumed) claims \(header.length) payload bytes; at most \(min(UInt64(maximumFrameBytes), toEnd, available) - UInt64(FrameHeader.byteCount)) fit")
             }
-            guard Int(header.length) <= buffer.count else {
-                throw RingViolation("frame of \(header.length) bytes exceeds the receive buffer (\(buffer.count))")
-            }
-            if header.length > 0 {
-                buffer.baseAddress!.copyMemory(from: ring + Int(position) + FrameHeader.byteCount, byteCount: Int(header.length))
-            }
-            consumed &+= frame
-            consumerIndex.pointee.store(consumed, ordering: .sequentiallyConsistent)
-            return header
+            return (header, UnsafeRawPointer(ring + Int(position) + FrameHeader.byteCount))
         }
     }
 
-    /// The header of the next frame without consuming it (padding at the
-    /// tail of the ring is consumed on the way), or nil when the ring is
-    /// empty. The caller may then `receive` it or leave it for later.
-    public func peekHeader() throws(RingViolation) -> FrameHeader? {
-        while true {
-            guard try hasFrame() else { return nil }
-            let position = consumed & mask
-            let toEnd = size - position
-            var raw = (UInt64(0), UInt64(0))
-            let header: FrameHeader? = withUnsafeMutableBytes(of: &raw) { h in
-                h.baseAddress!.copyMemory(from: ring + Int(position), byteCount: FrameHeader.byteCount)
-                return FrameHeader.load(from: h.baseAddress!)
-            }
-            guard let header else {
-                throw RingViolation("frame at index \(consumed) has an unknown type or non-zero reserved bits")
-            }
-            guard header.type == .padding else { return header }
-            guard UInt64(header.length) + UInt64(FrameHeader.byteCount) == toEnd, cachedProduced &- consumed >= toEnd else {
-                throw RingViolation("padding frame at index \(consumed) claims \(header.length) bytes; the tail has \(toEnd - UInt64(FrameHeader.byteCount))")
-            }
-            consumed &+= toEnd
-            consumerIndex.pointee.store(consumed, ordering: .sequentiallyConsistent)
+    /// Consumes the frame `peekFrame` returned (its header as returned).
+    @inline(__always)
+    public func release(_ header: FrameHeader) {
+        consumed &+= UInt64(FrameHeader.frameBytes(payloadBytes: Int(header.length)))
+        consumerIndex.pointee.store(consumed, ordering: .sequentiallyConsistent)
+    }
+
+    /// Copies the next frame's payload into `buffer` and releases its space.
+    ///
+    /// - Parameter buffer: private memory of at least `maximumPayloadBytes`.
+    /// - Returns: the frame's header (its `length` bytes of payload are at the
+    ///   start of `buffer`), or nil when the ring is empty.
+    /// - Throws: `RingViolation` for any index, length, type or alignment
+    ///   that a correct peer cannot produce.
+    @inline(__always)
+    public func receive(into buffer: UnsafeMutableRawBufferPointer) throws(RingViolation) -> FrameHeader? {
+        guard let (header, payload) = try peekFrame() else { return nil }
+        guard Int(header.length) <= buffer.count else {
+            throw RingViolation("frame of \(header.length) bytes exceeds the receive buffer (\(buffer.count))")
         }
+        if header.length > 0 {
+            buffer.baseAddress!.copyMemory(from: payload, byteCount: Int(header.length))
+        }
+        release(header)
+        return header
+    }
+
+    /// The header of the next frame without consuming it, or nil when the
+    /// ring is empty. The caller may then `receive` it or leave it for later.
+    public func peekHeader() throws(RingViolation) -> FrameHeader? {
+        try peekFrame()?.header
     }
 
     /// Reads and checks the producer index: it may only move forward, by at
