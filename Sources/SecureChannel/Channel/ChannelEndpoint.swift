@@ -634,7 +634,8 @@ public final class ChannelEndpoint {
         if pendingLength >= 0 { return try deliverPending(into: buffer) }
         if let failure { throw failure }
         while true {
-            guard let (header, length) = try receiveFrameNow() else {
+            var delivered = false
+            guard let (header, length) = try receiveFrameNow(output: buffer, delivered: &delivered) else {
                 if peerClosed { throw .peerClosed }
                 // An idle moment: the initiator may owe (or start) a fresh handshake.
                 if side == .initiator || pendingReply != nil {
@@ -644,6 +645,7 @@ public final class ChannelEndpoint {
             }
             switch header.type {
             case .data:
+                if delivered { return length }
                 pendingLength = length
                 return try deliverPending(into: buffer)
             case .close:
@@ -761,7 +763,14 @@ public final class ChannelEndpoint {
 
     /// Takes one frame out of the ring into `scratch`, checks its sequence,
     /// and decrypts it in place. Returns the header and plaintext length.
-    private func receiveFrameNow() throws(ChannelError) -> (FrameHeader, Int)? {
+    /// With `output`, an encrypted data frame whose plaintext fits is
+    /// decrypted straight into it (saving a copy) and `delivered` is true.
+    private func receiveFrameNow(output: UnsafeMutableRawBufferPointer? = nil) throws(ChannelError) -> (FrameHeader, Int)? {
+        try receiveFrameNow(output: output, delivered: nil)
+    }
+
+    private func receiveFrameNow(output: UnsafeMutableRawBufferPointer?,
+                                 delivered: UnsafeMutablePointer<Bool>?) throws(ChannelError) -> (FrameHeader, Int)? {
         let frame = try withChannelView { () throws(ChannelError) -> FrameHeader? in
             try ringCall { () throws(RingViolation) in try consumer.receive(into: scratch) }
         }
@@ -781,8 +790,14 @@ public final class ChannelEndpoint {
             do throws(CryptoError) {
                 length = try withUnsafeMutableBytes(of: &aad) { (a) throws(CryptoError) -> Int in
                     header.store(to: a.baseAddress!)
-                    return try cipher.decrypt(ciphertext: UnsafeRawBufferPointer(rebasing: scratch[0..<Int(header.length)]),
-                                              authenticating: UnsafeRawBufferPointer(a), into: scratch)
+                    let plaintext = Int(header.length) - CipherState.tagByteCount
+                    // Straight into the caller's buffer when it is a data frame
+                    // that fits: the verified copy is already private.
+                    let target = header.type == .data && output != nil && output!.count >= plaintext ? output! : scratch
+                    let n = try cipher.decrypt(ciphertext: UnsafeRawBufferPointer(rebasing: scratch[0..<Int(header.length)]),
+                                               authenticating: UnsafeRawBufferPointer(a), into: target)
+                    if target.baseAddress != scratch.baseAddress { delivered?.pointee = true }
+                    return n
                 }
             } catch {
                 return try fail(Self.map(error))
