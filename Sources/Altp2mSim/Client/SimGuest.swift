@@ -75,7 +75,7 @@ public final class SimGuest {
         var cachedGeneration: UInt64 = ~0
         var flags: UInt32 = 0
         var active = false
-        var visible: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
+        var visible = VisibleViewBits()
         /// The view word the window was last synced for.
         var windowView: UInt32 = ~0
         var windowGeneration: UInt64 = ~0
@@ -122,27 +122,13 @@ public final class SimGuest {
             active = base.load(fromByteOffset: ControlRegionLayout.flagsOffset, as: UInt32.self)
                 & ControlRegionLayout.flagActive != 0
             let v = ControlRegionLayout.visibleBitmapOffset
-            visible = (base.load(fromByteOffset: v, as: UInt64.self), base.load(fromByteOffset: v + 8, as: UInt64.self),
-                       base.load(fromByteOffset: v + 16, as: UInt64.self), base.load(fromByteOffset: v + 24, as: UInt64.self),
-                       base.load(fromByteOffset: v + 32, as: UInt64.self), base.load(fromByteOffset: v + 40, as: UInt64.self),
-                       base.load(fromByteOffset: v + 48, as: UInt64.self), base.load(fromByteOffset: v + 56, as: UInt64.self))
+            visible = VisibleViewBits(loadingFrom: base + v)
             cachedGeneration = now
         }
 
         @inline(__always)
         func isVisible(_ index: UInt32) -> Bool {
-            let word: UInt64
-            switch index >> 6 {
-            case 0: word = visible.0
-            case 1: word = visible.1
-            case 2: word = visible.2
-            case 3: word = visible.3
-            case 4: word = visible.4
-            case 5: word = visible.5
-            case 6: word = visible.6
-            default: word = visible.7
-            }
-            return word & (1 << UInt64(index & 63)) != 0
+            visible.contains(index)
         }
 
         /// The table the vCPU uses now (0 host, 1 + v view v), or nil.

@@ -76,7 +76,7 @@ public final class SimGuestPlatform: GuestPlatform {
     private let lock: SimEngineLock?
 
     /// In-process snapshot for VMFUNC (unused when attached).
-    private var visible: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
+    private var visible = VisibleViewBits()
     private var vmfuncEnabled = false
     private var runnable = false
     private var active = false
@@ -138,7 +138,7 @@ public final class SimGuestPlatform: GuestPlatform {
                     }
                 }
             }
-            visible = (words[0], words[1], words[2], words[3], words[4], words[5], words[6], words[7])
+            visible = VisibleViewBits(words)
         }
     }
 
@@ -157,18 +157,7 @@ public final class SimGuestPlatform: GuestPlatform {
         }
         let index = UInt32(view.rawValue)
         guard runnable, vmfuncEnabled, active, index < 512 else { return false }
-        let word: UInt64
-        switch index >> 6 {
-        case 0: word = visible.0
-        case 1: word = visible.1
-        case 2: word = visible.2
-        case 3: word = visible.3
-        case 4: word = visible.4
-        case 5: word = visible.5
-        case 6: word = visible.6
-        default: word = visible.7
-        }
-        guard word & (1 << UInt64(index & 63)) != 0 else { return false }
+        guard visible.contains(index) else { return false }
         inProcessView = view
         return true
     }
