@@ -13,12 +13,12 @@ import Glibc
 struct GuestAgent: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "guest-agent",
-        abstract: "The secure-channel agent inside a guest: key generation, echo service, latency probe, byte pipe.",
+        abstract: "The secure-channel agent inside a guest: key generation, echo service, latency probe, byte pipe, socket forwarder.",
         discussion: """
             Exit status: 0 success, 1 failure, 2 bad usage. With --json a command \
             prints one JSON object; failures print {"ok":false,"error":...}.
             """,
-        subcommands: [Keygen.self, Run.self, Ping.self, Cat.self]
+        subcommands: [Keygen.self, Run.self, Ping.self, Cat.self, Forward.self]
     )
 
     static func main() {

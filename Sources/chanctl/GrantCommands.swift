@@ -98,16 +98,46 @@ struct PolicyCommand: ParsableCommand {
         @Argument(help: "One domain's name.") var first: String
         @Argument(help: "The other domain's name.") var second: String
         @Option(name: .customLong("max-pages"), help: "Largest window allowed (2...512).") var maxPages: Int = 64
+        @Option(help: ArgumentHelp("Modes allowed, comma-separated: encrypted, isolated (default: encrypted).", valueName: "modes"))
+        var modes: String?
+        @Option(help: ArgumentHelp("Cipher suites allowed, comma-separated: chachapoly, aesgcm (default: both).", valueName: "suites"))
+        var suites: String?
+
+        static let modeNames = ["encrypted", "isolated"]
+        static let suiteNames = ["chachapoly", "aesgcm"]
+
+        /// A comma-separated list, each name one of `allowed`.
+        static func list(_ text: String, option: String, allowed: [String]) throws -> [String] {
+            let names = text.split(separator: ",", omittingEmptySubsequences: false)
+                .map { String($0.filter { $0 != " " }).lowercased() }
+            guard !names.isEmpty, !names.contains(where: \.isEmpty) else {
+                throw ValidationError("bad \(option) '\(text)': expected a comma-separated list of \(allowed.joined(separator: ", "))")
+            }
+            for name in names where !allowed.contains(name) {
+                throw ValidationError("bad \(option) value '\(name)': expected \(allowed.joined(separator: " or ")) (comma-separated)")
+            }
+            return names
+        }
 
         func validate() throws {
             guard (2...512).contains(maxPages) else { throw ValidationError("bad --max-pages \(maxPages): expected 2...512") }
             guard first != second else { throw ValidationError("a policy rule names two different domains") }
+            if let modes { _ = try Self.list(modes, option: "--modes", allowed: Self.modeNames) }
+            if let suites { _ = try Self.list(suites, option: "--suites", allowed: Self.suiteNames) }
         }
 
         func run() throws {
-            try grantRun(options, backend, "grant.policy.allow",
-                         ["a": .string(first), "b": .string(second), "max_pages": .int(Int64(maxPages))]) { _ in
-                "allowed \(first) <-> \(second), up to \(maxPages) pages"
+            var arguments: [String: JSONValue] = ["a": .string(first), "b": .string(second), "max_pages": .int(Int64(maxPages))]
+            if let modes {
+                arguments["modes"] = .array(try Self.list(modes, option: "--modes", allowed: Self.modeNames).map { .string($0) })
+            }
+            if let suites {
+                arguments["suites"] = .array(try Self.list(suites, option: "--suites", allowed: Self.suiteNames).map { .string($0) })
+            }
+            try grantRun(options, backend, "grant.policy.allow", arguments) { r in
+                let modes = (r["modes"]?.array ?? []).compactMap(\.string).joined(separator: ", ")
+                let suites = (r["suites"]?.array ?? []).compactMap(\.string).joined(separator: ", ")
+                return "allowed \(first) <-> \(second), up to \(maxPages) pages, modes \(modes), suites \(suites)"
             }
         }
     }

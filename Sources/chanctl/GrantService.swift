@@ -58,8 +58,30 @@ final class GrantService: SimDaemonExtension {
             case "grant.policy.allow":
                 let first = try string("a"), second = try string("b")
                 let maxPages = Int(a["max_pages"]?.int64 ?? 64)
-                try grants.allow(first, second, maxPages: maxPages)
-                return ["domains": .array([.string(first), .string(second)]), "max_pages": .int(Int64(maxPages))]
+                var suites = ChannelDescriptor.CipherSuite.allCases
+                if let names = a["suites"]?.array {
+                    suites = []
+                    for name in names {
+                        guard let text = name.string, let suite = ChannelDescriptor.CipherSuite(text) else {
+                            throw SimDaemonExtensionError.usage("bad suite \(name.string.map { "'\($0)'" } ?? "value"): expected chachapoly or aesgcm")
+                        }
+                        if !suites.contains(suite) { suites.append(suite) }
+                    }
+                }
+                var modes: [ChannelDescriptor.Mode] = [.encrypted]
+                if let names = a["modes"]?.array {
+                    modes = []
+                    for name in names {
+                        guard let text = name.string, let mode = ChannelDescriptor.Mode(text) else {
+                            throw SimDaemonExtensionError.usage("bad mode \(name.string.map { "'\($0)'" } ?? "value"): expected encrypted or isolated")
+                        }
+                        if !modes.contains(mode) { modes.append(mode) }
+                    }
+                }
+                try grants.allow(first, second, maxPages: maxPages, suites: suites, modes: modes)
+                return ["domains": .array([.string(first), .string(second)]), "max_pages": .int(Int64(maxPages)),
+                        "suites": .array(suites.map { .string($0.description) }),
+                        "modes": .array(modes.map { .string($0.description) })]
 
             case "grant.policy.deny":
                 let first = try string("a"), second = try string("b")

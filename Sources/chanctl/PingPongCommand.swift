@@ -203,8 +203,8 @@ final class PingPongRun: @unchecked Sendable {
             guard let publicKey = made["public_key"]?.string else { throw .failure("guest-agent keygen printed no public_key") }
             _ = try chanctlJSON(["keys", "register", name, publicKey])
         }
-        _ = try chanctlJSON(["policy", "allow", ping, echo, "--max-pages", String(max(command.pages, 64))])
-        if command.mode == .isolated { try allowIsolatedMode(ping, echo) }
+        _ = try chanctlJSON(["policy", "allow", ping, echo, "--max-pages", String(max(command.pages, 64)),
+                             "--modes", command.mode == .isolated ? "encrypted,isolated" : "encrypted"])
         stages.append(("keys_and_policy", elapsed(t)))
 
         // 4. The channel.
@@ -244,32 +244,6 @@ final class PingPongRun: @unchecked Sendable {
         if !command.keep { stopAgents() }
         let unix = UnixSocketPingPong.run(count: command.count, size: command.size)
         return Outcome(ping: result, stages: stages, unixSocket: unix, ownSimulator: ownsSimulator)
-    }
-
-    /// `policy allow` permits encrypted mode only (isolated must be named,
-    /// docs/GRANT.md); it has no option for modes, so name isolated mode in
-    /// this run's rule of policy.json, which the grant module re-reads on
-    /// every creation.
-    private func allowIsolatedMode(_ a: String, _ b: String) throws(CommandFailure) {
-        let path = StateDirectory.resolve(explicit: stateDir).grantPath + "/policy.json"
-        guard var policy = (try? JSONValue.parse(readFile(path)))?.object,
-              case .array(var rules)? = policy["rules"] else {
-            throw .failure("cannot read \(path) to allow isolated mode; allow it by hand (\"modes\": [\"encrypted\", \"isolated\"])")
-        }
-        for (index, rule) in rules.enumerated() {
-            guard var object = rule.object, let domains = object["domains"]?.array?.compactMap(\.string),
-                  Set(domains) == Set([a, b]) else { continue }
-            object["modes"] = .array([.string("encrypted"), .string("isolated")])
-            rules[index] = .object(object)
-        }
-        policy["rules"] = .array(rules)
-        let text = JSONValue.object(policy).serialized + "\n"
-        let temporary = path + ".pingpong"
-        guard let file = fopen(temporary, "w") else { throw .failure("cannot write \(temporary): \(String(cString: strerror(errno)))") }
-        fputs(text, file)
-        fclose(file)
-        chmod(temporary, 0o600)
-        guard rename(temporary, path) == 0 else { throw .failure("cannot replace \(path): \(String(cString: strerror(errno)))") }
     }
 
     private func agentArguments(_ sub: String, _ domain: String) -> [String] {

@@ -334,3 +334,18 @@ struct ZeroCopyReceiveTests {
         }
     }
 }
+
+@Suite("Polling")
+struct PollingTests {
+    @Test("a poller with tryReceive learns that the host tore the channel down")
+    func tryReceiveSeesHostClose() throws {
+        let pair = try EndpointPair.makeKeyed(pages: 2, mode: .encrypted)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1024, alignment: 16)
+        defer { buffer.deallocate() }
+        #expect(try pair.responder.tryReceive(into: buffer) == nil)
+        let control = ControlPage(base: pair.window.base)
+        control.u32(at: ControlPage.Offset.hostState + ControlPage.HostField.reason).pointee.store(1, ordering: .relaxed)
+        control.u32(at: ControlPage.Offset.hostState + ControlPage.HostField.closed).pointee.store(1, ordering: .releasing)
+        #expect(throws: ChannelError.peerDied("the peer's domain died")) { _ = try pair.responder.tryReceive(into: buffer) }
+    }
+}

@@ -637,6 +637,9 @@ public final class ChannelEndpoint {
             var delivered = false
             guard let (header, length) = try receiveFrameNow(output: buffer, delivered: &delivered) else {
                 if peerClosed { throw .peerClosed }
+                // Nothing to read: a poller must still learn that the host
+                // tore the channel down (the peer's domain died).
+                try withChannelView { () throws(ChannelError) in try checkPeerAlive(allowPeerClosed: true) }
                 // An idle moment: the initiator may owe (or start) a fresh handshake.
                 if side == .initiator || pendingReply != nil {
                     try advanceRehandshake(age: cplatform_monotonic_ns() &- establishedAt, blocking: false)
