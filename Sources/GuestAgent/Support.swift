@@ -45,7 +45,7 @@ enum JSONField {
 
     var serialized: String {
         switch self {
-        case .string(let s): return "\"" + escape(s) + "\""
+        case .string(let s): return JSONValue.quoted(s)
         case .int(let v): return String(v)
         case .uint(let v): return String(v)
         case .double(let v): return v.isFinite ? String(v) : "null"
@@ -53,32 +53,11 @@ enum JSONField {
         case .object(let fields): return jsonObject(fields)
         }
     }
-
-    private func escape(_ s: String) -> String {
-        var out = ""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 {
-                    let hex = String(scalar.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return out
-    }
 }
 
 /// One JSON object, keys in the given order.
 func jsonObject(_ fields: [(String, JSONField)]) -> String {
-    "{" + fields.map { "\"\($0.0)\":\($0.1.serialized)" }.joined(separator: ",") + "}"
+    "{" + fields.map { JSONValue.quoted($0.0) + ":" + $0.1.serialized }.joined(separator: ",") + "}"
 }
 
 func jsonObject(_ fields: KeyValuePairs<String, JSONField>) -> String {

@@ -91,6 +91,14 @@ public enum JSONValue: Hashable, Sendable {
         }
     }
 
+    /// `s` as a JSON string literal, quotes included (for writers that keep
+    /// their own key order, such as guest-agent's output).
+    public static func quoted(_ s: String) -> String {
+        var out = ""
+        writeString(s, to: &out)
+        return out
+    }
+
     private static func writeString(_ s: String, to out: inout String) {
         out += "\""
         for scalar in s.unicodeScalars {
