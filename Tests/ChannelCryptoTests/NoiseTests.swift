@@ -79,6 +79,71 @@ struct NoiseTests {
         #expect(try i.sending.encryptWithAd([], probe) != r.sending.encryptWithAd([], probe))
     }
 
+    // MARK: The one-way channel's handshake
+
+    @Test("Kpsk0 between fresh parties: one message, one direction, the other refused", arguments: ciphers)
+    func kpsk0Handshake(cipher: NoiseProtocol.Cipher) throws {
+        let noise = NoiseProtocol(pattern: .kpsk0, cipher: cipher, hash: .blake2b)
+        #expect(noise.name == "Noise_Kpsk0_25519_\(cipher == .aesGCM ? "AESGCM" : "ChaChaPoly")_BLAKE2b")
+        #expect(noise.pattern.isOneWay && !HandshakePattern.kkpsk2.isOneWay)
+        #expect(noise.pattern.messages == [[.psk, .e, .es, .ss]])
+        let writerKey = PrivateKey(), readerKey = PrivateKey(), psk = SymmetricKey(randomByteCount: 32)
+        let prologue = Array("one-way channel 9".utf8)
+        let writer = try HandshakeState(noise, role: .initiator, prologue: prologue, staticKey: writerKey,
+                                        remoteStaticKey: readerKey.publicKey, presharedKeys: [psk])
+        let reader = try HandshakeState(noise, role: .responder, prologue: prologue, staticKey: readerKey,
+                                        remoteStaticKey: writerKey.publicKey, presharedKeys: [psk])
+        #expect(reader.status == .readNext)
+        #expect(throws: NoiseError.self) { try reader.writeMessage() }
+        let message = try writer.writeMessage()
+        #expect(message.count == 32 + 16, "e plus the empty payload's tag")
+        #expect(writer.status == .complete, "the writer is done once its only message is out")
+        _ = try reader.readMessage(message)
+        let (w, r) = (try writer.finish(), try reader.finish())
+        #expect(w.isOneWay && r.isOneWay)
+        #expect(w.handshakeHash == r.handshakeHash)
+        for n in 0..<20 {
+            let m = Array("frame \(n)".utf8)
+            #expect(try r.receiving.decryptWithAd([], w.sending.encryptWithAd([], m)) == m)
+        }
+        // The discarded direction refuses everything, even after setNonce.
+        #expect(r.sending.isDiscarded && w.receiving.isDiscarded && !w.sending.isDiscarded)
+        r.sending.setNonce(0)
+        for state in [r.sending, w.receiving] {
+            #expect(throws: CryptoError.self) { try state.encryptWithAd([], [1, 2, 3]) }
+            #expect(throws: CryptoError.self) { try state.decryptWithAd([], [UInt8](repeating: 0, count: 19)) }
+            #expect(throws: CryptoError.self) { try state.rekey() }
+            do { _ = try state.encryptWithAd([], [1]) } catch {
+                guard case let .unsupported(why) = error, why.contains("one-way") else {
+                    Issue.record("expected unsupported naming one-way, got \(error)"); continue
+                }
+            }
+        }
+    }
+
+    @Test("Kpsk0: a wrong PSK, static key or prologue fails the reader's only read")
+    func kpsk0WrongKeys() throws {
+        let noise = NoiseProtocol(pattern: .kpsk0, cipher: .chaChaPoly, hash: .blake2b)
+        let writerKey = PrivateKey(), readerKey = PrivateKey(), psk = SymmetricKey(randomByteCount: 32)
+        let cases: [(psk: SymmetricKey, writer: PrivateKey, prologue: [UInt8])] = [
+            (SymmetricKey(randomByteCount: 32), writerKey, [1]),
+            (psk, PrivateKey(), [1]),
+            (psk, writerKey, [2]),
+        ]
+        for c in cases {
+            let writer = try HandshakeState(noise, role: .initiator, prologue: c.prologue, staticKey: c.writer,
+                                            remoteStaticKey: readerKey.publicKey, presharedKeys: [c.psk])
+            let reader = try HandshakeState(noise, role: .responder, prologue: [1], staticKey: readerKey,
+                                            remoteStaticKey: writerKey.publicKey, presharedKeys: [psk])
+            #expect(throws: CryptoError.authenticationFailure) { try reader.readMessage(writer.writeMessage()) }
+            #expect(reader.status == .failed)
+        }
+        // K without a PSK works too, and names parse.
+        #expect(try NoiseProtocol("Noise_K_25519_ChaChaPoly_BLAKE2b").pattern == .k)
+        #expect(try HandshakePattern(name: "Kpsk1").messages == [[.e, .es, .ss, .psk]])
+        #expect(try HandshakePattern(name: "Kpsk0") == .kpsk0)
+    }
+
     @Test("the handshake payloads are bound: a different prologue fails at the first read")
     func prologueMismatch() throws {
         let setup = KKpsk2Setup()
@@ -307,7 +372,8 @@ struct NoiseTests {
             #expect((hash.byteCount, hash.blockByteCount) == (hash == .sha256 ? (32, 64) : (64, 128)))
         }
 
-        let unsupported = ["Noise_NX_25519_ChaChaPoly_BLAKE2b", "Noise_KK_448_ChaChaPoly_BLAKE2b",
+        let unsupported = ["Noise_NX_25519_ChaChaPoly_BLAKE2b", "Noise_N_25519_ChaChaPoly_BLAKE2b",
+                           "Noise_Xpsk1_25519_ChaChaPoly_BLAKE2b", "Noise_KK_448_ChaChaPoly_BLAKE2b",
                            "Noise_KK_25519_ChaChaPoly_BLAKE2s", "Noise_KK_25519_XChaChaPoly_SHA256",
                            "Noise_XXfallback_25519_ChaChaPoly_BLAKE2b", "Noise_XXhfs_25519+Kyber1024_ChaChaPoly_BLAKE2b"]
         for name in unsupported {

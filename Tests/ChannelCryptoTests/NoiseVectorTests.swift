@@ -9,7 +9,8 @@ import Testing
 /// and ciphertext. Both parties run against each other: the sender's output
 /// must equal the vector's ciphertext and the receiver, fed the vector's
 /// ciphertext, must return the vector's payload. Messages alternate, the
-/// initiator first; those after the handshake are transport messages.
+/// initiator first; those after the handshake are transport messages. After
+/// a one-way handshake (§7.4) every message is the initiator's.
 @Suite("Noise test vectors")
 struct NoiseVectorTests {
     @Test("cacophony-25519.json (all 30 must run) and every file in NOISE_TEST_VECTORS")
@@ -47,6 +48,27 @@ struct NoiseVectorTests {
             let reasons = Dictionary(grouping: report.skipped, by: \.reason).map { "\($0.value.count) × \($0.key)" }.sorted()
             print("Noise vectors: \(path): \(report.ran) run (\(report.handshakeHashesChecked) with handshake hash), \(report.failures.count) failed, \(report.skipped.count) skipped as unsupported\(reasons.isEmpty ? "" : ": " + reasons.joined(separator: "; "))")
         }
+    }
+
+    @Test("one-way K and Kpsk0 vectors generated with the Python noiseprotocol package (all 8 must run)")
+    func oneWayVectors() throws {
+        let url = try #require(
+            Bundle.module.url(forResource: "noise-oneway-25519", withExtension: "json", subdirectory: "Vectors"),
+            "the bundled vector file Vectors/noise-oneway-25519.json is missing from the test resources")
+        let file = try NoiseVectorFile.load(contentsOf: url)
+        let report = NoiseVectorRunner.run(file.vectors, skippingUnsupported: false)
+        #expect(file.vectors.count == 8)
+        #expect(report.ran == 8, "every one-way vector must run")
+        #expect(report.handshakeHashesChecked == 8)
+        let names = Set(file.vectors.map(\.protocolName))
+        #expect(names == ["Noise_K_25519_ChaChaPoly_BLAKE2b", "Noise_K_25519_AESGCM_BLAKE2b",
+                          "Noise_Kpsk0_25519_ChaChaPoly_BLAKE2b", "Noise_Kpsk0_25519_AESGCM_BLAKE2b"])
+        // One handshake message and at least five transport messages each.
+        #expect(file.vectors.allSatisfy { $0.messages.count >= 6 })
+        for failure in report.failures {
+            Issue.record(Comment(rawValue: "noise-oneway-25519.json: \(failure)"))
+        }
+        print("Noise vectors: noise-oneway-25519.json: \(report.ran) run, \(report.failures.count) failed")
     }
 
     @Test("KKpsk2 and IKpsk2 vectors from upstream cacophony.txt")
@@ -195,9 +217,10 @@ enum NoiseVectorRunner {
             var initiatorResult: HandshakeResult?
             var responderResult: HandshakeResult?
 
+            let oneWay = noiseProtocol.pattern.isOneWay
             for (i, message) in vector.messages.enumerated() {
                 index = i
-                let initiatorSends = i % 2 == 0
+                let initiatorSends = oneWay || i % 2 == 0
                 if i < handshakeCount {
                     let (writer, reader) = initiatorSends ? (initiator, responder) : (responder, initiator)
                     let written = try writer.writeMessage(payload: message.payload)
@@ -238,6 +261,18 @@ enum NoiseVectorRunner {
             if initiatorResult.handshakeHash != responderResult.handshakeHash {
                 failures.append("handshake hashes differ between initiator and responder")
             }
+            if oneWay {
+                // The direction a one-way pattern never uses must refuse to work.
+                if !initiatorResult.isOneWay || !responderResult.isOneWay {
+                    failures.append("a one-way handshake's result does not say it is one-way")
+                }
+                if (try? responderResult.sending.encryptWithAd([], [1])) != nil {
+                    failures.append("the responder of a one-way handshake could encrypt")
+                }
+                if (try? initiatorResult.receiving.decryptWithAd([], [UInt8](repeating: 0, count: 17))) != nil {
+                    failures.append("the initiator of a one-way handshake could decrypt")
+                }
+            }
             if let expected = vector.handshakeHash {
                 checkedHash = true
                 if initiatorResult.handshakeHash != expected {
@@ -261,7 +296,16 @@ enum NoiseVectorRunner {
             ? party.remoteStaticKey.map { try Curve25519.KeyAgreement.PublicKey(rawRepresentation: $0) } : nil
         let psks = party.presharedKeys.map { SymmetricKey(copying: $0) }
         guard let ephemeral = party.ephemeralKey else {
-            throw CryptoError.malformedInput("the vector has no \(role) ephemeral key")
+            // The responder of a one-way pattern sends nothing, so it has no
+            // ephemeral key to fix.
+            let sendsEphemeral = pattern.messages.enumerated().contains {
+                ($0.offset % 2 == 0) == (role == .initiator) && $0.element.contains(.e)
+            }
+            guard !sendsEphemeral else {
+                throw CryptoError.malformedInput("the vector has no \(role) ephemeral key")
+            }
+            return try HandshakeState(noiseProtocol, role: role, prologue: party.prologue, staticKey: staticKey,
+                                      remoteStaticKey: remoteStaticKey, presharedKeys: psks)
         }
         return try HandshakeState(noiseProtocol, role: role, prologue: party.prologue, staticKey: staticKey,
                                   remoteStaticKey: remoteStaticKey, presharedKeys: psks,

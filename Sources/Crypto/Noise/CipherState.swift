@@ -34,6 +34,14 @@ public final class CipherState {
     /// The nonce the next `encrypt` or `decrypt` will use.
     public private(set) var nonce: UInt64 = 0
 
+    /// Set on the direction a one-way handshake never uses (see
+    /// ``HandshakeResult``): why every use of this state is refused.
+    private var discardedBecause: String?
+
+    /// Whether this is the unused direction of a one-way handshake, which
+    /// refuses every operation.
+    public var isDiscarded: Bool { discardedBecause != nil }
+
     /// Whether a key is set (`HasKey()`).
     public var hasKey: Bool { key != nil }
 
@@ -59,6 +67,26 @@ public final class CipherState {
         nonce = 0
     }
 
+    /// The state that stands for the CipherState a one-way handshake discards
+    /// (§7.4: "the second CipherState from Split() is discarded").
+    ///
+    /// It holds a random key nobody else knows and sits at the reserved
+    /// nonce, so `encrypt` and `decrypt` throw through the nonce check they
+    /// already make (no extra test on the per-message path), and even a
+    /// caller that moved the nonce could produce nothing a peer accepts.
+    static func discarded(cipher: NoiseProtocol.Cipher, reason: String) throws(CryptoError) -> CipherState {
+        let state = try CipherState(cipher: cipher, key: SymmetricKey(randomByteCount: 32))
+        state.nonce = reservedNonce
+        state.discardedBecause = reason
+        return state
+    }
+
+    /// The error a nonce at 2^64-1 means: exhaustion, or a discarded state.
+    private var reservedNonceError: CryptoError {
+        if let discardedBecause { return .unsupported(discardedBecause) }
+        return .nonceExhausted
+    }
+
     /// Drops the key; the `AEADKey` wipes it when released.
     func clearKey() {
         key = nil
@@ -71,6 +99,8 @@ public final class CipherState {
     /// nonce of a *sending* state backwards reuses nonces, which destroys
     /// confidentiality and authenticity; the ring transport never needs it.
     public func setNonce(_ n: UInt64) {
+        // A discarded direction stays unusable.
+        guard discardedBecause == nil else { return }
         nonce = n
     }
 
@@ -93,7 +123,7 @@ public final class CipherState {
     ) throws(CryptoError) -> Int {
         guard let key else { return try Self.copy(plaintext, into: output) }
         let n = nonce
-        guard n != Self.reservedNonce else { throw .nonceExhausted }
+        guard n != Self.reservedNonce else { throw reservedNonceError }
         let nonceBytes = Self.nonceBytes(n, cipher)
         let written = try withUnsafeBytes(of: nonceBytes) { (nb) throws(CryptoError) -> Int in
             try key.seal(nonce: nb, plaintext: plaintext, authenticating: ad, into: output)
@@ -122,7 +152,7 @@ public final class CipherState {
     ) throws(CryptoError) -> Int {
         guard let key else { return try Self.copy(ciphertext, into: output) }
         let n = nonce
-        guard n != Self.reservedNonce else { throw .nonceExhausted }
+        guard n != Self.reservedNonce else { throw reservedNonceError }
         let nonceBytes = Self.nonceBytes(n, cipher)
         let written = try withUnsafeBytes(of: nonceBytes) { (nb) throws(CryptoError) -> Int in
             try key.open(nonce: nb, ciphertext: ciphertext, authenticating: ad, into: output)
@@ -138,6 +168,7 @@ public final class CipherState {
     /// The nonce is unchanged. Both parties must rekey at the same point of
     /// the message stream (for example every N messages).
     public func rekey() throws(CryptoError) {
+        if let discardedBecause { throw .unsupported(discardedBecause) }
         // Public states always have a key; the handshake never rekeys.
         guard let key else { return }
         var block = SecureBytes(zeros: 32 + Self.tagByteCount)

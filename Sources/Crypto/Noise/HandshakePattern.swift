@@ -2,11 +2,11 @@
 /// the pre-messages each party's peer knows in advance and the tokens of
 /// every handshake message.
 ///
-/// The interactive base patterns NN, NK, KK, IK and XX are supported, with
-/// `pskN` modifiers (`KKpsk2`, `IKpsk2`, ...). Messages alternate direction;
-/// the initiator sends message 0. Patterns are values: the only way to get
-/// one is a static member or parsing a name, so every pattern is one the
-/// specification defines.
+/// The interactive base patterns NN, NK, KK, IK and XX and the one-way
+/// pattern K (§7.4) are supported, with `pskN` modifiers (`KKpsk2`,
+/// `IKpsk2`, `Kpsk0`, ...). Messages alternate direction; the initiator sends
+/// message 0. Patterns are values: the only way to get one is a static member
+/// or parsing a name, so every pattern is one the specification defines.
 public struct HandshakePattern: Sendable, Hashable, CustomStringConvertible {
     /// A token of a pre-message or message pattern (§7.1).
     public enum Token: String, Sendable, Hashable, CustomStringConvertible {
@@ -54,7 +54,28 @@ public struct HandshakePattern: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// The base patterns this implementation supports.
-    public static let supportedBaseNames = ["NN", "NK", "KK", "IK", "XX"]
+    public static let supportedBaseNames = ["NN", "NK", "KK", "IK", "XX", "K"]
+
+    /// Whether this is a one-way pattern (§7.4): a single message from the
+    /// initiator, after which only the initiator sends. Split()'s second
+    /// CipherState is discarded (see ``HandshakeResult``).
+    public var isOneWay: Bool { messages.count == 1 }
+
+    // MARK: One-way patterns (§7.4)
+
+    /// `<- s`, `-> s` pre-messages, then `-> e, es, ss`: the responder
+    /// (the receiver) and the initiator know each other's static keys in
+    /// advance, and the single message authenticates the sender to the
+    /// receiver. Only the initiator ever sends.
+    public static let k = HandshakePattern(base: "K", initiatorPre: [.s], responderPre: [.s], messages: [
+        [.e, .es, .ss],
+    ])
+
+    /// `K` with a pre-shared key mixed in before anything else (`-> psk, e,
+    /// es, ss`): the pattern of one-way inter-VM channels. With `psk0` the
+    /// PSK is in the chaining key before the first DH, so the message is
+    /// bound to the channel's PSK even if both static keys leak.
+    public static let kpsk0 = try! k.addingPSK(at: 0)
 
     // MARK: Base patterns (§7.4)
 
@@ -159,6 +180,7 @@ public struct HandshakePattern: Sendable, Hashable, CustomStringConvertible {
         case "KK": pattern = .kk
         case "IK": pattern = .ik
         case "XX": pattern = .xx
+        case "K": pattern = .k
         default:
             throw .unsupported("handshake pattern \(base) (supported: \(Self.supportedBaseNames.joined(separator: ", ")))")
         }

@@ -425,8 +425,15 @@ public final class HandshakeState {
             phase = .active(messageIndex: next)
             return
         }
-        let (c1, c2) = try symmetricState.split()
+        let (c1, split2) = try symmetricState.split()
+        let pattern = noiseProtocol.pattern
+        // One-way (§7.4): the responder must never send, so the second
+        // CipherState is dropped here rather than handed out with a usable key.
+        let c2 = pattern.isOneWay
+            ? try CipherState.discarded(cipher: noiseProtocol.cipher, reason: "\(noiseProtocol.name) is one-way: only the initiator sends, and the responder-to-initiator CipherState is discarded (Noise §7.4)")
+            : split2
         let result = HandshakeResult(role: role, initiatorToResponder: c1, responderToInitiator: c2,
+                                     isOneWay: pattern.isOneWay,
                                      handshakeHash: symmetricState.handshakeHash, remoteStaticKey: remoteStaticKey)
         wipeSecrets()
         phase = .complete(result)
