@@ -1,0 +1,51 @@
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Stop signals received (SIGTERM, SIGINT, and SIGHUP where it means stop).
+/// A counter, not a flag: `run` treats a second one as "exit now".
+private let stopSignalCount = Atomic<Int>(0)
+/// SIGHUPs received where SIGHUP means "re-read the configuration".
+private let hangupSignalCount = Atomic<Int>(0)
+
+/// Signal handling shared by the commands that hold a channel open.
+///
+/// A signal only bumps a counter: the threads that own channels look at it
+/// between bounded waits, close their channel politely and detach. The
+/// default action (the process dies) would drop the daemon connections
+/// without a detach, which crashes the domain.
+enum AgentSignals {
+    /// How many stop signals arrived so far.
+    static var stopCount: Int { stopSignalCount.load(ordering: .relaxed) }
+
+    static var stopRequested: Bool { stopCount > 0 }
+
+    /// How many reload (SIGHUP) signals arrived so far.
+    static var hangupCount: Int { hangupSignalCount.load(ordering: .relaxed) }
+
+    /// SIGTERM and SIGINT request a stop; SIGHUP too, unless `hangupReloads`,
+    /// in which case it counts as a reload request instead.
+    static func install(hangupReloads: Bool) {
+        // Touch both globals first: their lazy initialisation must not run
+        // for the first time inside a signal handler.
+        _ = stopSignalCount.load(ordering: .relaxed)
+        _ = hangupSignalCount.load(ordering: .relaxed)
+        for signal in [SIGTERM, SIGINT] { handle(signal) { _ in _ = stopSignalCount.add(1, ordering: .relaxed) } }
+        if hangupReloads {
+            handle(SIGHUP) { _ in _ = hangupSignalCount.add(1, ordering: .relaxed) }
+        } else {
+            handle(SIGHUP) { _ in _ = stopSignalCount.add(1, ordering: .relaxed) }
+        }
+    }
+
+    private static func handle(_ signal: Int32, _ handler: @convention(c) (Int32) -> Void) {
+        var action = sigaction()
+        action.__sigaction_handler.sa_handler = handler
+        sigemptyset(&action.sa_mask)
+        // No SA_RESTART: a blocking poll or accept returns EINTR and the
+        // loop around it looks at the counters at once.
+        action.sa_flags = 0
+        sigaction(signal, &action, nil)
+    }
+}
