@@ -82,6 +82,23 @@ enum BackendArgument: String, ExpressibleByArgument, CaseIterable, Sendable {
     case sim, xen
 }
 
+/// How the simulator polices this process's access to channel windows.
+enum EnforcementArgument: String, ExpressibleByArgument, CaseIterable, Sendable {
+    /// The window is plain shared memory; staying out of it outside the
+    /// channel view is the library's contract.
+    case software
+    /// The window is the guest-physical window, mapped only while the vCPU
+    /// is in the channel view: a stray access is a SIGSEGV.
+    case mprotect
+
+    var simulator: SimGuest.Enforcement {
+        switch self {
+        case .software: .software
+        case .mprotect: .mprotect
+        }
+    }
+}
+
 /// Who the agent is: its domain, its key, the pinned host key, the backend.
 struct AgentOptions: ParsableArguments {
     @Option(help: "The domain this agent runs as (simulator: its name; Xen: ignored, read from xenstore).")
@@ -99,12 +116,21 @@ struct AgentOptions: ParsableArguments {
     @Option(name: .customLong("state-dir"), help: ArgumentHelp("The simulator's state directory (default as chanctl).", valueName: "path"))
     var stateDir: String?
 
+    // Optional rather than defaulted so that --backend xen can refuse an
+    // explicit value instead of silently ignoring it.
+    @Option(help: ArgumentHelp("Simulator only: software (the channel window is plain shared memory) or mprotect (the window is mapped only inside the channel view, so a stray access is a SIGSEGV; each VMFUNC costs mmap calls). Default software.",
+                               valueName: "mode"))
+    var enforcement: EnforcementArgument?
+
     @Flag(name: .shortAndLong, help: "Log debug messages to standard error.")
     var verbose = false
 
     func validate() throws {
         guard hostKey.count == 64, hostKey.allSatisfy(\.isHexDigit) else {
             throw ValidationError("bad --host-key '\(hostKey)': expected 64 hex digits (the public_key printed by chanctl keys show)")
+        }
+        if backend == .xen, let enforcement {
+            throw ValidationError("--enforcement \(enforcement.rawValue) applies to the simulator only: on Xen the EPT enforces the views; drop --enforcement or use --backend sim")
         }
     }
 
@@ -142,7 +168,9 @@ struct AgentOptions: ParsableArguments {
         try spec.platform(vcpu: vcpu)
     }
 
-    var spec: PlatformSpec { PlatformSpec(backend: backend, domain: domain, stateDir: stateDir) }
+    var spec: PlatformSpec {
+        PlatformSpec(backend: backend, domain: domain, stateDir: stateDir, enforcement: (enforcement ?? .software).simulator)
+    }
 }
 
 /// How to attach: plain values, so a channel thread can attach on its own.
@@ -150,12 +178,13 @@ struct PlatformSpec: Sendable {
     let backend: BackendArgument
     let domain: String
     let stateDir: String?
+    let enforcement: SimGuest.Enforcement
 
     func platform(vcpu: UInt32 = 0) throws(AgentFailure) -> GuestPlatform {
         switch backend {
         case .sim:
             do {
-                return try SimGuestPlatform.attach(domain: domain, stateDirectory: stateDir, vcpu: vcpu)
+                return try SimGuestPlatform.attach(domain: domain, stateDirectory: stateDir, vcpu: vcpu, enforcement: enforcement)
             } catch .noToken(_, let path) {
                 throw .failure("no domain \(domain) in the simulator (no token at \(path)); start the simulator with chanctl sim start and create the domain with chanctl domain create \(domain) --altp2m external (same --state-dir)")
             } catch {
@@ -221,6 +250,10 @@ func openChannel(_ name: String, options: AgentOptions, platform: GuestPlatform,
 
 func fixHint(_ error: ChannelError) -> String {
     switch error {
+    case .descriptorRejected(let why) where why == DescriptorError.badSignature.description:
+        // A signature that does not verify is either the wrong pinned key or
+        // an envelope altered on its way from dom0; only the second is an attack.
+        return "; the envelope was altered between dom0 and this agent (its storage or transport) or --host-key is not this host's key (compare with chanctl keys show); do not use this channel: destroy and re-create it"
     case .descriptorRejected:
         return "; check that --key is the key registered for this domain (chanctl keys register) and --host-key is chanctl keys show's public_key"
     case .timeout:
