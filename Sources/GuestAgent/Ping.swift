@@ -77,6 +77,7 @@ struct Ping: ParsableCommand {
         for i in 0..<size { message[i] = UInt8(truncatingIfNeeded: i &* 31 &+ 7) }
         let limit = Duration.seconds(timeout)
 
+        var completed = 0  // timed round trips done, for the messages
         func roundTrip() throws(AgentFailure) -> UInt64 {
             let start = monotonicNanoseconds()
             do {
@@ -90,6 +91,11 @@ struct Ping: ParsableCommand {
             } catch let failure as AgentFailure {
                 throw failure
             } catch let error as ChannelError {
+                if error == .peerClosed {
+                    // A polite close (the peer agent stopped or its service
+                    // ended), not a crash: say so in words, with how far it got.
+                    throw .failure("peerClosed: the peer closed channel \(channel) after \(completed) of \(count) round trips (its agent stopped or stopped serving the channel); the run is incomplete")
+                }
                 throw .failure("round trip on \(channel) failed: \(error)\(error == .timeout ? "; is guest-agent run serving the peer domain?" : "")")
             } catch {
                 throw .failure("round trip on \(channel) failed: \(error)")
@@ -109,6 +115,7 @@ struct Ping: ParsableCommand {
         for i in 0..<count {
             let rtt = try roundTrip()
             samples.append(rtt)
+            completed = i + 1
             if progress, i % step == 0 { drawProgress(i, count) }
         }
         if progress { drawProgress(count, count); _ = write(1, "\n", 1) }
@@ -134,6 +141,8 @@ struct Ping: ParsableCommand {
                 ("p999_ns", .uint(stats.p999)), ("max_ns", .uint(stats.max)), ("min_ns", .uint(stats.min)),
                 ("mean_ns", .double((histogram.mean * 10).rounded() / 10)),
                 ("open_ns", .uint(openNanoseconds)), ("first_round_trip_ns", .uint(first)),
+                // As attached, read back from the platform: "hardware" on Xen.
+                ("enforcement", .string((platform as? SimPlatformInfo)?.enforcementName ?? "hardware")),
             ]))
         } else {
             print("channel \(channel): \(count) round trips of \(size) bytes (\(mode), \(suite), wait \(wait.rawValue))")

@@ -7,15 +7,40 @@ import Altp2mSim
 import SecureChannel
 import Synchronization
 
-/// `guest-agent run`: serves echo on every channel published for the domain.
+/// `guest-agent run`: serves every channel published for the domain, each
+/// with the service its `--services` rule names (echo by default).
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Serve echo on every channel published for this domain (one thread per channel).",
+        abstract: "Serve every channel published for this domain (echo, or a per-channel service; one thread per channel).",
         discussion: """
             Polls the descriptors published for the domain, opens each new channel on a \
-            thread of its own (attached as its own vCPU) and sends every message back. \
-            A peer that goes away (closes, dies, or the channel is destroyed) is logged \
-            and its channel dropped; the agent keeps running until killed.
+            thread of its own (attached as its own vCPU) and serves it: echo (every \
+            message is sent back) unless --services names another service. A peer that \
+            goes away (closes, dies, or the channel is destroyed) is logged and its \
+            channel dropped.
+
+            --services FILE: one rule per line, PATTERN SERVICE [ARGUMENT]. PATTERN is a \
+            channel name or a glob (* any characters, ? one); the first matching rule \
+            wins; a channel no rule matches is served with echo. '#' at the start of a \
+            word starts a comment. Services: echo; sink (read and discard, log the \
+            message and byte counts when the peer closes); forward-unix PATH (connect to \
+            the Unix stream socket at the absolute PATH once the channel is open and \
+            bridge bytes both ways, like forward --connect-unix); refuse (never open the \
+            channel; logged once). Example:
+              orders-*   forward-unix /run/orders.sock
+              metrics    sink
+              legacy-*   refuse
+              *          echo
+
+            The whole file is checked before the agent attaches: bad content exits 2 with \
+            FILE:LINE and the problem, an unreadable file exits 1. SIGHUP re-reads it: \
+            channels opened afterwards (and channels refused so far) follow the new rules; \
+            a file that no longer checks out is logged and the old rules stay.
+
+            SIGTERM or SIGINT: every open channel is closed politely (the peers see the \
+            close, not a dead peer), the agent detaches and exits 0, within about a second. \
+            A channel still in its handshake is waited for (at most --handshake-timeout); \
+            a second signal exits at once, which crashes the domain in the simulator.
             """)
 
     @OptionGroup var agent: AgentOptions
@@ -29,22 +54,41 @@ struct Run: ParsableCommand {
     @Option(name: .customLong("handshake-timeout"), help: "Seconds to wait for the peer's handshake.")
     var handshakeTimeout: Double = 30
 
+    @Option(name: .customLong("services"), help: ArgumentHelp("Per-channel services: lines of PATTERN SERVICE [ARGUMENT] (format above).", valueName: "file"))
+    var servicesFile: String?
+
     func validate() throws {
         guard (1...10_000).contains(pollMilliseconds) else { throw ValidationError("bad --poll-ms \(pollMilliseconds): expected 1...10000") }
+        guard handshakeTimeout > 0, handshakeTimeout <= 3600 else {
+            throw ValidationError("bad --handshake-timeout \(handshakeTimeout): expected seconds in (0, 3600]")
+        }
     }
 
     func run() throws {
+        // Everything that can be wrong with the arguments fails before the
+        // agent attaches: the services file, then the keys.
+        var services = ServiceConfig.echoEverywhere
+        if let servicesFile { services = try ServiceConfig.load(servicesFile) }
         let log = agent.logger("guest-agent.run")
-        let agentKey = try agent.agentKey()  // a bad key fails before anything attaches
+        let agentKey = try agent.agentKey()
         let hostKey = try agent.hostPublicKey()
+        AgentSignals.install(hangupReloads: true)
         let watcher = try agent.platform(vcpu: 0)
         let vcpuCount = (watcher as? SimPlatformInfo)?.vcpuCount ?? 1
-        log.info("agent running", metadata: ["wait": "\(wait.rawValue)", "vcpus": "\(vcpuCount)"])
+        log.info("agent running", metadata: ["wait": "\(wait.rawValue)", "vcpus": "\(vcpuCount)",
+                                             "enforcement": "\((watcher as? SimPlatformInfo)?.enforcementName ?? "hardware")",
+                                             "services": "\(servicesFile.map { "\($0) (\(services.rules.count) rules)" } ?? "echo on every channel")"])
 
         let served = ServedTable()
         var nextVCPU: UInt32 = 0
         var failingSince: UInt64? = nil
-        while true {
+        var hangupsSeen = 0
+        while !AgentSignals.stopRequested {
+            let hangups = AgentSignals.hangupCount
+            if hangups != hangupsSeen {
+                hangupsSeen = hangups
+                services = reload(services, served: served, log: log)
+            }
             let names: [String]
             do {
                 names = try watcher.descriptorNames()
@@ -61,36 +105,122 @@ struct Run: ParsableCommand {
             var toStart: [(String, [UInt8])] = []
             let current = served.table.withLock { $0 }
             for name in names {
-                if let entry = current[name], !entry.finished { continue }
+                if let entry = current[name], entry.phase.isRunning { continue }
                 guard let envelope = try? watcher.readDescriptor(named: name) else { continue }
-                if let entry = current[name], entry.envelope == envelope { continue }  // finished, same descriptor
+                if let entry = current[name], entry.envelope == envelope { continue }  // done with this descriptor
                 toStart.append((name, envelope))
             }
-            served.table.withLock { table in
-                for name in table.keys where !names.contains(name) && table[name]!.finished { table[name] = nil }
-                for (name, envelope) in toStart { table[name] = Served(envelope: envelope, finished: false) }
-            }
+            var jobs: [ChannelJob] = []
+            var refused: [(String, String?)] = []
             for (name, envelope) in toStart {
+                let (service, rule) = services.service(for: name)
+                if service == .refuse {
+                    refused.append((name, rule))
+                    continue
+                }
                 let vcpu = nextVCPU % UInt32(max(1, vcpuCount))
                 nextVCPU &+= 1
-                let job = EchoJob(name: name, envelope: envelope, spec: agent.spec, agentKey: agentKey, hostKey: hostKey, vcpu: vcpu, wait: wait.strategy,
-                                  handshakeTimeout: handshakeTimeout, log: log)
+                jobs.append(ChannelJob(name: name, envelope: envelope, spec: agent.spec, agentKey: agentKey, hostKey: hostKey,
+                                       vcpu: vcpu, wait: wait.strategy, handshakeTimeout: handshakeTimeout, log: log,
+                                       service: service, rule: rule,
+                                       opened: { served.table.withLock { $0[name]?.phase = .serving } }))
+            }
+            served.table.withLock { table in
+                for name in table.keys where !names.contains(name) && !table[name]!.phase.isRunning { table[name] = nil }
+                for (name, envelope) in toStart {
+                    let isRefused = refused.contains { $0.0 == name }
+                    table[name] = Served(envelope: envelope, phase: isRefused ? .refused : .opening)
+                }
+            }
+            for (name, rule) in refused {
+                // Logged once per descriptor: the entry keeps it from coming back.
+                log.notice("refused by \(rule ?? "rule"): the channel is not opened", metadata: ["channel": "\(name)"])
+            }
+            for job in jobs {
+                let name = job.name
                 let thread = Thread {
                     job.serve()
-                    served.table.withLock { $0[name]?.finished = true }
+                    served.table.withLock { $0[name]?.phase = .finished }
                 }
-                thread.name = "echo-\(name)"
+                thread.name = "serve-\(name)"
                 thread.start()
             }
+            // A signal cuts the sleep short (the handlers do not restart it).
             usleep(UInt32(pollMilliseconds) * 1000)
+        }
+        try shutDown(served, log: log)
+        _ = watcher  // detaches last, once every channel thread has
+    }
+
+    /// SIGHUP: the new rules, or the old ones if the file no longer checks out.
+    private func reload(_ old: ServiceConfig, served: ServedTable, log: Logger) -> ServiceConfig {
+        guard let servicesFile else {
+            log.notice("SIGHUP: no --services file to re-read; still echoing on every channel")
+            return old
+        }
+        do {
+            let new = try ServiceConfig.load(servicesFile)
+            // Refused channels were never opened: give them to the new rules.
+            served.table.withLock { table in
+                for (name, entry) in table where entry.phase == .refused { table[name] = nil }
+            }
+            log.notice("SIGHUP: re-read \(servicesFile) (\(new.rules.count) rules); new channels follow them")
+            return new
+        } catch {
+            log.error("SIGHUP: \(error.description); keeping the previous rules")
+            return old
         }
     }
 
+    /// After a stop signal: waits for every channel thread to close its
+    /// channel and detach. Serving threads notice within a turn; a thread
+    /// still in its handshake cannot be interrupted and is waited for up to
+    /// the handshake timeout. Exiting with a thread still attached would
+    /// crash the domain, so only a second signal (or a thread that overruns
+    /// its bound) ends the wait early.
+    private func shutDown(_ served: ServedTable, log: Logger) throws(AgentFailure) {
+        let running = served.table.withLock { $0.filter(\.value.phase.isRunning).count }
+        log.info("stopping: closing \(running) open channel(s)")
+        let start = monotonicNanoseconds()
+        let servingBound: UInt64 = 3_000_000_000
+        let openingBound = UInt64((handshakeTimeout + 1) * 1e9)
+        var toldAboutHandshakes = false
+        while true {
+            let table = served.table.withLock { $0 }
+            let serving = table.filter { $0.value.phase == .serving }.keys.sorted()
+            let opening = table.filter { $0.value.phase == .opening }.keys.sorted()
+            if serving.isEmpty && opening.isEmpty { break }
+            let elapsed = monotonicNanoseconds() - start
+            if AgentSignals.stopCount > 1 || (elapsed > servingBound && !serving.isEmpty) || elapsed > openingBound {
+                let left = (serving + opening).joined(separator: ", ")
+                throw .failure("stopped without closing \(left): \(AgentSignals.stopCount > 1 ? "a second signal" : "they did not finish in time"); their vCPUs are still attached, so the simulator crashes the domain")
+            }
+            if !opening.isEmpty, serving.isEmpty, !toldAboutHandshakes, elapsed > 500_000_000 {
+                toldAboutHandshakes = true
+                log.notice("stopping: waiting for \(opening.joined(separator: ", ")) to finish the handshake (at most \(Int(handshakeTimeout)) s); a second signal exits at once")
+            }
+            usleep(10_000)
+        }
+        log.info("stopped: every channel closed", metadata: ["seconds": "\(String(format1: Double(monotonicNanoseconds() - start) / 1e9))"])
+    }
+}
+
+enum ServedPhase: Sendable, Equatable {
+    /// A thread is attaching and opening the channel (handshake).
+    case opening
+    /// The channel is open and its service runs.
+    case serving
+    /// The thread ended (the peer went away, or it failed to open).
+    case finished
+    /// A `refuse` rule matched: never opened.
+    case refused
+
+    var isRunning: Bool { self == .opening || self == .serving }
 }
 
 struct Served: Sendable {
     var envelope: [UInt8]
-    var finished: Bool
+    var phase: ServedPhase
 }
 
 /// The channels being (or done being) served, by name.
@@ -98,69 +228,15 @@ final class ServedTable: Sendable {
     let table = Mutex<[String: Served]>([:])
 }
 
-/// What the simulator platform can tell about its domain.
-protocol SimPlatformInfo { var vcpuCount: Int { get } }
+/// What the simulator platform can tell about its domain and itself.
+protocol SimPlatformInfo {
+    var vcpuCount: Int { get }
+    /// How the window is policed in this process, as attached (software or mprotect).
+    var enforcementName: String { get }
+}
 
 extension SimGuestPlatform: SimPlatformInfo {
     var vcpuCount: Int { guest.vcpuCount }
+    var enforcementName: String { enforcement.rawValue }
 }
 
-/// One channel served on its own thread.
-struct EchoJob: Sendable {
-    let name: String
-    let envelope: [UInt8]
-    let spec: PlatformSpec
-    let agentKey: Curve25519.KeyAgreement.PrivateKey
-    let hostKey: Curve25519.Signing.PublicKey
-    let vcpu: UInt32
-    let wait: WaitStrategy
-    let handshakeTimeout: Double
-    let log: Logger
-
-    func serve() {
-        var log = self.log
-        log[metadataKey: "channel"] = "\(name)"
-        let platform: GuestPlatform
-        let channel: SecureChannel
-        do {
-            platform = try spec.platform(vcpu: vcpu)
-            channel = try SecureChannel.open(descriptor: envelope, agentKey: agentKey,
-                                             hostKey: hostKey, platform: platform,
-                                             options: .init(wait: wait, handshakeTimeout: .seconds(handshakeTimeout)))
-        } catch let failure as AgentFailure {
-            log.error("cannot serve: \(failure)")
-            return
-        } catch let error as ChannelError {
-            log.error("cannot open: \(error)\(fixHint(error))")
-            return
-        } catch {
-            log.error("cannot open: \(error)")
-            return
-        }
-        log.info("channel open", metadata: ["vcpu": "\(vcpu)", "mode": "\(channel.descriptor.mode)",
-                                            "suite": "\(channel.descriptor.suite)"])
-        let capacity = channel.maximumMessageBytes
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity, alignment: 16)
-        defer { buffer.deallocate() }
-        var messages: UInt64 = 0
-        while true {
-            do {
-                let n: Int
-                do {
-                    n = try channel.receive(into: buffer, timeout: .seconds(1))
-                } catch .timeout {
-                    continue
-                }
-                try channel.send(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
-                messages += 1
-            } catch .peerClosed {
-                log.info("peer closed the channel; dropping it", metadata: ["messages": "\(messages)"])
-                try? channel.close(timeout: .seconds(1))
-                return
-            } catch {
-                log.warning("peer went away: \(error); dropping the channel", metadata: ["messages": "\(messages)"])
-                return
-            }
-        }
-    }
-}
