@@ -113,12 +113,12 @@ var cases: [Case] = [
     baseline("C: one cache line") { w, c, s in baseline_cacheline_pingpong(pingCPU, echoCPU, w, c, s) },
 ]
 for size in [64, 1024] {
-    cases.append(baseline("C: ring, plain, \(size) B") { w, c, s in baseline_ring_pingpong(pingCPU, echoCPU, size, BASELINE_AEAD_NONE, w, c, s) })
-    cases.append(baseline("C: ring + ChaCha20-Poly1305, \(size) B") { w, c, s in baseline_ring_pingpong(pingCPU, echoCPU, size, BASELINE_AEAD_CHACHAPOLY, w, c, s) })
+    cases.append(baseline("C: ring, plain, \(size) B") { w, c, s in baseline_ring_pingpong(pingCPU, echoCPU, size, BASELINE_AEAD_NONE, BASELINE_WAIT_SPIN, 65536, w, c, s) })
+    cases.append(baseline("C: ring + ChaCha20-Poly1305, \(size) B") { w, c, s in baseline_ring_pingpong(pingCPU, echoCPU, size, BASELINE_AEAD_CHACHAPOLY, BASELINE_WAIT_SPIN, 65536, w, c, s) })
     if aes {
-        cases.append(baseline("C: ring + AES-256-GCM, \(size) B") { w, c, s in baseline_ring_pingpong(pingCPU, echoCPU, size, BASELINE_AEAD_AESGCM, w, c, s) })
+        cases.append(baseline("C: ring + AES-256-GCM, \(size) B") { w, c, s in baseline_ring_pingpong(pingCPU, echoCPU, size, BASELINE_AEAD_AESGCM, BASELINE_WAIT_SPIN, 65536, w, c, s) })
     }
-    cases.append(baseline("C: Unix stream socket, \(size) B") { w, c, s in baseline_unix_socket_pingpong(pingCPU, echoCPU, size, w, c / 10, s) })
+    cases.append(baseline("C: Unix stream socket, \(size) B") { w, c, s in baseline_unix_stream_pingpong(pingCPU, echoCPU, size, w, c / 10, s) })
     cases.append(channelCase("SecureChannel encrypted ChaCha20-Poly1305, \(size) B", mode: .encrypted, suite: .chachapoly, size: size))
     if aes {
         cases.append(channelCase("SecureChannel encrypted AES-256-GCM, \(size) B", mode: .encrypted, suite: .aesgcm, size: size))
