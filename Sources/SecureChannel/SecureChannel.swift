@@ -16,8 +16,12 @@ import Foundation
 /// The synchronous operations are the data path: with `.spin` they allocate
 /// nothing, take no lock and make no system call per message (`send(_:)` with
 /// an `UnsafeRawBufferPointer`, `receive(into:)`, `trySend`, `tryReceive`,
-/// `withSendBuffer`). A channel is used by one thread at a time; `messages`
-/// and the async methods move it to a thread of its own.
+/// `withSendBuffer`). A channel is used by one thread at a time.
+///
+/// On a one-way channel (``isOneWay``) the initiator's end only sends and
+/// the responder's end only receives: a send on the reader throws
+/// ``ChannelError/receiveOnly``, a receive on the writer
+/// ``ChannelError/sendOnly``.
 public final class SecureChannel {
     /// The opened descriptor (its pre-shared key bytes are zeroed).
     public let descriptor: ChannelDescriptor
@@ -106,10 +110,17 @@ public final class SecureChannel {
     public var name: String { descriptor.name }
     /// Largest message `send` accepts.
     public var maximumMessageBytes: Int { endpoint.maximumMessageBytes }
+    /// Whether data flows one way only (from the initiator to the responder).
+    public var isOneWay: Bool { endpoint.isOneWay }
+    /// False on the reading end of a one-way channel.
+    public var canSend: Bool { endpoint.canSend }
+    /// False on the writing end of a one-way channel.
+    public var canReceive: Bool { endpoint.canReceive }
 
     // MARK: Data path
 
     /// Sends `message`, waiting for room (back-pressure, never a drop).
+    /// - Throws: ``ChannelError/receiveOnly`` on the reader of a one-way channel.
     public func send(_ message: UnsafeRawBufferPointer, timeout: Duration? = nil) throws(ChannelError) {
         try endpoint.send(message, timeout: timeout)
     }
@@ -131,6 +142,7 @@ public final class SecureChannel {
     }
 
     /// Receives the next message into `buffer`; returns its length.
+    /// - Throws: ``ChannelError/sendOnly`` on the writer of a one-way channel.
     public func receive(into buffer: UnsafeMutableRawBufferPointer, timeout: Duration? = nil) throws(ChannelError) -> Int {
         try endpoint.receive(into: buffer, timeout: timeout)
     }
@@ -155,15 +167,19 @@ public final class SecureChannel {
 
     /// Half-close: nothing more will be sent; every message sent before is
     /// delivered (the call waits until the peer consumed it) or this throws.
+    /// - Throws: ``ChannelError/receiveOnly`` on the reader of a one-way
+    ///   channel, which has no sending direction (use ``close(timeout:)``).
     public func closeSending(timeout: Duration? = .seconds(5)) throws(ChannelError) {
         try endpoint.closeSending(timeout: timeout)
     }
 
     /// Closes the sending direction (flushing) and stops using the channel.
+    /// On the reader of a one-way channel this only stops reading: it writes
+    /// nothing, and the writer cannot tell.
     public func close(timeout: Duration? = .seconds(5)) throws(ChannelError) {
         if closed { return }
         closed = true
-        try endpoint.closeSending(timeout: timeout)
+        try endpoint.close(timeout: timeout)
     }
 
     // MARK: Byte streams

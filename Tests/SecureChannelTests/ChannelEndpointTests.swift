@@ -14,8 +14,8 @@ struct EndpointPair: @unchecked Sendable {
 
     static func make(pages: Int = 4, mode: ChannelMode = .encrypted, suite: ChannelSuite = .chachapoly,
                      options: ChannelEndpoint.Options = .init(wait: .spin),
-                     responderPSK: SymmetricKey? = nil) throws -> EndpointPair {
-        let window = try TestWindow(pages: pages)
+                     responderPSK: SymmetricKey? = nil, oneWay: Bool = false) throws -> EndpointPair {
+        let window = try TestWindow(pages: pages, oneWay: oneWay)
         let a = Curve25519.KeyAgreement.PrivateKey(), b = Curve25519.KeyAgreement.PrivateKey()
         let psk = SymmetricKey()
         let prologue = Array("secure-channel test".utf8)

@@ -13,6 +13,14 @@ import Synchronization
 /// forms with `.spin`) nothing is allocated, no lock is taken and no system
 /// call is made.
 ///
+/// A one-way channel (``RingGeometry/isOneWay``) has a single ring: the
+/// initiator is its writer and can only send, the responder its reader and
+/// can only receive. The reader writes nothing into the window but its
+/// consumer index (no state line, no close flag, no liveness counter), so
+/// the handshake is the one-way Noise pattern `Kpsk0` and nothing ever
+/// answers the writer. Receiving on the writer end throws
+/// ``ChannelError/sendOnly``, sending on the reader end ``ChannelError/receiveOnly``.
+///
 /// An endpoint is used by one thread at a time; it is not `Sendable`.
 public final class ChannelEndpoint {
     /// Settings that do not come from the descriptor.
@@ -97,12 +105,22 @@ public final class ChannelEndpoint {
         static let rehandshakeReply: UInt8 = 3
         /// The initiator sends under the new key from the next frame on.
         static let rehandshakeSwitch: UInt8 = 4
+        /// One-way channels: a fresh `Kpsk0` handshake message from the
+        /// writer, which sends under the new key from the next frame on (the
+        /// reader cannot answer, and a one-message pattern needs no answer).
+        static let oneWayRehandshake: UInt8 = 5
     }
 
     public let side: ChannelSide
     public let mode: ChannelMode
     public let geometry: RingGeometry
     public let options: Options
+    /// Whether the channel carries data one way only (from the initiator).
+    public let isOneWay: Bool
+    /// False on the reading end of a one-way channel.
+    public var canSend: Bool { producer != nil }
+    /// False on the writing end of a one-way channel.
+    public var canReceive: Bool { consumer != nil }
     /// The Noise handshake hash: identical on both ends, unique per session.
     public private(set) var handshakeHash: [UInt8] = []
 
@@ -110,8 +128,10 @@ public final class ChannelEndpoint {
     private let view: ViewID
     private let window: UnsafeMutableRawPointer
     private let control: ControlPage
-    private let producer: RingProducer
-    private let consumer: RingConsumer
+    /// The ring this end writes; nil on the reader of a one-way channel.
+    private let producer: RingProducer?
+    /// The ring this end reads; nil on the writer of a one-way channel.
+    private let consumer: RingConsumer?
     private let port: UInt32
     /// Private copy of each received frame (copy-then-verify).
     private let scratch: UnsafeMutableRawBufferPointer
@@ -148,6 +168,8 @@ public final class ChannelEndpoint {
     private var pendingLength = -1
     private var sendClosed = false
     private var peerClosed = false
+    /// The reader of a one-way channel closed its end: it stopped reading.
+    private var receiveClosed = false
     private var failure: ChannelError?
 
     /// Largest message `send` accepts.
@@ -157,6 +179,12 @@ public final class ChannelEndpoint {
 
     /// Opens one side of a channel over an already mapped window and runs
     /// the handshake; returns once the session is authenticated and keyed.
+    ///
+    /// On a one-way channel the writer sends its handshake message and
+    /// returns at once: it is keyed, but nothing can tell it that the reader
+    /// exists or holds the right keys (the reader detects a wrong key or PSK
+    /// when it reads the message, and then stops consuming). The reader
+    /// returns once the writer's message has authenticated it.
     ///
     /// - Throws: `ChannelError.handshakeFailed`, `.authenticationFailed`
     ///   (wrong keys or PSK on either side), `.timeout`, `.peerDied`,
@@ -171,9 +199,6 @@ public final class ChannelEndpoint {
     /// from one thread); the parameter is internal.
     init(platform: GuestPlatform, window: UnsafeMutableRawPointer, parameters: Parameters,
          options: Options, keys: HandshakeResult?) throws(ChannelError) {
-        guard !parameters.geometry.isOneWay else {
-            throw .descriptorRejected("one-way channels need a one-way handshake pattern, which this version does not implement")
-        }
         self.platform = platform
         self.window = window
         self.view = parameters.view
@@ -183,8 +208,20 @@ public final class ChannelEndpoint {
         self.options = options
         self.port = parameters.notificationPort
         self.control = ControlPage(base: window)
-        self.producer = RingProducer(window: window, geometry: geometry, ring: side.sendRing)
-        self.consumer = RingConsumer(window: window, geometry: geometry, ring: side.receiveRing)
+        // One-way: ring 0 is the only ring; the initiator writes it and the
+        // responder reads it, exactly as in a two-way channel.
+        self.isOneWay = geometry.isOneWay
+        let writes = !geometry.isOneWay || side == .initiator
+        // The rings start from the published indices: read them inside the
+        // channel view, like every access to the window (under mprotect
+        // enforcement a read outside it faults).
+        guard platform.enterView(parameters.view) else {
+            throw .platform("VMFUNC into channel view \(parameters.view.rawValue) was refused (#UD): the view is not visible or VMFUNC is not enabled on this vCPU")
+        }
+        self.producer = writes ? RingProducer(window: window, geometry: geometry, ring: side.sendRing) : nil
+        self.consumer = !geometry.isOneWay || side == .responder
+            ? RingConsumer(window: window, geometry: geometry, ring: side.receiveRing) : nil
+        _ = platform.enterView(.hostOrView0)
         self.scratch = .allocate(byteCount: geometry.maximumPayloadBytes, alignment: 16)
         self.rehandshakeAfterNanoseconds = Self.nanoseconds(options.rehandshakeAfter)
         self.rejectAfterNanoseconds = Self.nanoseconds(options.rejectAfter)
@@ -196,8 +233,8 @@ public final class ChannelEndpoint {
             }
         }
         if let keys {
-            sendCipher = keys.sending
-            receiveCipher = keys.receiving
+            sendCipher = producer != nil ? keys.sending : nil
+            receiveCipher = consumer != nil ? keys.receiving : nil
             handshakeHash = keys.handshakeHash
             establishedAt = cplatform_monotonic_ns()
             handshakeCount = 1
@@ -213,9 +250,11 @@ public final class ChannelEndpoint {
 
     // MARK: Handshake
 
-    /// The Noise protocol of every handshake on this channel.
-    private static func noiseProtocol(_ p: Parameters) -> NoiseProtocol {
-        NoiseProtocol(pattern: .kkpsk2, cipher: p.suite == .aesgcm ? .aesGCM : .chaChaPoly, hash: .blake2b)
+    /// The Noise protocol of every handshake on this channel: `KKpsk2`, or
+    /// `Kpsk0` on a one-way channel, whose reader may not answer.
+    static func noiseProtocol(_ p: Parameters) -> NoiseProtocol {
+        NoiseProtocol(pattern: p.geometry.isOneWay ? .kpsk0 : .kkpsk2,
+                      cipher: p.suite == .aesgcm ? .aesGCM : .chaChaPoly, hash: .blake2b)
     }
 
     private func handshake(_ p: Parameters) throws(ChannelError) {
@@ -228,6 +267,10 @@ public final class ChannelEndpoint {
                                        remoteStaticKey: p.peerStaticKey, presharedKeys: [p.presharedKey])
         } catch {
             throw .handshakeFailed("cannot start \(noise.name): \(error)")
+        }
+        if isOneWay {
+            try oneWayHandshake(state, deadline: deadline)
+            return
         }
         do {
             if side == .initiator {
@@ -265,15 +308,40 @@ public final class ChannelEndpoint {
         handshakeCount = 1
     }
 
+    /// The one-way handshake: `Kpsk0`'s single message, from the writer.
+    /// There is no key confirmation (the reader may not write); the
+    /// reader's first successful decryption of a frame is its confirmation,
+    /// and the writer never gets one.
+    private func oneWayHandshake(_ state: HandshakeState, deadline: UInt64) throws(ChannelError) {
+        do {
+            if side == .initiator {
+                try sendHandshakeFrame(state.writeMessage(), flags: 0, deadline: deadline)
+            } else {
+                _ = try state.readMessage(try receiveHandshakeFrame(deadline: deadline))
+            }
+            let result = try state.finish()
+            if side == .initiator { sendCipher = result.sending } else { receiveCipher = result.receiving }
+            handshakeHash = result.handshakeHash
+        } catch let error as ChannelError {
+            throw error
+        } catch CryptoError.authenticationFailure {
+            throw .authenticationFailed
+        } catch {
+            throw .handshakeFailed("\(error)")
+        }
+        establishedAt = cplatform_monotonic_ns()
+        handshakeCount = 1
+    }
+
     private func sendHandshakeFrame(_ message: [UInt8], flags: UInt8, deadline: UInt64) throws(ChannelError) {
         guard message.count <= geometry.maximumPayloadBytes else {
             throw .handshakeFailed("handshake message of \(message.count) bytes does not fit the ring")
         }
         while true {
             let sent = try withChannelView { () throws(ChannelError) -> Bool in
-                guard let slot = try ringCall({ () throws(RingViolation) in try producer.reserve(payloadBytes: message.count) }) else { return false }
+                guard let slot = try ringCall({ () throws(RingViolation) in try producer!.reserve(payloadBytes: message.count) }) else { return false }
                 message.withUnsafeBytes { if $0.count > 0 { slot.copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
-                producer.commit(FrameHeader(length: UInt32(message.count), type: .handshake, flags: flags, sequence: 0))
+                producer!.commit(FrameHeader(length: UInt32(message.count), type: .handshake, flags: flags, sequence: 0))
                 return true
             }
             if sent { wakePeerIfWaiting(dataWaiting: true); return }
@@ -284,7 +352,7 @@ public final class ChannelEndpoint {
     private func receiveHandshakeFrame(deadline: UInt64) throws(ChannelError) -> [UInt8] {
         while true {
             let frame = try withChannelView { () throws(ChannelError) -> FrameHeader? in
-                try ringCall { () throws(RingViolation) in try consumer.receive(into: scratch) }
+                try ringCall { () throws(RingViolation) in try consumer!.receive(into: scratch) }
             }
             if let frame {
                 wakePeerIfWaiting(dataWaiting: false)
@@ -342,7 +410,7 @@ public final class ChannelEndpoint {
         let tag = mode == .encrypted ? CipherState.tagByteCount : 0
         while true {
             let sent = try withChannelView { () throws(ChannelError) -> Bool in
-                guard let slot = try ringCall({ () throws(RingViolation) in try producer.reserve(payloadBytes: capacity + tag) }) else {
+                guard let slot = try ringCall({ () throws(RingViolation) in try producer!.reserve(payloadBytes: capacity + tag) }) else {
                     return false
                 }
                 let length: Int
@@ -368,9 +436,9 @@ public final class ChannelEndpoint {
                             throw Self.map(error)
                         }
                     }
-                    producer.commit(header)
+                    producer!.commit(header)
                 } else {
-                    producer.commit(FrameHeader(length: UInt32(length), type: .data, sequence: isolatedSendSequence))
+                    producer!.commit(FrameHeader(length: UInt32(length), type: .data, sequence: isolatedSendSequence))
                     isolatedSendSequence &+= 1
                 }
                 return true
@@ -386,10 +454,27 @@ public final class ChannelEndpoint {
         }
     }
 
+    /// Closes this end: on an end that sends, ``closeSending(timeout:)``
+    /// (flushing); on the reader of a one-way channel, it just stops
+    /// reading (later receives throw ``ChannelError/closed``) and writes
+    /// nothing: the writer cannot learn of it, and its own close then waits
+    /// for the flush until its timeout.
+    public func close(timeout: Duration? = .seconds(5)) throws(ChannelError) {
+        guard producer != nil else {
+            receiveClosed = true
+            return
+        }
+        try closeSending(timeout: timeout)
+    }
+
     /// Closes this side's sending direction: every message sent before is
     /// delivered (the call waits until the peer consumed it) or an error says
     /// it could not be. Receiving continues until the peer closes.
+    /// - Throws: ``ChannelError/receiveOnly`` on the reader of a one-way
+    ///   channel (use ``close(timeout:)``), `.timeout` when the peer did not
+    ///   consume everything in time.
     public func closeSending(timeout: Duration? = .seconds(5)) throws(ChannelError) {
+        guard producer != nil else { throw .receiveOnly }
         if sendClosed { return }
         if let failure { throw failure }
         let limit = deadline(timeout)
@@ -403,7 +488,7 @@ public final class ChannelEndpoint {
         // Flush: wait until the peer consumed every frame, the close included.
         while true {
             let drained = try withChannelView { () throws(ChannelError) -> Bool in
-                try ringCall { () throws(RingViolation) in try producer.isDrained() }
+                try ringCall { () throws(RingViolation) in try producer!.isDrained() }
             }
             if drained { return }
             try waitForPeer(forSpace: true, deadline: limit, allowPeerClosed: true)
@@ -411,9 +496,15 @@ public final class ChannelEndpoint {
     }
 
     private func checkCanSend(_ count: Int) throws(ChannelError) {
+        guard producer != nil else { throw .receiveOnly }
         if let failure { throw failure }
         if sendClosed { throw .closed }
         guard count <= maximumMessageBytes else { throw .messageTooLarge(limit: maximumMessageBytes) }
+        if isOneWay {
+            // The writer renews the keys on its own, so it does that before
+            // any limit could refuse it.
+            try advanceOneWayRehandshake(blocking: true)
+        }
         let age = cplatform_monotonic_ns() &- establishedAt
         if age > rejectAfterNanoseconds || messagesSent >= options.rehandshakeAfterMessages &+ (1 << 20) {
             throw .keyLimitReached("the session keys are older than \(options.rejectAfter) or carried \(messagesSent) messages and the peer did not complete a fresh handshake")
@@ -433,13 +524,14 @@ public final class ChannelEndpoint {
     /// then sends under the new key; initiator → switch, then sends under
     /// the new key; the responder receives under the new key after the switch.
     private func advanceRehandshake(age ageAtCall: UInt64, blocking: Bool) throws(ChannelError) {
+        if isOneWay { return }   // the writer renews in checkCanSend; the reader never sends
         var age = ageAtCall
         if side == .initiator, rehandshake != nil, pendingLength < 0 {
             // A sender that never receives would never see the reply: take it
             // from the head of the ring if it is there (data before it stays
             // for the application).
             let head = try withChannelView { () throws(ChannelError) -> FrameHeader? in
-                try ringCall { () throws(RingViolation) in try consumer.peekHeader() }
+                try ringCall { () throws(RingViolation) in try consumer!.peekHeader() }
             }
             if let head, head.type == .handshake, head.flags == HandshakeFlag.rehandshakeReply {
                 _ = try receiveFrameNow()
@@ -480,6 +572,34 @@ public final class ChannelEndpoint {
         }
     }
 
+    /// One-way channels: the writer starts a fresh `Kpsk0` handshake (a new
+    /// ephemeral key) when the keys are old or have carried many messages.
+    /// Its single message goes out in a `handshake` frame (flags 5)
+    /// encrypted under the current key, and the writer sends under the new
+    /// key from the next frame on; the reader switches after that frame.
+    /// Nothing is owed back, so the exchange completes in one frame and the
+    /// writer never runs into the hard limits.
+    private func advanceOneWayRehandshake(blocking: Bool) throws(ChannelError) {
+        let age = cplatform_monotonic_ns() &- establishedAt
+        guard age > rehandshakeAfterNanoseconds || messagesSent >= options.rehandshakeAfterMessages else { return }
+        let message: [UInt8]
+        let keys: HandshakeResult
+        do {
+            let state = try HandshakeState(Self.noiseProtocol(parameters), role: .initiator,
+                                           prologue: rehandshakePrologue, staticKey: parameters.staticKey,
+                                           remoteStaticKey: parameters.peerStaticKey,
+                                           presharedKeys: [parameters.presharedKey])
+            message = try state.writeMessage()
+            keys = try state.finish()
+        } catch {
+            throw .handshakeFailed("cannot start a fresh handshake: \(error)")
+        }
+        guard try sendControl(message, flags: HandshakeFlag.oneWayRehandshake, blocking: blocking) else { return }
+        sendCipher = keys.sending
+        sentSinceRekey = 0
+        completeSession(hash: keys.handshakeHash)
+    }
+
     /// The prologue of re-handshakes: the channel's, chained to the previous
     /// session's handshake hash so a re-handshake cannot be moved to another
     /// session.
@@ -515,7 +635,23 @@ public final class ChannelEndpoint {
     private func receiveRehandshake(flags: UInt8, length: Int) throws(ChannelError) {
         let message = Array(UnsafeRawBufferPointer(rebasing: scratch[0..<length]))
         do {
+            // On a one-way channel only the reader receives, and the writer's
+            // fresh handshake is the only exchange (the two-way ones would
+            // need the reader to answer).
+            if isOneWay, flags != HandshakeFlag.oneWayRehandshake {
+                throw ChannelError.protocolViolation("unexpected handshake frame (flags \(flags)) on a one-way channel")
+            }
             switch (side, flags) {
+            case (.responder, HandshakeFlag.oneWayRehandshake) where isOneWay:
+                let state = try HandshakeState(Self.noiseProtocol(parameters), role: .responder,
+                                               prologue: rehandshakePrologue, staticKey: parameters.staticKey,
+                                               remoteStaticKey: parameters.peerStaticKey,
+                                               presharedKeys: [parameters.presharedKey])
+                _ = try state.readMessage(message)
+                let keys = try state.finish()
+                receiveCipher = keys.receiving
+                receivedSinceRekey = 0
+                completeSession(hash: keys.handshakeHash)
             case (.responder, HandshakeFlag.rehandshakeRequest):
                 guard pendingReply == nil, nextReceiveCipher == nil else {
                     throw ChannelError.protocolViolation("a fresh handshake was requested while one is in progress")
@@ -576,7 +712,7 @@ public final class ChannelEndpoint {
         let encrypted = mode == .encrypted || type == .handshake || type == .rekey || type == .close
         let wire = payload.count + (encrypted ? CipherState.tagByteCount : 0)
         let sent = try withChannelView { () throws(ChannelError) -> Bool in
-            guard let slot = try ringCall({ () throws(RingViolation) in try producer.reserve(payloadBytes: wire) }) else {
+            guard let slot = try ringCall({ () throws(RingViolation) in try producer!.reserve(payloadBytes: wire) }) else {
                 return false
             }
             let sequence: UInt64
@@ -594,12 +730,12 @@ public final class ChannelEndpoint {
                         throw Self.map(error)
                     }
                 }
-                producer.commit(header)
+                producer!.commit(header)
             } else {
                 sequence = isolatedSendSequence
                 isolatedSendSequence &+= 1
                 if payload.count > 0 { slot.copyMemory(from: payload.baseAddress!, byteCount: payload.count) }
-                producer.commit(FrameHeader(length: UInt32(wire), type: type, flags: flags, sequence: sequence))
+                producer!.commit(FrameHeader(length: UInt32(wire), type: type, flags: flags, sequence: sequence))
             }
             return true
         }
@@ -631,6 +767,7 @@ public final class ChannelEndpoint {
     ///   was received; `.bufferTooSmall` (the message is kept) when `buffer`
     ///   is too small.
     public func tryReceive(into buffer: UnsafeMutableRawBufferPointer) throws(ChannelError) -> Int? {
+        try checkCanReceive()
         if pendingLength >= 0 { return try deliverPending(into: buffer) }
         if let failure { throw failure }
         while true {
@@ -672,6 +809,7 @@ public final class ChannelEndpoint {
 
     /// Receives the next message as a new array.
     public func receive(timeout: Duration? = nil) throws(ChannelError) -> [UInt8] {
+        try checkCanReceive()
         let limit = deadline(timeout)
         while true {
             if pendingLength < 0 {
@@ -704,6 +842,7 @@ public final class ChannelEndpoint {
     /// in the channel's private buffer. Either way the pointer is valid only
     /// inside `body`, which must not call the channel.
     public func withNextMessage<R>(timeout: Duration? = nil, _ body: (UnsafeRawBufferPointer) -> R) throws(ChannelError) -> R {
+        try checkCanReceive()
         let limit = deadline(timeout)
         while true {
             if pendingLength >= 0 {
@@ -714,14 +853,14 @@ public final class ChannelEndpoint {
             if let failure { throw failure }
             if mode == .isolated {
                 let inPlace = try withChannelView { () throws(ChannelError) -> R? in
-                    guard let (header, payload) = try ringCall({ () throws(RingViolation) in try consumer.peekFrame() }),
+                    guard let (header, payload) = try ringCall({ () throws(RingViolation) in try consumer!.peekFrame() }),
                           header.type == .data
                     else { return nil }
                     guard header.sequence == isolatedReceiveSequence else {
                         return try fail(.protocolViolation("frame sequence \(header.sequence), expected \(isolatedReceiveSequence)"))
                     }
                     let result = body(UnsafeRawBufferPointer(start: payload, count: Int(header.length)))
-                    consumer.release(header)
+                    consumer!.release(header)
                     isolatedReceiveSequence &+= 1
                     receivedSinceRekey &+= 1
                     return result
@@ -747,6 +886,14 @@ public final class ChannelEndpoint {
                 continue
             }
         }
+    }
+
+    /// Refuses receiving on the writer of a one-way channel, and on a reader
+    /// that closed its end.
+    @inline(__always)
+    private func checkCanReceive() throws(ChannelError) {
+        guard consumer != nil else { throw .sendOnly }
+        if receiveClosed { throw .closed }
     }
 
     private func deliverPending(into buffer: UnsafeMutableRawBufferPointer) throws(ChannelError) -> Int {
@@ -775,7 +922,7 @@ public final class ChannelEndpoint {
     private func receiveFrameNow(output: UnsafeMutableRawBufferPointer?,
                                  delivered: UnsafeMutablePointer<Bool>?) throws(ChannelError) -> (FrameHeader, Int)? {
         let frame = try withChannelView { () throws(ChannelError) -> FrameHeader? in
-            try ringCall { () throws(RingViolation) in try consumer.receive(into: scratch) }
+            try ringCall { () throws(RingViolation) in try consumer!.receive(into: scratch) }
         }
         guard let header = frame else { return nil }
         wakePeerIfWaiting(dataWaiting: false)
@@ -820,7 +967,7 @@ public final class ChannelEndpoint {
             receivedSinceRekey &+= 1
         case .handshake:
             if header.flags == HandshakeFlag.confirmation {
-                guard side == .responder, length == 0, handshakeCount <= 1 else {
+                guard side == .responder, !isOneWay, length == 0, handshakeCount <= 1 else {
                     return try fail(.protocolViolation("unexpected key confirmation after the handshake"))
                 }
             } else {
@@ -844,13 +991,13 @@ public final class ChannelEndpoint {
     private func waitForPeer(forSpace: Bool, deadline: UInt64, allowPeerClosed: Bool = false) throws(ChannelError) {
         let spinBudget = options.wait.spinNanoseconds
         let start = cplatform_monotonic_ns()
-        let word = forSpace ? producer.spaceWord : consumer.wakeWord
+        let word = forSpace ? producer!.spaceWord : consumer!.wakeWord
         // Waiting for room: wait for the consumer index to move past the
         // value `reserve` saw (a fresh read could already include the
         // consumer's last move, and then nothing would ever change it again).
         // Waiting for data re-checks the ring itself, so any value will do.
         let observed = forSpace
-            ? producer.lastSeenConsumedWord
+            ? producer!.lastSeenConsumedWord
             : UnsafeMutableRawPointer(word).assumingMemoryBound(to: Atomic<UInt32>.self).pointee.load(ordering: .acquiring)
         var spins: UInt64 = 0
         peerLivenessChangedAt = start
@@ -859,7 +1006,7 @@ public final class ChannelEndpoint {
             let ready = try withChannelView { () throws(ChannelError) -> Bool in
                 try checkPeerAlive(allowPeerClosed: allowPeerClosed)
                 return try ringCall { () throws(RingViolation) -> Bool in
-                    forSpace ? try producer.consumerProgressed(since: observed) : try consumer.hasFrame()
+                    forSpace ? try producer!.consumerProgressed(since: observed) : try consumer!.hasFrame()
                 }
             }
             if ready { return }
@@ -880,11 +1027,18 @@ public final class ChannelEndpoint {
     /// While waiting: shows this side is alive (its counter moves at most
     /// once a millisecond) and, when a liveness timeout is set, declares the
     /// peer dead once its counter stood still that long.
+    ///
+    /// One-way channels: the reader writes no counter, so the writer's view
+    /// of the reader's never moves; since a wait for room ends as soon as
+    /// the consumer index moves, the timeout then means "the reader consumed
+    /// nothing for that long". The reader watches the writer's counter as
+    /// usual but moves none of its own.
     private func tendLiveness(now: UInt64) throws(ChannelError) {
         let own = control.u64(at: sideOffset(side) + ControlPage.SideField.liveness)
         let peer = control.u64(at: sideOffset(side.peer) + ControlPage.SideField.liveness)
+        let writesState = producer != nil
         let seen = try withChannelView { () throws(ChannelError) -> UInt64 in
-            if now &- lastLivenessBump >= 1_000_000 {
+            if writesState, now &- lastLivenessBump >= 1_000_000 {
                 ownLiveness &+= 1
                 own.pointee.store(ownLiveness, ordering: .relaxed)
                 lastLivenessBump = now
@@ -895,13 +1049,19 @@ public final class ChannelEndpoint {
             peerLiveness = seen
             peerLivenessChangedAt = now
         } else if let timeout = options.livenessTimeout, now &- peerLivenessChangedAt > Self.nanoseconds(timeout) {
-            failure = .peerDied("no sign of life from the peer for \(timeout)")
+            failure = .peerDied(isOneWay && side == .initiator
+                ? "the reader consumed nothing for \(timeout)"
+                : "no sign of life from the peer for \(timeout)")
             throw failure!
         }
     }
 
     private func sleep(on word: UnsafeMutablePointer<UInt32>, observed: UInt32, forSpace: Bool,
                        deadline: UInt64) throws(ChannelError) {
+        if producer == nil {
+            try sleepWithoutAnnouncing(on: word, observed: observed, deadline: deadline)
+            return
+        }
         let bit: UInt32 = forSpace ? 2 : 1
         let flag = control.u32(at: sideOffset(side) + ControlPage.SideField.waiting)
         try withChannelView { () throws(ChannelError) in
@@ -923,14 +1083,53 @@ public final class ChannelEndpoint {
                       timeoutNanoseconds: min(remaining, 10_000_000))
     }
 
+    /// The reader of a one-way channel may not set its `waiting` flag, so
+    /// it sleeps unannounced: the writer wakes it when it had caught up
+    /// (see ``wakePeerIfWaiting(dataWaiting:)``), and otherwise it re-checks
+    /// after at most 10 ms like every sleeper.
+    private func sleepWithoutAnnouncing(on word: UnsafeMutablePointer<UInt32>, observed: UInt32,
+                                        deadline: UInt64) throws(ChannelError) {
+        // Sequentially consistent, the counterpart of the writer's publish
+        // then consumer-index read: either the writer saw this side caught
+        // up (and wakes it) or this load sees the new producer index.
+        let current = try withChannelView { () throws(ChannelError) -> UInt32 in
+            UnsafeMutableRawPointer(word).assumingMemoryBound(to: Atomic<UInt32>.self).pointee.load(ordering: .sequentiallyConsistent)
+        }
+        guard current == observed else { return }
+        let now = cplatform_monotonic_ns()
+        let remaining = deadline > now ? deadline - now : 0
+        platform.wait(WakeTarget(word: word, port: port), expected: observed,
+                      timeoutNanoseconds: min(remaining, 10_000_000))
+    }
+
     private func wakePeerIfWaiting(dataWaiting: Bool) {
+        if isOneWay, dataWaiting {
+            wakeOneWayReader()
+            return
+        }
         let bit: UInt32 = dataWaiting ? 1 : 2
         let flag = control.u32(at: sideOffset(side.peer) + ControlPage.SideField.waiting)
         let waiting = (try? withChannelView { () throws(ChannelError) -> UInt32 in
             flag.pointee.load(ordering: .sequentiallyConsistent)
         }) ?? 0
         if waiting & bit != 0 {
-            platform.notify(WakeTarget(word: dataWaiting ? producer.wakeWord : consumer.spaceWord, port: port))
+            platform.notify(WakeTarget(word: dataWaiting ? producer!.wakeWord : consumer!.spaceWord, port: port))
+        }
+    }
+
+    /// The writer of a one-way channel cannot see whether the reader sleeps
+    /// (it announces nothing). It may be asleep only if it had consumed
+    /// everything published before this frame, so that is when the writer
+    /// wakes it. A `.spin` writer never does: it keeps spin mode free of
+    /// system calls, and a reader that blocks behind it re-checks every
+    /// 10 ms instead.
+    private func wakeOneWayReader() {
+        if case .spin = options.wait { return }
+        let caughtUp = (try? withChannelView { () throws(ChannelError) -> Bool in
+            producer!.consumerHadCaughtUp()
+        }) ?? false
+        if caughtUp {
+            platform.notify(WakeTarget(word: producer!.wakeWord, port: port))
         }
     }
 
@@ -944,7 +1143,9 @@ public final class ChannelEndpoint {
             failure = .peerDied(why)
             throw .peerDied(why)
         }
-        if !allowPeerClosed {
+        // The writer of a one-way channel has nothing to receive, and its
+        // reader never writes a closed flag.
+        if !allowPeerClosed, let consumer {
             let closed = control.u32(at: sideOffset(side.peer) + ControlPage.SideField.closed).pointee.load(ordering: .acquiring)
             if closed != 0, try !ringCall({ () throws(RingViolation) in try consumer.hasFrame() }) {
                 peerClosed = true

@@ -28,6 +28,13 @@ public enum ChannelError: Error, Equatable, Sendable, CustomStringConvertible {
     case handshakeFailed(String)
     /// The platform underneath refused (VMFUNC #UD, mapping failure).
     case platform(String)
+    /// A send (`send`, `trySend`, `withSendBuffer`, `closeSending`) on the
+    /// reading end of a one-way channel, which may write nothing but its
+    /// consumer index. Nothing was sent.
+    case receiveOnly
+    /// A receive on the writing end of a one-way channel, which has no ring
+    /// to read. Nothing was received.
+    case sendOnly
 
     public var description: String {
         switch self {
@@ -43,6 +50,8 @@ public enum ChannelError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .keyLimitReached(why): return "key limit reached: \(why); open a new channel"
         case let .handshakeFailed(why): return "handshake failed: \(why)"
         case let .platform(why): return "platform error: \(why)"
+        case .receiveOnly: return "this end of a one-way channel only receives: it cannot send (the other end is the writer)"
+        case .sendOnly: return "this end of a one-way channel only sends: it has nothing to receive (the other end is the reader)"
         }
     }
 }

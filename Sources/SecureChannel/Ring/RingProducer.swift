@@ -22,6 +22,10 @@ public final class RingProducer {
     /// Where `reserve` put the frame that `commit` will publish.
     private var reservedAt: UInt64 = 0
     private var reservedPayloadBytes = -1
+    /// The published index before the frame `reserve` prepared (its padding
+    /// included), and before the last committed frame.
+    private var reserveStartedAt: UInt64 = 0
+    private var publishedBeforeLastFrame: UInt64 = 0
 
     /// The writer of ring `ringIndex` of the window at `window`.
     public init(window: UnsafeMutableRawPointer, geometry: RingGeometry, ring ringIndex: Int) {
@@ -66,6 +70,7 @@ public final class RingProducer {
         precondition(payloadBytes >= 0 && payloadBytes <= maximumPayloadBytes,
                      "frame payload of \(payloadBytes) bytes exceeds the ring's \(maximumPayloadBytes)")
         let frame = UInt64(FrameHeader.frameBytes(payloadBytes: payloadBytes))
+        let startedAt = produced
         var position = produced & mask
         let toEnd = size - position
         let needed = frame <= toEnd ? frame : frame + toEnd
@@ -81,6 +86,7 @@ public final class RingProducer {
             position = 0
         }
         reservedAt = produced
+        reserveStartedAt = startedAt
         reservedPayloadBytes = payloadBytes
         return ring + Int(position) + FrameHeader.byteCount
     }
@@ -96,11 +102,25 @@ public final class RingProducer {
                      "commit without a matching reserve")
         header.store(to: ring + Int(reservedAt & mask))
         produced = reservedAt &+ UInt64(FrameHeader.frameBytes(payloadBytes: Int(header.length)))
+        publishedBeforeLastFrame = reserveStartedAt
         reservedPayloadBytes = -1
         // Sequentially consistent: the store must be visible before this side
         // reads the peer's "waiting" flag (a Dekker-style handshake with a
         // consumer about to sleep), or a wake-up could be lost.
         producerIndex.pointee.store(produced, ordering: .sequentiallyConsistent)
+    }
+
+    /// Whether the consumer had released everything published before the
+    /// last committed frame: then it may be asleep waiting for that very
+    /// frame. For a reader that cannot announce its sleep (one-way channels).
+    ///
+    /// Sequentially consistent after the sequentially consistent publish in
+    /// `commit`: a consumer about to sleep either is seen here caught up, or
+    /// its own later load sees the new producer index. The value is only a
+    /// wake-up hint, so it is not validated.
+    public func consumerHadCaughtUp() -> Bool {
+        let consumed = consumerIndex.pointee.load(ordering: .sequentiallyConsistent)
+        return consumed &- publishedBeforeLastFrame <= produced &- publishedBeforeLastFrame
     }
 
     /// Whether the consumer has released everything published so far.
