@@ -16,7 +16,8 @@ import Foundation
 /// The synchronous operations are the data path: with `.spin` they allocate
 /// nothing, take no lock and make no system call per message (`send(_:)` with
 /// an `UnsafeRawBufferPointer`, `receive(into:)`, `trySend`, `tryReceive`,
-/// `withSendBuffer`). A channel is used by one thread at a time.
+/// `withSendBuffer`). A channel is used by one thread at a time;
+/// ``messages`` receives on a thread of its own for `for try await` loops.
 ///
 /// On a one-way channel (``isOneWay``) the initiator's end only sends and
 /// the responder's end only receives: a send on the reader throws
@@ -31,6 +32,12 @@ public final class SecureChannel {
     private let platform: GuestPlatform
     private let window: UnsafeMutableRawPointer
     private var closed = false
+    /// Messages a `messages` iteration received but did not hand out (it was
+    /// cancelled, left or paused): every receive returns these first, in order.
+    private var undelivered: [[UInt8]] = []
+    private var undeliveredHead = 0
+    /// The `messages` iteration that may hold the channel, if any.
+    var activeIteration: MessageIteration?
 
     private init(descriptor: ChannelDescriptor, endpoint: ChannelEndpoint, platform: GuestPlatform,
                  window: UnsafeMutableRawPointer) {
@@ -122,45 +129,141 @@ public final class SecureChannel {
     /// Sends `message`, waiting for room (back-pressure, never a drop).
     /// - Throws: ``ChannelError/receiveOnly`` on the reader of a one-way channel.
     public func send(_ message: UnsafeRawBufferPointer, timeout: Duration? = nil) throws(ChannelError) {
+        settleIteration()
         try endpoint.send(message, timeout: timeout)
     }
 
     /// Sends the bytes of an array.
     public func send(_ message: [UInt8], timeout: Duration? = nil) throws(ChannelError) {
+        settleIteration()
         try endpoint.send(message, timeout: timeout)
     }
 
     /// Sends if there is room now; false means "would block".
     public func trySend(_ message: UnsafeRawBufferPointer) throws(ChannelError) -> Bool {
-        try endpoint.trySend(message)
+        settleIteration()
+        return try endpoint.trySend(message)
+    }
+
+    /// Sends the bytes of an array if there is room now.
+    public func trySend(_ message: [UInt8]) throws(ChannelError) -> Bool {
+        settleIteration()
+        return try endpoint.trySend(message)
     }
 
     /// Zero-copy send: write the message straight into the ring.
     public func withSendBuffer(capacity: Int, timeout: Duration? = nil,
                                _ body: (UnsafeMutableRawBufferPointer) throws -> Int) throws(ChannelError) {
+        settleIteration()
         try endpoint.withSendBuffer(capacity: capacity, timeout: timeout, body)
     }
 
     /// Receives the next message into `buffer`; returns its length.
     /// - Throws: ``ChannelError/sendOnly`` on the writer of a one-way channel.
     public func receive(into buffer: UnsafeMutableRawBufferPointer, timeout: Duration? = nil) throws(ChannelError) -> Int {
-        try endpoint.receive(into: buffer, timeout: timeout)
+        settleIteration()
+        if undeliveredHead < undelivered.count { return try takeUndelivered(into: buffer) }
+        return try endpoint.receive(into: buffer, timeout: timeout)
     }
 
     /// Receives the next message as an array.
     public func receive(timeout: Duration? = nil) throws(ChannelError) -> [UInt8] {
-        try endpoint.receive(timeout: timeout)
+        settleIteration()
+        if let message = takeUndelivered() { return message }
+        return try endpoint.receive(timeout: timeout)
     }
 
     /// Receives a message if one is waiting; nil means "would block".
     public func tryReceive(into buffer: UnsafeMutableRawBufferPointer) throws(ChannelError) -> Int? {
-        try endpoint.tryReceive(into: buffer)
+        settleIteration()
+        if undeliveredHead < undelivered.count { return try takeUndelivered(into: buffer) }
+        return try endpoint.tryReceive(into: buffer)
     }
 
     /// Zero-copy receive: lends the next message to `body` (in place in the
     /// window in isolated mode, the verified plaintext in encrypted mode).
     public func withNextMessage<R>(timeout: Duration? = nil, _ body: (UnsafeRawBufferPointer) -> R) throws(ChannelError) -> R {
-        try endpoint.withNextMessage(timeout: timeout, body)
+        settleIteration()
+        if let message = takeUndelivered() {
+            return message.withUnsafeBytes { body($0) }
+        }
+        return try endpoint.withNextMessage(timeout: timeout, body)
+    }
+
+    // MARK: Messages as an AsyncSequence
+
+    /// The arriving messages, for `for try await message in channel.messages`;
+    /// ends when the peer closes, throws the ``ChannelError`` otherwise.
+    ///
+    /// Receives on a dedicated OS thread, only while the loop waits for the
+    /// next message (no buffer), so the loop body may use the channel, for
+    /// example to send a reply. See ``ChannelMessages`` for cancellation,
+    /// back-pressure and what else may touch the channel meanwhile: in
+    /// short, never receive from the channel elsewhere while iterating.
+    public var messages: ChannelMessages { ChannelMessages(channel: self, bufferLimit: 0) }
+
+    /// The arriving messages, received ahead by a dedicated OS thread into
+    /// a buffer of at most `bufferLimit` messages (0: only on demand, as
+    /// ``messages``). When the buffer is full the thread waits for the loop,
+    /// so a slow consumer holds at most `bufferLimit` messages in memory and
+    /// the peer waits for room; nothing is dropped. See ``ChannelMessages``.
+    public func messages(bufferLimit: Int) -> ChannelMessages {
+        ChannelMessages(channel: self, bufferLimit: bufferLimit)
+    }
+
+    /// Before any call on the channel: a `messages` iteration that may be
+    /// receiving lets go of the channel first, and its buffered messages
+    /// become this channel's undelivered ones. Only a nil check when no
+    /// iteration exists (the data path).
+    @inline(__always)
+    private func settleIteration() {
+        if activeIteration != nil { settleIterationSlowly() }
+    }
+
+    private func settleIterationSlowly() {
+        guard let iteration = activeIteration else { return }
+        let (messages, over) = iteration.pauseAndTakeBuffer()
+        appendUndelivered(messages)
+        if over { activeIteration = nil }
+    }
+
+    /// Forgets `iteration` (once its thread let go of the channel), keeping
+    /// what it had buffered.
+    func detach(_ iteration: MessageIteration) {
+        let (messages, _) = iteration.pauseAndTakeBuffer()
+        appendUndelivered(messages)
+        if activeIteration === iteration { activeIteration = nil }
+    }
+
+    private func appendUndelivered(_ messages: [[UInt8]]) {
+        guard !messages.isEmpty else { return }
+        if undeliveredHead == undelivered.count {
+            undelivered.removeAll(keepingCapacity: true)
+            undeliveredHead = 0
+        }
+        undelivered += messages
+    }
+
+    /// The oldest undelivered message, if any.
+    func takeUndelivered() -> [UInt8]? {
+        guard undeliveredHead < undelivered.count else { return nil }
+        let message = undelivered[undeliveredHead]
+        undelivered[undeliveredHead] = []
+        undeliveredHead += 1
+        if undeliveredHead == undelivered.count {
+            undelivered.removeAll(keepingCapacity: true)
+            undeliveredHead = 0
+        }
+        return message
+    }
+
+    private func takeUndelivered(into buffer: UnsafeMutableRawBufferPointer) throws(ChannelError) -> Int {
+        let message = undelivered[undeliveredHead]
+        // Too small: the message stays first in line, as with the ring.
+        guard buffer.count >= message.count else { throw .bufferTooSmall(needed: message.count) }
+        message.withUnsafeBytes { if $0.count > 0 { buffer.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+        _ = takeUndelivered()
+        return message.count
     }
 
     // MARK: Closing
@@ -170,15 +273,21 @@ public final class SecureChannel {
     /// - Throws: ``ChannelError/receiveOnly`` on the reader of a one-way
     ///   channel, which has no sending direction (use ``close(timeout:)``).
     public func closeSending(timeout: Duration? = .seconds(5)) throws(ChannelError) {
+        settleIteration()
         try endpoint.closeSending(timeout: timeout)
     }
 
     /// Closes the sending direction (flushing) and stops using the channel.
-    /// On the reader of a one-way channel this only stops reading: it writes
-    /// nothing, and the writer cannot tell.
+    /// A `messages` iteration still running is stopped first. On the reader
+    /// of a one-way channel this only stops reading: it writes nothing, and
+    /// the writer cannot tell.
     public func close(timeout: Duration? = .seconds(5)) throws(ChannelError) {
         if closed { return }
         closed = true
+        if let iteration = activeIteration {
+            iteration.requestStop()
+            settleIteration()
+        }
         try endpoint.close(timeout: timeout)
     }
 

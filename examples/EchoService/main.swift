@@ -1,7 +1,10 @@
-// Request/response over a secure channel: a service thread in one domain answers
-// requests from a client in another; the client exposes async/await, while
-// both endpoints run on OS threads (the channel's data path spins or sleeps
-// like a vCPU and must not occupy Swift concurrency's cooperative pool).
+// Request/response over a secure channel: a service in one domain answers
+// requests from a client in another, both with async/await. The service
+// iterates its requests with `for try await` over `channel.messages`, which
+// receives on an OS thread of its own; the client hops to its own serial
+// OS thread for each blocking round trip. Neither waits for the channel on
+// Swift concurrency's cooperative pool (the channel's data path spins or
+// sleeps like a vCPU).
 import Altp2m
 import Altp2mGrant
 import Altp2mSim
@@ -36,18 +39,33 @@ final class World: @unchecked Sendable {  // @unchecked: the engine is reached u
         return try SecureChannel.open(descriptor: try platform.readDescriptor(named: "rpc"), agentKey: keys[name]!,
                                       hostKey: grants.hostPublicKey, platform: platform, options: .init(wait: .block))
     }
+
+    /// Opens an end on a new OS thread (the handshake waits for the peer like
+    /// a vCPU) and hands the channel to the awaiting task.
+    func openOnThread(_ name: String) async throws -> Opened {
+        try await withCheckedThrowingContinuation { c in
+            Thread { c.resume(with: Result { Opened(try self.open(name)) }) }.start()
+        }
+    }
 }
 
-/// The service: one request in, one response out, until the client closes.
-func serve(_ channel: SecureChannel) throws {
-    while true {
-        let request: [UInt8]
-        do { request = try channel.receive() } catch ChannelError.peerClosed { break }
+/// A channel on its way from the thread that opened it to the task that uses
+/// it. @unchecked: one party at a time uses the channel.
+final class Opened: @unchecked Sendable {
+    let channel: SecureChannel
+    init(_ channel: SecureChannel) { self.channel = channel }
+}
+
+/// The service: one request in, one response out, until the client closes
+/// (then the loop ends). `messages` receives only while the loop waits for
+/// the next request, so the body may answer on the same channel; with
+/// `.block` that send sleeps, rather than spins, if the ring is ever full.
+func serve(_ channel: SecureChannel) async throws {
+    for try await request in channel.messages {
         let text = String(decoding: request, as: UTF8.self)
-        let response = "echo(\(text.count) chars): \(text.uppercased())"
-        try channel.send(Array(response.utf8))
+        try channel.send(Array("echo(\(text.count) chars): \(text.uppercased())".utf8), timeout: .seconds(5))
     }
-    try? channel.close()
+    try channel.close()
 }
 
 /// The client: an actor-free async facade; each call hops to the client's
@@ -72,21 +90,29 @@ final class EchoClient: @unchecked Sendable {  // @unchecked: the channel is use
         }
     }
 
+    /// Half-closes, then waits for the service's own close: an orderly end
+    /// on both sides.
     func close() async {
-        await withCheckedContinuation { c in queue.async { [self] in try? channel?.close(); c.resume() } }
+        await withCheckedContinuation { c in
+            queue.async { [self] in
+                try? channel?.closeSending()
+                while (try? channel?.receive(timeout: .seconds(5))) != nil {}
+                c.resume()
+            }
+        }
     }
 }
 
 let world = try World()
 defer { try? FileManager.default.removeItem(atPath: world.directory) }
-let service = Thread {
-    do { try serve(try world.open("service")) } catch { print("service: \(error)") }
-}
-service.start()
-
+// Both ends open at once (the handshake needs both).
+let opening = Task { try await world.openOnThread("service") }
 let client = try await EchoClient { try world.open("client") }
+let service = Task { try await serve(try await opening.value.channel) }
+
 for question in ["hello", "secure channels", "on altp2m views"] {
     let answer = try await client.request(question)
     print("> \(question)\n< \(answer)")
 }
 await client.close()
+try await service.value

@@ -171,6 +171,10 @@ public final class ChannelEndpoint {
     /// The reader of a one-way channel closed its end: it stopped reading.
     private var receiveClosed = false
     private var failure: ChannelError?
+    /// Set from another thread to make an interruptible receive
+    /// (``receiveMessage(interruptible:)``) give up: how a `messages`
+    /// iteration stops its receiving thread without closing the channel.
+    let receiveInterrupt = Atomic<Bool>(false)
 
     /// Largest message `send` accepts.
     public var maximumMessageBytes: Int {
@@ -807,6 +811,18 @@ public final class ChannelEndpoint {
         }
     }
 
+    /// For `messages`: like `receive(into:)` without a deadline, but returns
+    /// nil once ``receiveInterrupt`` is set (a waiting receive notices within
+    /// one sleep, at most 10 ms). A message already waiting is still
+    /// returned; the flag stays set for the caller to clear.
+    func receiveInterruptibly(into buffer: UnsafeMutableRawBufferPointer) throws(ChannelError) -> Int? {
+        while true {
+            if let n = try tryReceive(into: buffer) { return n }
+            if receiveInterrupt.load(ordering: .acquiring) { return nil }
+            try waitForPeer(forSpace: false, deadline: .max, interruptible: true)
+        }
+    }
+
     /// Receives the next message as a new array.
     public func receive(timeout: Duration? = nil) throws(ChannelError) -> [UInt8] {
         try checkCanReceive()
@@ -987,8 +1003,11 @@ public final class ChannelEndpoint {
     // MARK: Waiting and waking
 
     /// Waits until the peer made progress (data arrived, or room was made),
-    /// the deadline passed, or the peer went away.
-    private func waitForPeer(forSpace: Bool, deadline: UInt64, allowPeerClosed: Bool = false) throws(ChannelError) {
+    /// the deadline passed, or the peer went away. With `interruptible`, also
+    /// returns once ``receiveInterrupt`` is set (within one sleep, at most
+    /// 10 ms); the caller checks the flag.
+    private func waitForPeer(forSpace: Bool, deadline: UInt64, allowPeerClosed: Bool = false,
+                             interruptible: Bool = false) throws(ChannelError) {
         let spinBudget = options.wait.spinNanoseconds
         let start = cplatform_monotonic_ns()
         let word = forSpace ? producer!.spaceWord : consumer!.wakeWord
@@ -1002,6 +1021,7 @@ public final class ChannelEndpoint {
         var spins: UInt64 = 0
         peerLivenessChangedAt = start
         while true {
+            if interruptible, receiveInterrupt.load(ordering: .relaxed) { return }
             // Re-check the condition from inside the view.
             let ready = try withChannelView { () throws(ChannelError) -> Bool in
                 try checkPeerAlive(allowPeerClosed: allowPeerClosed)
