@@ -86,8 +86,11 @@ let package = Package(
         .executableTarget(
             name: "chanctl",
             dependencies: [
-                "Altp2m", "Altp2mSim", "Altp2mGrant", "ChannelCrypto", "SecureChannel", "XenBackend",
+                "Altp2m", "Altp2mSim", "Altp2mGrant", "ChannelCrypto", "SecureChannel", "XenBackend", "CPlatform",
+                // chanctl bench: the C baselines and HdrHistogram.
+                "ChannelBenchBaseline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),
 

@@ -131,6 +131,18 @@ public final class GrantModule {
         try savePolicy(policy)
     }
 
+    /// Sets the most channels one domain may take part in: what `chanctl
+    /// policy limit --max-channels-per-domain N` does. Existing channels
+    /// stay; the cap applies to the next creation.
+    public func setMaxChannelsPerDomain(_ count: Int) throws(GrantError) {
+        guard GrantPolicy.maxChannelsPerDomainRange.contains(count) else {
+            throw .invalidArgument("maxChannelsPerDomain must be within \(GrantPolicy.maxChannelsPerDomainRange), not \(count)")
+        }
+        var policy = try loadPolicy()
+        policy.maxChannelsPerDomain = count
+        try savePolicy(policy)
+    }
+
     /// Removes the rule for `a` and `b`; returns whether there was one.
     /// Existing channels stay until destroyed.
     @discardableResult

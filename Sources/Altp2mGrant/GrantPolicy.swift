@@ -26,6 +26,9 @@ public struct GrantPolicy: Equatable, Sendable {
     public static let currentVersion = 1
     /// The default cap on channels per domain.
     public static let defaultMaxChannelsPerDomain = 16
+    /// What the cap may be set to (every channel of a domain shares its one
+    /// channel view; each takes its own window of guest frames).
+    public static let maxChannelsPerDomainRange = 1...4096
 
     /// The most channels one domain may take part in.
     public var maxChannelsPerDomain: Int

@@ -19,7 +19,7 @@ struct Chanctl: ParsableCommand {
             command prints one JSON object: {"ok":true,...} or {"ok":false,...}.
             """,
         subcommands: [SimCommand.self, DomainCommand.self, Altp2mCommand.self, MonitorCommand.self, PingPongCommand.self,
-                      KeysCommand.self, PolicyCommand.self, ChannelCommand.self]
+                      KeysCommand.self, PolicyCommand.self, ChannelCommand.self, BenchCommand.self, BenchPeerCommand.self]
     )
 
     /// Parses and runs, mapping every failure to the exit codes above.

@@ -89,7 +89,7 @@ struct PolicyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "policy",
         abstract: "Which domains may be connected (default: none).",
-        subcommands: [Allow.self, Deny.self, Show.self])
+        subcommands: [Allow.self, Deny.self, Limit.self, Show.self])
 
     struct Allow: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Allow channels between two domains.")
@@ -153,6 +153,26 @@ struct PolicyCommand: ParsableCommand {
         func run() throws {
             try grantRun(options, backend, "grant.policy.deny", ["a": .string(first), "b": .string(second)]) { r in
                 r["removed"]?.bool == true ? "removed the rule for \(first) <-> \(second)" : "no rule for \(first) <-> \(second)"
+            }
+        }
+    }
+
+    struct Limit: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Set the most channels one domain may take part in (default 16).")
+        @OptionGroup var options: GlobalOptions
+        @OptionGroup var backend: BackendOptions
+        @Option(name: .customLong("max-channels-per-domain"), help: "The cap (1...4096).") var maxChannels: Int
+
+        func validate() throws {
+            guard GrantPolicy.maxChannelsPerDomainRange.contains(maxChannels) else {
+                throw ValidationError("bad --max-channels-per-domain \(maxChannels): expected 1...4096")
+            }
+        }
+
+        func run() throws {
+            try grantRun(options, backend, "grant.policy.limit", ["max_channels_per_domain": .int(Int64(maxChannels))]) { _ in
+                "each domain may now take part in up to \(maxChannels) channels"
             }
         }
     }

@@ -83,6 +83,13 @@ final class GrantService: SimDaemonExtension {
                         "suites": .array(suites.map { .string($0.description) }),
                         "modes": .array(modes.map { .string($0.description) })]
 
+            case "grant.policy.limit":
+                guard let count = a["max_channels_per_domain"]?.int64 else {
+                    throw SimDaemonExtensionError.usage("grant.policy.limit needs max_channels_per_domain")
+                }
+                try grants.setMaxChannelsPerDomain(Int(count))
+                return ["max_channels_per_domain": .int(count)]
+
             case "grant.policy.deny":
                 let first = try string("a"), second = try string("b")
                 let removed = try grants.disallow(first, second)

@@ -66,7 +66,7 @@ struct PingPongCommand: ParsableCommand {
 
     func run() throws {
         let run = PingPongRun(self)
-        PingPongSignals.install(run)
+        RunSignals.install { run.tearDown() }
         let result: PingPongRun.Outcome
         do {
             result = try run.execute()
@@ -93,11 +93,9 @@ final class PingPongRun: @unchecked Sendable {
     let guestAgent: String
     /// A private directory for keys and logs (removed at teardown).
     private(set) var workDir: String?
-    /// The simulator's state directory.
-    private(set) var stateDir = ""
-    /// True when this run started the simulator (and so stops it).
-    private(set) var ownsSimulator = false
-    private(set) var daemonPID: pid_t = 0
+    /// The simulator: private, or the running one --state-dir names.
+    private(set) var simulator: RunSimulator?
+    private var stateDir: String { simulator?.stateDir ?? "" }
     private(set) var agentPIDs: [pid_t] = []
     private(set) var domains: [String] = []
     private(set) var channelName = ""
@@ -158,7 +156,7 @@ final class PingPongRun: @unchecked Sendable {
 
     init(_ command: PingPongCommand) {
         self.command = command
-        chanctl = Self.ownExecutable()
+        chanctl = ChildProcess.ownExecutable()
         guestAgent = NSStringPath(chanctl).directory + "/guest-agent"
     }
 
@@ -168,20 +166,15 @@ final class PingPongRun: @unchecked Sendable {
         guard access(guestAgent, X_OK) == 0 else {
             throw .failure("guest-agent not found at \(guestAgent); build it next to chanctl: swift build --product guest-agent (or make release)")
         }
-        let work = try makeTemporaryDirectory("chanctl-pingpong")
+        let work = try ChildProcess.makeTemporaryDirectory("chanctl-pingpong")
         workDir = work
         var stages: [(String, Double)] = []
 
         // 1. The simulator.
         var t = now()
-        if let explicit = command.stateDir, simulatorAnswers(explicit) {
-            stateDir = explicit
-        } else {
-            stateDir = command.stateDir ?? work + "/state"
-            let started = try DaemonLauncher.start(StateDirectory.resolve(explicit: stateDir), serveArguments: [])
-            ownsSimulator = true
-            daemonPID = pid_t(started["pid"]?.int64 ?? 0)
-        }
+        let simulator = RunSimulator(workDir: work, explicitStateDir: command.stateDir)
+        self.simulator = simulator
+        try simulator.start()
         stages.append(("simulator_start", elapsed(t)))
 
         // 2. Two domains (unique names, so an existing simulator is fine).
@@ -223,13 +216,13 @@ final class PingPongRun: @unchecked Sendable {
         let pingPID = try spawn(guestAgent, pingArguments, stdout: work + "/ping.out", stderr: work + "/ping.log")
         agentPIDs.append(pingPID)
         let limit = command.timeout ?? (60 + Double(command.count) / 1000)
-        let status = waitFor(pingPID, seconds: limit)
+        let status = ChildProcess.waitFor(pingPID, seconds: limit)
         agentPIDs.removeAll { $0 == pingPID }
         let output = readFile(work + "/ping.out")
         guard status == 0, let result = try? JSONValue.parse(output.trimmingCharacters(in: " \n\r\t")),
               result["ok"]?.bool == true else {
             let why = status == nil ? "did not finish within \(Int(limit)) s" : "exited with status \(status!)"
-            let log = lastLines(readFile(work + "/ping.log") + readFile(work + "/echo.log"))
+            let log = ChildProcess.lastLines(readFile(work + "/ping.log") + readFile(work + "/echo.log"))
             let error = (try? JSONValue.parse(output.trimmingCharacters(in: " \n\r\t")))?["error"]?.string ?? ""
             throw .failure("the ping agent \(why)\(error.isEmpty ? "" : ": " + error)\(log.isEmpty ? "" : "\nagent log:\n" + log)")
         }
@@ -243,7 +236,7 @@ final class PingPongRun: @unchecked Sendable {
         // 6. The baseline, with the agents' cores free again.
         if !command.keep { stopAgents() }
         let unix = UnixSocketPingPong.run(count: command.count, size: command.size)
-        return Outcome(ping: result, stages: stages, unixSocket: unix, ownSimulator: ownsSimulator)
+        return Outcome(ping: result, stages: stages, unixSocket: unix, ownSimulator: simulator.ownsSimulator)
     }
 
     private func agentArguments(_ sub: String, _ domain: String) -> [String] {
@@ -260,15 +253,8 @@ final class PingPongRun: @unchecked Sendable {
         if tornDown { return }
         tornDown = true
         stopAgents()
-        if ownsSimulator {
-            if (try? DaemonLauncher.stop(StateDirectory.resolve(explicit: stateDir))) == nil, daemonPID > 0 {
-                kill(daemonPID, SIGKILL)
-            }
-            if daemonPID > 0, waitFor(daemonPID, seconds: 10) == nil {
-                kill(daemonPID, SIGKILL)
-                _ = waitFor(daemonPID, seconds: 5)
-            }
-            if command.stateDir == nil { removeTree(stateDir) }
+        if let simulator, simulator.ownsSimulator {
+            simulator.stop()
         } else if !stateDir.isEmpty {
             if !channelName.isEmpty { _ = try? chanctlJSON(["channel", "destroy", channelName]) }
             for name in domains { _ = try? chanctlJSON(["domain", "destroy", name]) }
@@ -277,11 +263,7 @@ final class PingPongRun: @unchecked Sendable {
     }
 
     func stopAgents() {
-        for pid in agentPIDs { kill(pid, SIGTERM) }
-        for pid in agentPIDs where waitFor(pid, seconds: 2) == nil {
-            kill(pid, SIGKILL)
-            _ = waitFor(pid, seconds: 5)
-        }
+        ChildProcess.stop(agentPIDs)
         agentPIDs = []
     }
 
@@ -293,7 +275,7 @@ final class PingPongRun: @unchecked Sendable {
         let (ping, echo) = (domains.first ?? "", domains.last ?? "")
         return """
             Left running (--keep):
-              simulator       \(stateDir) (daemon pid \(daemonPID))
+              simulator       \(stateDir) (daemon pid \(simulator?.daemonPID ?? 0))
               domains         \(domains.joined(separator: ", "))
               channel         \(channelName)
               echo agent      pid \(agentPIDs.map(String.init).joined(separator: " ")) (guest-agent run in \(echo))
@@ -317,86 +299,20 @@ final class PingPongRun: @unchecked Sendable {
 
     // MARK: Processes
 
-    /// Runs `chanctl ARGS --state-dir S --json`; a refusal becomes this run's failure.
     private func chanctlJSON(_ arguments: [String]) throws(CommandFailure) -> JSONValue {
-        try run(chanctl, arguments + ["--state-dir", stateDir, "--json"], what: "chanctl \(arguments.prefix(2).joined(separator: " "))")
+        guard let simulator else { throw .failure("no simulator") }
+        return try simulator.chanctlJSON(arguments)
     }
 
-    /// Runs a child to completion (30 s at most) and parses its JSON output.
     private func run(_ binary: String, _ arguments: [String], what: String) throws(CommandFailure) -> JSONValue {
-        let out = (workDir ?? "/tmp") + "/child.out"
-        let err = (workDir ?? "/tmp") + "/child.err"
-        let pid = try spawn(binary, arguments, stdout: out, stderr: err)
-        let status = waitFor(pid, seconds: 30)
-        if status == nil { kill(pid, SIGKILL); _ = waitFor(pid, seconds: 5) }
-        let text = readFile(out).trimmingCharacters(in: " \n\r\t")
-        let parsed = try? JSONValue.parse(text)
-        guard status == 0, let parsed else {
-            let message = parsed?["error"]?.string ?? readFile(err).trimmingCharacters(in: " \n\r\t")
-            throw .failure("\(what) failed (\(status.map { "exit \($0)" } ?? "timed out")): \(message.isEmpty ? text : message)")
-        }
-        return parsed
+        try ChildProcess.runJSON(binary, arguments, scratch: workDir ?? "/tmp", what: what)
     }
 
     private func spawn(_ binary: String, _ arguments: [String], stdout: String, stderr: String) throws(CommandFailure) -> pid_t {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        let argv0 = NSStringPath(binary).lastComponent
-        var argv: [UnsafeMutablePointer<CChar>?] = ([argv0] + arguments).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, binary, &actions, nil, &argv, environ)
-        guard rc == 0 else { throw .failure("cannot start \(binary): \(String(cString: strerror(rc)))") }
-        return pid
+        try ChildProcess.spawn(binary, arguments, stdout: stdout, stderr: stderr)
     }
 
-    /// Waits for `pid`; its exit status (128+signal when killed), or nil after `seconds`.
-    @discardableResult
-    func waitFor(_ pid: pid_t, seconds: Double) -> Int32? {
-        let deadline = now() + seconds
-        var delay: UInt32 = 200
-        while true {
-            var status: Int32 = 0
-            let r = waitpid(pid, &status, WNOHANG)
-            if r == pid {
-                let signal = status & 0x7f
-                return signal == 0 ? (status >> 8) & 0xff : 128 + signal
-            }
-            if r < 0 {
-                // Not our child (a simulator this run did not start): gone when kill(0) fails.
-                if kill(pid, 0) != 0 { return 0 }
-            }
-            if now() >= deadline { return nil }
-            usleep(delay)
-            delay = min(delay * 2, 20_000)
-        }
-    }
-
-    private func simulatorAnswers(_ directory: String) -> Bool {
-        guard let client = try? SimClient(stateDirectory: StateDirectory.resolve(explicit: directory), timeoutSeconds: 2) else { return false }
-        return (try? client.call("sim.status")) != nil
-    }
-
-    // MARK: Files and time
-
-    static func ownExecutable() -> String {
-        var buffer = [CChar](repeating: 0, count: 4096)
-        let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-        guard n > 0 else { return CommandLine.arguments[0] }
-        return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-
-    private func makeTemporaryDirectory(_ prefix: String) throws(CommandFailure) -> String {
-        let base = getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp"
-        var template = Array("\(base)/\(prefix)-XXXXXX".utf8CString)
-        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        guard made != nil else { throw .failure("cannot create a temporary directory in \(base): \(String(cString: strerror(errno))); set TMPDIR") }
-        return String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
+    // MARK: Time
 
     func now() -> Double { DaemonLauncher.monotonicSeconds() }
     private func elapsed(_ since: Double) -> Double { (now() - since) * 1000 }
@@ -436,10 +352,6 @@ func readFile(_ path: String) -> String {
         bytes += chunk[0..<n]
     }
     return String(decoding: bytes, as: UTF8.self)
-}
-
-private func lastLines(_ text: String, _ n: Int = 8) -> String {
-    text.split(separator: "\n").suffix(n).joined(separator: "\n")
 }
 
 /// Path helpers without Foundation.
@@ -557,24 +469,4 @@ private func writeFully(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int) -
         if n > 0 { done += n } else if n < 0 && errno == EINTR { continue } else { return false }
     }
     return true
-}
-
-// MARK: Signals
-
-/// SIGINT/SIGTERM/SIGHUP during a run: kill the agents (by pid), stop the
-/// simulator this run started, remove the temporary files, then exit 130.
-enum PingPongSignals {
-    nonisolated(unsafe) static var current: PingPongRun?
-
-    static func install(_ run: PingPongRun) {
-        current = run
-        for signal in [SIGINT, SIGTERM, SIGHUP] {
-            Glibc.signal(signal) { number in
-                // Not async-signal-safe in general; acceptable for an
-                // interactive tool that is about to exit anyway.
-                PingPongSignals.current?.tearDown()
-                _exit(128 + number)
-            }
-        }
-    }
 }

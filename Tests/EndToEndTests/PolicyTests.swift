@@ -42,6 +42,28 @@ struct PolicyEndToEndTests {
         #expect(emptyError.contains("--modes"), "\(empty.stdout)")
     }
 
+    @Test("policy limit --max-channels-per-domain: policy show reports it, the next creation obeys it, bad values are usage errors")
+    func channelLimit() throws {
+        let world = try SimWorld(allow: false)
+        try world.chanctl("policy", "allow", "left", "right")
+        #expect(try world.chanctl("policy", "show").json?["max_channels_per_domain"] as? Int == 16)
+        let limited = try world.chanctl("policy", "limit", "--max-channels-per-domain", "2")
+        #expect(limited.json?["max_channels_per_domain"] as? Int == 2, "\(limited.stdout)")
+        #expect(try world.chanctl("policy", "show").json?["max_channels_per_domain"] as? Int == 2)
+        for name in ["one", "two"] {
+            try world.chanctl("channel", "create", name, "--between", "left", "right", "--pages", "2")
+        }
+        let third = try world.chanctl("channel", "create", "three", "--between", "left", "right", "--pages", "2", expect: nil)
+        #expect(third.status != 0)
+        #expect((third.json?["error"] as? String ?? "").contains("maxChannelsPerDomain = 2"), "\(third.stdout)")
+        try world.chanctl("policy", "limit", "--max-channels-per-domain", "3")
+        try world.chanctl("channel", "create", "three", "--between", "left", "right", "--pages", "2")
+        for bad in ["0", "4097", "many"] {
+            let refused = try world.chanctl("policy", "limit", "--max-channels-per-domain", bad, expect: 2)
+            #expect((refused.json?["error"] as? String ?? "").contains("--max-channels-per-domain"), "\(refused.stdout)")
+        }
+    }
+
     @Test("chanctl pingpong --mode isolated: the rule comes from policy allow --modes (no policy.json editing)")
     func pingpongIsolated() throws {
         let tmp = try TemporaryDirectory()

@@ -56,15 +56,23 @@ public final class SimEngineLock: @unchecked Sendable {
 ///   ``refresh()``) and moves only this platform's view; the engine's vCPU
 ///   stays where it was.
 ///
-/// In both modes the window is plain shared memory in this process: nothing
-/// stops code from touching it outside the channel view (software
-/// enforcement). Touching it only between `enterView(view)` and the return
-/// to view 0 is the caller's contract, as ``GuestPlatform`` states.
+/// With `software` enforcement (the default, and the only one in process)
+/// the window is plain shared memory in this process: nothing stops code
+/// from touching it outside the channel view. Touching it only between
+/// `enterView(view)` and the return to view 0 is the caller's contract, as
+/// ``GuestPlatform`` states. With `mprotect` enforcement (attached only) each
+/// window is readable and writable only while this vCPU is in the view it
+/// was mapped for, and `PROT_NONE` otherwise, so a stray access outside the
+/// channel view is a real SIGSEGV, at the price of an `mprotect` call per
+/// window on every VMFUNC.
 ///
 /// `notify` and `wait` are futex wake and wait on the word inside the
 /// window. Every mapping of a frame is `MAP_SHARED` of one file (or, in
 /// process, the same memory), so a wake from another guest process, or
-/// from the daemon tearing a channel down, reaches the sleeper.
+/// from the daemon tearing a channel down, reaches the sleeper. Under
+/// `mprotect` the futex calls go through a second, always-mapped alias of
+/// the window's frames: they stand for the event channel, which on Xen
+/// needs no access to the window either.
 ///
 /// One platform is one vCPU: use it from one thread at a time.
 public final class SimGuestPlatform: GuestPlatform {
@@ -86,17 +94,28 @@ public final class SimGuestPlatform: GuestPlatform {
     /// Windows this platform handed out: page count, and whether it is its
     /// own mapping (unmapped on release) or a pointer into engine memory.
     private var windows: [UnsafeMutableRawPointer: (pages: Int, owned: Bool)] = [:]
+    /// How windows are protected outside their view.
+    public let enforcement: SimGuest.Enforcement
+    /// `mprotect` enforcement: each window's range, its view, whether it is
+    /// open now, and the always-mapped alias of its frames the futex calls use.
+    private var protectedWindows: [(start: UInt, end: UInt, view: ViewID, open: Bool, alias: UnsafeMutableRawPointer)] = []
 
     // MARK: Making one
 
     /// Attaches to the running simulator daemon as one vCPU of `domain`
     /// (its token is read from `STATE/domains/NAME.token`).
+    /// - Parameter enforcement: `software` (windows are plain shared memory)
+    ///   or `mprotect` (each window readable and writable only in its view).
     public static func attach(domain name: String, stateDirectory: String? = nil,
-                              vcpu: UInt32 = 0) throws(SimGuestError) -> SimGuestPlatform {
+                              vcpu: UInt32 = 0,
+                              enforcement: SimGuest.Enforcement = .software) throws(SimGuestError) -> SimGuestPlatform {
         let directory = StateDirectory.resolve(explicit: stateDirectory)
+        // The guest's own guest-physical window (SimGuest's mprotect mode)
+        // covers only its RAM gfns, not the grant frames above it where
+        // channel windows live: the platform protects its windows itself.
         let guest = try SimGuest.attach(domain: name, stateDirectory: directory, vcpu: VCPUID(vcpu),
                                         enforcement: .software)
-        return SimGuestPlatform(guest: guest)
+        return SimGuestPlatform(guest: guest, enforcement: enforcement)
     }
 
     /// Wraps a guest vCPU.
@@ -106,8 +125,12 @@ public final class SimGuestPlatform: GuestPlatform {
     ///     descriptors into (ignored when attached: the daemon keeps them).
     ///   - lock: in process, a lock shared by every platform of the engine
     ///     that runs on another thread; nil when one thread owns the engine.
-    public init(guest: SimGuest, descriptors: EngineChannelHost? = nil, lock: SimEngineLock? = nil) {
+    ///   - enforcement: `mprotect` only for an attached guest (in process,
+    ///     windows may point straight into engine memory).
+    public init(guest: SimGuest, descriptors: EngineChannelHost? = nil, lock: SimEngineLock? = nil,
+                enforcement: SimGuest.Enforcement = .software) {
         self.guest = guest
+        self.enforcement = guest.shared == nil ? .software : enforcement
         self.domain = guest.domain
         self.store = descriptors
         self.lock = lock
@@ -116,6 +139,7 @@ public final class SimGuestPlatform: GuestPlatform {
 
     deinit {
         for (base, window) in windows where window.owned { munmap(base, window.pages * MachineFrame.size) }
+        for window in protectedWindows { munmap(window.alias, Int(window.end - window.start)) }
     }
 
     /// In process: takes a new snapshot of the vCPU's VMFUNC control and the
@@ -152,8 +176,9 @@ public final class SimGuestPlatform: GuestPlatform {
     @inline(__always)
     public func enterView(_ view: ViewID) -> Bool {
         if guest.shared != nil {
-            if case .switched = guest.vmfunc(UInt32(view.rawValue)) { return true }
-            return false
+            guard case .switched = guest.vmfunc(UInt32(view.rawValue)) else { return false }
+            if !protectedWindows.isEmpty { applyProtection(view) }
+            return true
         }
         let index = UInt32(view.rawValue)
         guard runnable, vmfuncEnabled, active, index < 512 else { return false }
@@ -218,23 +243,62 @@ public final class SimGuestPlatform: GuestPlatform {
         guard let fd = memoryFD else { throw .unavailable("no machine memory") }
         let base = try Self.mapFrames(fd: fd, mfns: mfns)
         windows[base] = (pageCount, true)
+        if enforcement == .mprotect {
+            let alias: UnsafeMutableRawPointer
+            do { alias = try Self.mapFrames(fd: fd, mfns: mfns) } catch {
+                unmapWindow(base, pageCount: pageCount)
+                throw error
+            }
+            let start = UInt(bitPattern: base)
+            protectedWindows.append((start, start + UInt(pageCount * MachineFrame.size), view, true, alias))
+            applyProtection(guest.currentView ?? .hostOrView0)
+        }
         return base
+    }
+
+    /// `mprotect`: opens the windows of `view`, closes every other one.
+    private func applyProtection(_ view: ViewID) {
+        for index in protectedWindows.indices {
+            let open = protectedWindows[index].view == view
+            guard open != protectedWindows[index].open else { continue }
+            let window = protectedWindows[index]
+            mprotect(UnsafeMutableRawPointer(bitPattern: window.start), Int(window.end - window.start),
+                     open ? PROT_READ | PROT_WRITE : PROT_NONE)
+            protectedWindows[index].open = open
+        }
     }
 
     public func unmapWindow(_ base: UnsafeMutableRawPointer, pageCount: Int) {
         guard let window = windows.removeValue(forKey: base) else { return }
         if window.owned { munmap(base, window.pages * MachineFrame.size) }
+        let start = UInt(bitPattern: base)
+        if let index = protectedWindows.firstIndex(where: { $0.start == start }) {
+            munmap(protectedWindows[index].alias, Int(protectedWindows[index].end - start))
+            protectedWindows.remove(at: index)
+        }
+    }
+
+    /// The address the futex calls use for `word`: itself, or under
+    /// `mprotect` its place in the always-mapped alias.
+    @inline(__always)
+    private func futexWord(_ word: UnsafeMutablePointer<UInt32>) -> UnsafeMutablePointer<UInt32> {
+        if protectedWindows.isEmpty { return word }
+        let address = UInt(bitPattern: word)
+        for window in protectedWindows where address >= window.start && address < window.end {
+            return (window.alias + Int(address - window.start)).assumingMemoryBound(to: UInt32.self)
+        }
+        return word
     }
 
     @inline(__always)
     public func notify(_ wake: WakeTarget) {
-        _ = cplatform_futex_wake(wake.word, Int32.max)
+        _ = cplatform_futex_wake(futexWord(wake.word), Int32.max)
     }
 
     @inline(__always)
     public func wait(_ wake: WakeTarget, expected: UInt32, timeoutNanoseconds: UInt64?) {
         let timeout = timeoutNanoseconds.map { Int64(min($0, UInt64(Int64.max))) } ?? -1
-        _ = cplatform_futex_wait(wake.word, expected, timeout)
+        _ = cplatform_futex_wait(futexWord(wake.word), expected, timeout)
     }
 
     public func descriptorNames() throws(GuestPlatformError) -> [String] {

@@ -1015,9 +1015,13 @@ public final class ChannelEndpoint {
         // value `reserve` saw (a fresh read could already include the
         // consumer's last move, and then nothing would ever change it again).
         // Waiting for data re-checks the ring itself, so any value will do.
+        // The wake word lives in the window: read it inside the view, like
+        // every other access (under mprotect enforcement it faults outside).
         let observed = forSpace
             ? producer!.lastSeenConsumedWord
-            : UnsafeMutableRawPointer(word).assumingMemoryBound(to: Atomic<UInt32>.self).pointee.load(ordering: .acquiring)
+            : try withChannelView { () throws(ChannelError) -> UInt32 in
+                UnsafeMutableRawPointer(word).assumingMemoryBound(to: Atomic<UInt32>.self).pointee.load(ordering: .acquiring)
+            }
         var spins: UInt64 = 0
         peerLivenessChangedAt = start
         while true {
@@ -1095,7 +1099,9 @@ public final class ChannelEndpoint {
         // Re-check after announcing (the peer may have published just before
         // it could see the flag), then sleep at most 10 ms at a time so close
         // flags and deadlines are noticed even without a wake-up.
-        let current = UnsafeMutableRawPointer(word).assumingMemoryBound(to: Atomic<UInt32>.self).pointee.load(ordering: .sequentiallyConsistent)
+        let current = try withChannelView { () throws(ChannelError) -> UInt32 in
+            UnsafeMutableRawPointer(word).assumingMemoryBound(to: Atomic<UInt32>.self).pointee.load(ordering: .sequentiallyConsistent)
+        }
         guard current == observed else { return }
         let now = cplatform_monotonic_ns()
         let remaining = deadline > now ? deadline - now : 0
