@@ -62,9 +62,6 @@ struct Cat: ParsableCommand {
                     progressed = true
                 } catch .timeout {
                     // retried on the next turn (a sent close returns at once)
-                } catch .peerClosed {
-                    // The close frame waited for room and the wait reported
-                    // the peer's own close; it still reads: retry next turn.
                 } catch {
                     throw AgentFailure.failure("closing the sending side of \(channel): \(error)")
                 }

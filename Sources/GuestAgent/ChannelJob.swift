@@ -168,15 +168,10 @@ struct ChannelJob: Sendable {
             } catch .timeout {
                 // A timed-out send wrote nothing: trying again is safe.
                 if AgentSignals.stopRequested { return false }
-            } catch .peerClosed {
-                // A send waiting for room throws peerClosed once the peer
-                // closed its sending side, but a half-closed peer still reads
-                // (cat does): offer the message until there is room, so the
-                // replies it is waiting for are not lost.
-                if try channel.trySend(message) { return true }
-                if AgentSignals.stopRequested { return false }
-                usleep(1000)
             }
+            // peerClosed passes through: the peer closed its end and reads
+            // no more (a peer that only half-closed, like cat, still reads and
+            // its sends wait for room as usual).
         }
     }
 

@@ -94,11 +94,10 @@ struct SocketBridge {
                     closeSent = true
                     progressed = true
                 } catch .timeout {
-                } catch .peerClosed {
-                    // A wait for room reports the peer's own close (see
-                    // below); the close frame goes out once there is room.
-                    channelOpen = false
                 } catch {
+                    // peerClosed here: the peer closed its end before reading
+                    // all of ours (a half-closed peer still reads, and a
+                    // close frame it left unread counts as delivered).
                     throw channelFailure("closing the sending side", error)
                 }
             }
@@ -173,13 +172,10 @@ struct SocketBridge {
                         try ch.send(UnsafeRawBufferPointer(rebasing: toChannel[0..<outgoing]), timeout: .milliseconds(Int(waitMilliseconds)))
                         outgoing = 0
                     } catch .timeout {
-                    } catch .peerClosed {
-                        // A send waiting for room throws peerClosed once the
-                        // peer closed its sending side, although a half-closed
-                        // peer still reads: note the close and keep offering
-                        // the data (trySend above, the poll as the pause).
-                        channelOpen = false
                     }
+                    // peerClosed: the peer closed its end and reads no more
+                    // (a half-closed peer still reads): the bytes cannot
+                    // arrive, which the catch below reports.
                 }
             } catch {
                 throw channelFailure("waiting", error)

@@ -43,10 +43,19 @@ public struct ControlPage: @unchecked Sendable {
     public enum SideField {
         /// u32: bit 0 "waiting for data", bit 1 "waiting for space".
         public static let waiting = 0
-        /// u32: non-zero once this side closed its sending direction.
+        /// u32: ``ClosedBits`` of this side.
         public static let closed = 4
         /// u64: incremented periodically while the side is alive.
         public static let liveness = 8
+    }
+
+    /// The bits of a side's `closed` word.
+    public enum ClosedBits {
+        /// The side sent its `close` frame: it sends nothing more.
+        public static let sendingClosed: UInt32 = 1
+        /// The side closed its end: it reads nothing more either, so a peer
+        /// waiting for room in the ring will never get it.
+        public static let stoppedReading: UInt32 = 2
     }
 
     /// Layout of the host's line (written only by the grant module / hypervisor side).

@@ -146,6 +146,9 @@ public final class ChannelEndpoint {
     private var establishedAt: UInt64 = 0
     private let rehandshakeAfterNanoseconds: UInt64
     private let rejectAfterNanoseconds: UInt64
+    /// When this side first sent with the fresh handshake due (for the
+    /// session that started at `session`): the start of the renewal's grace.
+    private var renewalDue: (session: UInt64, since: UInt64)?
     /// What the handshakes bind (static keys, PSK, prologue), for re-handshakes.
     private let parameters: Parameters
     /// Initiator: a re-handshake whose request is sent and whose reply is awaited.
@@ -468,6 +471,16 @@ public final class ChannelEndpoint {
             receiveClosed = true
             return
         }
+        // Say first that this side will read nothing more, so a peer that
+        // waits for room (or flushes its own close) stops waiting instead of
+        // running into its timeout.
+        receiveClosed = true
+        if failure == nil {
+            try withChannelView { () throws(ChannelError) in
+                _ = control.u32(at: sideOffset(side) + ControlPage.SideField.closed).pointee
+                    .bitwiseOr(ControlPage.ClosedBits.stoppedReading, ordering: .sequentiallyConsistent)
+            }
+        }
         try closeSending(timeout: timeout)
     }
 
@@ -482,19 +495,23 @@ public final class ChannelEndpoint {
         if sendClosed { return }
         if let failure { throw failure }
         let limit = deadline(timeout)
+        let closeFrameAt = producer!.publishedIndex
         try sendFrame(UnsafeRawBufferPointer(start: nil, count: 0), type: .close, flags: 0, deadline: limit)
         sendClosed = true
         try withChannelView { () throws(ChannelError) in
-            let state = control.sideState(side)
-            state.storeBytes(of: UInt32(1), toByteOffset: ControlPage.SideField.closed, as: UInt32.self)
+            _ = control.u32(at: sideOffset(side) + ControlPage.SideField.closed).pointee
+                .bitwiseOr(ControlPage.ClosedBits.sendingClosed, ordering: .sequentiallyConsistent)
         }
         wakePeerIfWaiting(dataWaiting: true)
-        // Flush: wait until the peer consumed every frame, the close included.
+        // Flush: wait until the peer consumed every frame before the close
+        // (the close frame itself carries no message: the peer finds it, or
+        // the closed flag, whenever it reads next).
         while true {
-            let drained = try withChannelView { () throws(ChannelError) -> Bool in
-                try ringCall { () throws(RingViolation) in try producer!.isDrained() }
+            let delivered = try withChannelView { () throws(ChannelError) -> Bool in
+                try ringCall { () throws(RingViolation) in try producer!.consumed(through: closeFrameAt) }
             }
-            if drained { return }
+            if delivered { return }
+            // peerClosed here: the peer closed its end with messages unread.
             try waitForPeer(forSpace: true, deadline: limit, allowPeerClosed: true)
         }
     }
@@ -509,11 +526,28 @@ public final class ChannelEndpoint {
             // any limit could refuse it.
             try advanceOneWayRehandshake(blocking: true)
         }
-        let age = cplatform_monotonic_ns() &- establishedAt
-        if age > rejectAfterNanoseconds || messagesSent >= options.rehandshakeAfterMessages &+ (1 << 20) {
+        let now = cplatform_monotonic_ns()
+        let age = now &- establishedAt
+        if keysExpired(age: age, now: now) || messagesSent >= options.rehandshakeAfterMessages &+ (1 << 20) {
             throw .keyLimitReached("the session keys are older than \(options.rejectAfter) or carried \(messagesSent) messages and the peer did not complete a fresh handshake")
         }
         try advanceRehandshake(age: age, blocking: true)
+    }
+
+    /// The time limit on the session keys. Keys count as expired once they
+    /// are older than `rejectAfter` and the fresh handshake has been due for
+    /// longer than the grace `rejectAfter - rehandshakeAfter` *while this side
+    /// was sending*: the renewal needs both sides active, so time a channel
+    /// spent idle (nothing encrypted under the keys) does not use up the
+    /// grace, and the first send after a long pause starts the renewal
+    /// instead of failing. A peer that keeps the channel busy but never
+    /// completes the handshake still hits the limit after the grace.
+    private func keysExpired(age: UInt64, now: UInt64) -> Bool {
+        guard age > min(rehandshakeAfterNanoseconds, rejectAfterNanoseconds) else { return false }
+        if renewalDue?.session != establishedAt { renewalDue = (establishedAt, now) }
+        guard age > rejectAfterNanoseconds else { return false }
+        let grace = rejectAfterNanoseconds > rehandshakeAfterNanoseconds ? rejectAfterNanoseconds - rehandshakeAfterNanoseconds : 0
+        return now &- renewalDue!.since >= grace
     }
 
     // MARK: Re-handshake (forward secrecy for long-lived channels)
@@ -1028,7 +1062,7 @@ public final class ChannelEndpoint {
             if interruptible, receiveInterrupt.load(ordering: .relaxed) { return }
             // Re-check the condition from inside the view.
             let ready = try withChannelView { () throws(ChannelError) -> Bool in
-                try checkPeerAlive(allowPeerClosed: allowPeerClosed)
+                try checkPeerAlive(allowPeerClosed: allowPeerClosed, forSpace: forSpace)
                 return try ringCall { () throws(RingViolation) -> Bool in
                     forSpace ? try producer!.consumerProgressed(since: observed) : try consumer!.hasFrame()
                 }
@@ -1159,9 +1193,11 @@ public final class ChannelEndpoint {
         }
     }
 
-    /// Throws when the host tore the channel down or the peer closed and
-    /// nothing is left to receive.
-    private func checkPeerAlive(allowPeerClosed: Bool) throws(ChannelError) {
+    /// Throws when the host tore the channel down, or (waiting for data) the
+    /// peer closed its sending side and nothing is left to receive, or
+    /// (waiting for room) the peer stopped reading. A peer that only
+    /// half-closed still reads, so a wait for room goes on.
+    private func checkPeerAlive(allowPeerClosed: Bool, forSpace: Bool = false) throws(ChannelError) {
         let host = control.u32(at: ControlPage.Offset.hostState + ControlPage.HostField.closed).pointee.load(ordering: .acquiring)
         if host != 0 {
             let reason = control.u32(at: ControlPage.Offset.hostState + ControlPage.HostField.reason).pointee.load(ordering: .acquiring)
@@ -1171,9 +1207,12 @@ public final class ChannelEndpoint {
         }
         // The writer of a one-way channel has nothing to receive, and its
         // reader never writes a closed flag.
-        if !allowPeerClosed, let consumer {
+        if forSpace {
             let closed = control.u32(at: sideOffset(side.peer) + ControlPage.SideField.closed).pointee.load(ordering: .acquiring)
-            if closed != 0, try !ringCall({ () throws(RingViolation) in try consumer.hasFrame() }) {
+            if closed & ControlPage.ClosedBits.stoppedReading != 0 { throw .peerClosed }
+        } else if !allowPeerClosed, let consumer {
+            let closed = control.u32(at: sideOffset(side.peer) + ControlPage.SideField.closed).pointee.load(ordering: .acquiring)
+            if closed & ControlPage.ClosedBits.sendingClosed != 0, try !ringCall({ () throws(RingViolation) in try consumer.hasFrame() }) {
                 peerClosed = true
                 throw .peerClosed
             }

@@ -124,6 +124,16 @@ public final class RingProducer {
     }
 
     /// Whether the consumer has released everything published so far.
+    /// The producer index: where the next frame will go.
+    public var publishedIndex: UInt64 { produced }
+
+    /// True once the consumer has released every byte before `index` (an
+    /// earlier ``publishedIndex``).
+    public func consumed(through index: UInt64) throws(RingViolation) -> Bool {
+        try refreshConsumed()
+        return produced &- cachedConsumed <= produced &- index
+    }
+
     public func isDrained() throws(RingViolation) -> Bool {
         try refreshConsumed()
         return cachedConsumed == produced
