@@ -25,6 +25,12 @@ uint64_t cplatform_monotonic_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+uint64_t cplatform_monotonic_coarse_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 uint64_t cplatform_rdtscp(void) {
 #if defined(__x86_64__)
     uint32_t lo, hi, aux;

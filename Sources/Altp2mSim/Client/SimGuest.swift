@@ -131,6 +131,21 @@ public final class SimGuest {
             visible.contains(index)
         }
 
+        /// The local VMFUNC of an attached guest (see ``SimGuest/vmfunc(_:eax:)``).
+        @inline(__always)
+        func vmfunc(_ index: UInt32, eax: UInt32) -> VMFUNCOutcome {
+            refresh()
+            guard flags & ControlRegionLayout.vcpuFlagRunnable != 0 else { return .vcpuNotRunning }
+            guard flags & ControlRegionLayout.vcpuFlagVMFUNC != 0 else { return .invalidOpcode(.vmfuncDisabled) }
+            guard eax == 0, index < 512, active, isVisible(index) else { return .invalidOpcode(.vmExit) }
+            // One writer besides the daemon's compare-and-swap for dom0 switches;
+            // if that lands between these two, this VMFUNC is the later event.
+            let from = viewWord.pointee.load(ordering: .relaxed)
+            viewWord.pointee.store(index, ordering: .releasing)
+            if window != nil { syncWindow() }
+            return .switched(from: ViewID(UInt16(truncatingIfNeeded: from)), to: ViewID(UInt16(truncatingIfNeeded: index)))
+        }
+
         /// The table the vCPU uses now (0 host, 1 + v view v), or nil.
         @inline(__always)
         func currentTable() -> Int? {
@@ -272,16 +287,7 @@ public final class SimGuest {
             guard let engine else { return .vcpuNotRunning }
             return (try? engine.vmfunc(domain, vcpu: vcpu, eax: eax, ecx: index)) ?? .vcpuNotRunning
         }
-        s.refresh()
-        guard s.flags & ControlRegionLayout.vcpuFlagRunnable != 0 else { return .vcpuNotRunning }
-        guard s.flags & ControlRegionLayout.vcpuFlagVMFUNC != 0 else { return .invalidOpcode(.vmfuncDisabled) }
-        guard eax == 0, index < 512, s.active, s.isVisible(index) else { return .invalidOpcode(.vmExit) }
-        // One writer besides the daemon's compare-and-swap for dom0 switches;
-        // if that lands between these two, this VMFUNC is the later event.
-        let from = s.viewWord.pointee.load(ordering: .relaxed)
-        s.viewWord.pointee.store(index, ordering: .releasing)
-        if s.window != nil { s.syncWindow() }
-        return .switched(from: ViewID(UInt16(truncatingIfNeeded: from)), to: ViewID(UInt16(truncatingIfNeeded: index)))
+        return s.vmfunc(index, eax: eax)
     }
 
     /// The view this vCPU is on; nil while altp2m is inactive.

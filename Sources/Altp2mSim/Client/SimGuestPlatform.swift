@@ -96,6 +96,10 @@ public final class SimGuestPlatform: GuestPlatform {
     private var windows: [UnsafeMutableRawPointer: (pages: Int, owned: Bool)] = [:]
     /// How windows are protected outside their view.
     public let enforcement: SimGuest.Enforcement
+    /// The attached guest's shared state, unretained (the guest holds it for
+    /// this platform's lifetime): VMFUNC on the data path costs no reference
+    /// counting.
+    private let attached: Unmanaged<SimGuest.SharedState>?
     /// `mprotect` enforcement: each window's range, its view, whether it is
     /// open now, and the always-mapped alias of its frames the futex calls use.
     private var protectedWindows: [(start: UInt, end: UInt, view: ViewID, open: Bool, alias: UnsafeMutableRawPointer)] = []
@@ -131,6 +135,7 @@ public final class SimGuestPlatform: GuestPlatform {
                 enforcement: SimGuest.Enforcement = .software) {
         self.guest = guest
         self.enforcement = guest.shared == nil ? .software : enforcement
+        self.attached = guest.shared.map { Unmanaged.passUnretained($0) }
         self.domain = guest.domain
         self.store = descriptors
         self.lock = lock
@@ -175,8 +180,8 @@ public final class SimGuestPlatform: GuestPlatform {
 
     @inline(__always)
     public func enterView(_ view: ViewID) -> Bool {
-        if guest.shared != nil {
-            guard case .switched = guest.vmfunc(UInt32(view.rawValue)) else { return false }
+        if let attached {
+            guard case .switched = attached._withUnsafeGuaranteedRef({ $0.vmfunc(UInt32(view.rawValue), eax: 0) }) else { return false }
             if !protectedWindows.isEmpty { applyProtection(view) }
             return true
         }

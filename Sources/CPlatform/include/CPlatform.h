@@ -45,6 +45,12 @@ uint64_t cplatform_rdtscp(void);
 /// CLOCK_MONOTONIC in nanoseconds, without Foundation.
 uint64_t cplatform_monotonic_ns(void);
 
+/// CLOCK_MONOTONIC_COARSE in nanoseconds: the last timer tick (a few ms
+/// resolution), read in a few nanoseconds; for limits measured in seconds on
+/// the data path (key age), where a precise clock read per message would cost
+/// more than the message.
+uint64_t cplatform_monotonic_coarse_ns(void);
+
 // --- Linux system calls Swift's Glibc module does not expose -----------------
 // Glibc is imported without _GNU_SOURCE, so these need forwarders compiled with
 // it (see Package.swift). Each returns -1 and sets errno on failure.

@@ -146,9 +146,9 @@ public final class ChannelEndpoint {
     private var establishedAt: UInt64 = 0
     private let rehandshakeAfterNanoseconds: UInt64
     private let rejectAfterNanoseconds: UInt64
-    /// When this side first sent with the fresh handshake due (for the
-    /// session that started at `session`): the start of the renewal's grace.
-    private var renewalDue: (session: UInt64, since: UInt64)?
+    /// When this side first sent with the fresh handshake due (for session
+    /// number `session`): the start of the renewal's grace.
+    private var renewalDue: (session: Int, since: UInt64)?
     /// What the handshakes bind (static keys, PSK, prologue), for re-handshakes.
     private let parameters: Parameters
     /// Initiator: a re-handshake whose request is sent and whose reply is awaited.
@@ -243,7 +243,7 @@ public final class ChannelEndpoint {
             sendCipher = producer != nil ? keys.sending : nil
             receiveCipher = consumer != nil ? keys.receiving : nil
             handshakeHash = keys.handshakeHash
-            establishedAt = cplatform_monotonic_ns()
+            establishedAt = Self.keyClock()
             handshakeCount = 1
         } else {
             try handshake(parameters)
@@ -311,7 +311,7 @@ public final class ChannelEndpoint {
                   header.type == .handshake, header.flags == HandshakeFlag.confirmation
             else { throw .protocolViolation("expected the initiator's key confirmation") }
         }
-        establishedAt = cplatform_monotonic_ns()
+        establishedAt = Self.keyClock()
         handshakeCount = 1
     }
 
@@ -336,7 +336,7 @@ public final class ChannelEndpoint {
         } catch {
             throw .handshakeFailed("\(error)")
         }
-        establishedAt = cplatform_monotonic_ns()
+        establishedAt = Self.keyClock()
         handshakeCount = 1
     }
 
@@ -392,6 +392,8 @@ public final class ChannelEndpoint {
     /// Sends `message`, waiting for room with the channel's wait strategy.
     public func send(_ message: UnsafeRawBufferPointer, timeout: Duration? = nil) throws(ChannelError) {
         try checkCanSend(message.count)
+        // The clock is read only when the ring is full.
+        if try sendFrameNow(message, type: .data, flags: 0) { return }
         try sendFrame(message, type: .data, flags: 0, deadline: deadline(timeout))
     }
 
@@ -526,7 +528,7 @@ public final class ChannelEndpoint {
             // any limit could refuse it.
             try advanceOneWayRehandshake(blocking: true)
         }
-        let now = cplatform_monotonic_ns()
+        let now = Self.keyClock()
         let age = now &- establishedAt
         if keysExpired(age: age, now: now) || messagesSent >= options.rehandshakeAfterMessages &+ (1 << 20) {
             throw .keyLimitReached("the session keys are older than \(options.rejectAfter) or carried \(messagesSent) messages and the peer did not complete a fresh handshake")
@@ -544,7 +546,7 @@ public final class ChannelEndpoint {
     /// completes the handshake still hits the limit after the grace.
     private func keysExpired(age: UInt64, now: UInt64) -> Bool {
         guard age > min(rehandshakeAfterNanoseconds, rejectAfterNanoseconds) else { return false }
-        if renewalDue?.session != establishedAt { renewalDue = (establishedAt, now) }
+        if renewalDue?.session != handshakeCount { renewalDue = (handshakeCount, now) }
         guard age > rejectAfterNanoseconds else { return false }
         let grace = rejectAfterNanoseconds > rehandshakeAfterNanoseconds ? rejectAfterNanoseconds - rehandshakeAfterNanoseconds : 0
         return now &- renewalDue!.since >= grace
@@ -573,7 +575,7 @@ public final class ChannelEndpoint {
             }
             if let head, head.type == .handshake, head.flags == HandshakeFlag.rehandshakeReply {
                 _ = try receiveFrameNow()
-                age = cplatform_monotonic_ns() &- establishedAt   // a new session began
+                age = Self.keyClock() &- establishedAt   // a new session began
             }
         }
         if side == .initiator {
@@ -618,7 +620,7 @@ public final class ChannelEndpoint {
     /// Nothing is owed back, so the exchange completes in one frame and the
     /// writer never runs into the hard limits.
     private func advanceOneWayRehandshake(blocking: Bool) throws(ChannelError) {
-        let age = cplatform_monotonic_ns() &- establishedAt
+        let age = Self.keyClock() &- establishedAt
         guard age > rehandshakeAfterNanoseconds || messagesSent >= options.rehandshakeAfterMessages else { return }
         let message: [UInt8]
         let keys: HandshakeResult
@@ -648,7 +650,7 @@ public final class ChannelEndpoint {
     private func completeSession(hash: [UInt8]) {
         handshakeHash = hash
         handshakeCount += 1
-        establishedAt = cplatform_monotonic_ns()
+        establishedAt = Self.keyClock()
         messagesSent = 0
     }
 
@@ -749,6 +751,9 @@ public final class ChannelEndpoint {
     private func sendFrameNow(_ payload: UnsafeRawBufferPointer, type: FrameType, flags: UInt8) throws(ChannelError) -> Bool {
         let encrypted = mode == .encrypted || type == .handshake || type == .rekey || type == .close
         let wire = payload.count + (encrypted ? CipherState.tagByteCount : 0)
+        // One visit to the view: write the frame, publish it, and see whether
+        // the reader sleeps waiting for it.
+        var wake = false   // (no tuple result: a generic tuple costs a metadata lookup per call)
         let sent = try withChannelView { () throws(ChannelError) -> Bool in
             guard let slot = try ringCall({ () throws(RingViolation) in try producer!.reserve(payloadBytes: wire) }) else {
                 return false
@@ -775,10 +780,11 @@ public final class ChannelEndpoint {
                 if payload.count > 0 { slot.copyMemory(from: payload.baseAddress!, byteCount: payload.count) }
                 producer!.commit(FrameHeader(length: UInt32(wire), type: type, flags: flags, sequence: sequence))
             }
+            wake = !isOneWay && peerIsWaitingInView(dataWaiting: true)
             return true
         }
         guard sent else { return false }
-        wakePeerIfWaiting(dataWaiting: true)
+        if isOneWay { wakeOneWayReader() } else if wake { notifyPeer(dataWaiting: true) }
         if type == .data {
             messagesSent &+= 1
             sentSinceRekey &+= 1
@@ -817,7 +823,7 @@ public final class ChannelEndpoint {
                 try withChannelView { () throws(ChannelError) in try checkPeerAlive(allowPeerClosed: true) }
                 // An idle moment: the initiator may owe (or start) a fresh handshake.
                 if side == .initiator || pendingReply != nil {
-                    try advanceRehandshake(age: cplatform_monotonic_ns() &- establishedAt, blocking: false)
+                    try advanceRehandshake(age: Self.keyClock() &- establishedAt, blocking: false)
                 }
                 return nil
             }
@@ -838,10 +844,12 @@ public final class ChannelEndpoint {
     /// Receives the next message into `buffer`, waiting with the channel's
     /// wait strategy; returns its length.
     public func receive(into buffer: UnsafeMutableRawBufferPointer, timeout: Duration? = nil) throws(ChannelError) -> Int {
+        if let n = try tryReceive(into: buffer) { return n }
+        // The clock is read only when there is nothing yet.
         let limit = deadline(timeout)
         while true {
-            if let n = try tryReceive(into: buffer) { return n }
             try waitForPeer(forSpace: false, deadline: limit)
+            if let n = try tryReceive(into: buffer) { return n }
         }
     }
 
@@ -971,11 +979,23 @@ public final class ChannelEndpoint {
 
     private func receiveFrameNow(output: UnsafeMutableRawBufferPointer?,
                                  delivered: UnsafeMutablePointer<Bool>?) throws(ChannelError) -> (FrameHeader, Int)? {
+        // One visit to the view: take the frame and see whether the writer
+        // sleeps waiting for the room just made.
+        var wake = false   // (no tuple result: a generic tuple costs a metadata lookup per call)
+        // Isolated data that fits goes straight to the caller's buffer: it
+        // is private memory, so that one copy is the copy out.
+        let direct = mode == .isolated && delivered != nil ? output : nil
+        var wentDirect = false
         let frame = try withChannelView { () throws(ChannelError) -> FrameHeader? in
-            try ringCall { () throws(RingViolation) in try consumer!.receive(into: scratch) }
+            let frame = try ringCall { () throws(RingViolation) in
+                try consumer!.receive(into: scratch, dataFitting: direct, wentDirect: &wentDirect)
+            }
+            wake = frame != nil && peerIsWaitingInView(dataWaiting: false)
+            return frame
         }
         guard let header = frame else { return nil }
-        wakePeerIfWaiting(dataWaiting: false)
+        if wentDirect { delivered?.pointee = true }
+        if wake { notifyPeer(dataWaiting: false) }
         let encrypted = mode == .encrypted || header.type != .data
         let length: Int
         if encrypted {
@@ -1043,34 +1063,44 @@ public final class ChannelEndpoint {
     private func waitForPeer(forSpace: Bool, deadline: UInt64, allowPeerClosed: Bool = false,
                              interruptible: Bool = false) throws(ChannelError) {
         let spinBudget = options.wait.spinNanoseconds
-        let start = cplatform_monotonic_ns()
+        // Spinning polls in bursts inside one visit to the channel view (a
+        // VMFUNC pair per burst, not per poll); blocking checks once per visit.
+        let burst = spinBudget == 0 ? 1 : Self.pollBurst
+        // The clock is read at the first checkpoint, not on entry: a wait
+        // that ends within the first bursts reads no clock at all.
+        var start: UInt64 = spinBudget == 0 ? cplatform_monotonic_ns() : 0
+        if start != 0 { peerLivenessChangedAt = start }
         let word = forSpace ? producer!.spaceWord : consumer!.wakeWord
         // Waiting for room: wait for the consumer index to move past the
         // value `reserve` saw (a fresh read could already include the
         // consumer's last move, and then nothing would ever change it again).
-        // Waiting for data re-checks the ring itself, so any value will do.
-        // The wake word lives in the window: read it inside the view, like
-        // every other access (under mprotect enforcement it faults outside).
-        let observed = forSpace
-            ? producer!.lastSeenConsumedWord
-            : try withChannelView { () throws(ChannelError) -> UInt32 in
-                UnsafeMutableRawPointer(word).assumingMemoryBound(to: Atomic<UInt32>.self).pointee.load(ordering: .acquiring)
-            }
+        // Waiting for data: the wake word as read (inside the view) before a
+        // burst that found the ring empty, so a frame published after that
+        // read changes it and the sleep below returns at once.
+        var observed = forSpace ? producer!.lastSeenConsumedWord : 0
         var spins: UInt64 = 0
-        peerLivenessChangedAt = start
         while true {
             if interruptible, receiveInterrupt.load(ordering: .relaxed) { return }
             // Re-check the condition from inside the view.
             let ready = try withChannelView { () throws(ChannelError) -> Bool in
                 try checkPeerAlive(allowPeerClosed: allowPeerClosed, forSpace: forSpace)
-                return try ringCall { () throws(RingViolation) -> Bool in
-                    forSpace ? try producer!.consumerProgressed(since: observed) : try consumer!.hasFrame()
+                if !forSpace {
+                    observed = UnsafeMutableRawPointer(word).assumingMemoryBound(to: Atomic<UInt32>.self).pointee.load(ordering: .acquiring)
                 }
+                for _ in 0..<burst {
+                    let progressed = try ringCall { () throws(RingViolation) -> Bool in
+                        forSpace ? try producer!.consumerProgressed(since: observed) : try consumer!.hasFrame()
+                    }
+                    if progressed { return true }
+                    cplatform_cpu_relax()
+                }
+                return false
             }
             if ready { return }
-            spins &+= 1
+            spins &+= UInt64(burst)
             if spins & 0xFF == 0 || spinBudget == 0 {
                 let now = cplatform_monotonic_ns()
+                if start == 0 { start = now; peerLivenessChangedAt = now }
                 if now >= deadline { throw .timeout }
                 try tendLiveness(now: now)
                 if now &- start >= spinBudget {
@@ -1078,9 +1108,13 @@ public final class ChannelEndpoint {
                     continue
                 }
             }
-            cplatform_cpu_relax()
         }
     }
+
+    /// Polls per visit to the channel view while spinning: long enough that
+    /// the VMFUNC pair is a small part of a wait, short enough (about a
+    /// microsecond) that the view is held only for the moment of a poll.
+    static let pollBurst = 32
 
     /// While waiting: shows this side is alive (its counter moves at most
     /// once a millisecond) and, when a liveness timeout is set, declares the
@@ -1167,14 +1201,24 @@ public final class ChannelEndpoint {
             wakeOneWayReader()
             return
         }
+        let waiting = (try? withChannelView { () throws(ChannelError) -> Bool in
+            peerIsWaitingInView(dataWaiting: dataWaiting)
+        }) ?? false
+        if waiting { notifyPeer(dataWaiting: dataWaiting) }
+    }
+
+    /// Inside the view, right after publishing: whether the peer announced
+    /// it sleeps waiting for data (or for room). The index was published
+    /// with a sequentially consistent store, so this load cannot pass it.
+    @inline(__always)
+    private func peerIsWaitingInView(dataWaiting: Bool) -> Bool {
         let bit: UInt32 = dataWaiting ? 1 : 2
         let flag = control.u32(at: sideOffset(side.peer) + ControlPage.SideField.waiting)
-        let waiting = (try? withChannelView { () throws(ChannelError) -> UInt32 in
-            flag.pointee.load(ordering: .sequentiallyConsistent)
-        }) ?? 0
-        if waiting & bit != 0 {
-            platform.notify(WakeTarget(word: dataWaiting ? producer!.wakeWord : consumer!.spaceWord, port: port))
-        }
+        return flag.pointee.load(ordering: .sequentiallyConsistent) & bit != 0
+    }
+
+    private func notifyPeer(dataWaiting: Bool) {
+        platform.notify(WakeTarget(word: dataWaiting ? producer!.wakeWord : consumer!.spaceWord, port: port))
     }
 
     /// The writer of a one-way channel cannot see whether the reader sleeps
@@ -1247,6 +1291,11 @@ public final class ChannelEndpoint {
         guard let timeout else { return .max }
         return cplatform_monotonic_ns() &+ Self.nanoseconds(timeout)
     }
+
+    /// The clock of key ages: coarse (a timer tick, a few ms), because the
+    /// limits are seconds and it is read on every send.
+    @inline(__always)
+    static func keyClock() -> UInt64 { cplatform_monotonic_coarse_ns() }
 
     static func nanoseconds(_ d: Duration) -> UInt64 {
         let (s, a) = d.components

@@ -120,7 +120,21 @@ public final class RingConsumer {
     ///   that a correct peer cannot produce.
     @inline(__always)
     public func receive(into buffer: UnsafeMutableRawBufferPointer) throws(RingViolation) -> FrameHeader? {
+        var direct = false
+        return try receive(into: buffer, dataFitting: nil, wentDirect: &direct)
+    }
+
+    /// Like ``receive(into:)``, but a data frame whose payload fits `direct`
+    /// is copied there instead (`wentDirect` is then true): a plaintext
+    /// receive copies once, straight to the caller's private buffer.
+    public func receive(into buffer: UnsafeMutableRawBufferPointer, dataFitting direct: UnsafeMutableRawBufferPointer?,
+                        wentDirect: inout Bool) throws(RingViolation) -> FrameHeader? {
         guard let (header, payload) = try peekFrame() else { return nil }
+        var buffer = buffer
+        if let direct, header.type == .data, Int(header.length) <= direct.count {
+            buffer = direct
+            wentDirect = true
+        }
         guard Int(header.length) <= buffer.count else {
             throw RingViolation("frame of \(header.length) bytes exceeds the receive buffer (\(buffer.count))")
         }

@@ -137,12 +137,14 @@ final class BenchPeer {
         let reply = UnsafeMutableRawBufferPointer.allocate(byteCount: max(size, 16), alignment: 16)
         defer { message.deallocate(); reply.deallocate() }
         for i in 0..<size { message[i] = UInt8(truncatingIfNeeded: i &* 131 &+ 17) }
-        var samples = [UInt64](repeating: 0, count: options.count)
-        let total = options.warmup + options.count
+        // Plain locals: the option wrappers are not free to read in the loop.
+        let warmup = options.warmup, count = options.count
+        var samples = [UInt64](repeating: 0, count: count)
+        let total = warmup + count
         var timedStart: UInt64 = 0
         var next = 0
         for i in 0..<total {
-            if i == options.warmup { timedStart = cplatform_monotonic_ns() }
+            if i == warmup { timedStart = cplatform_monotonic_ns() }
             let channel = channels[next]
             next = next + 1 == channels.count ? 0 : next + 1
             let start = cplatform_monotonic_ns()
@@ -157,7 +159,7 @@ final class BenchPeer {
             } catch {
                 throw .failure("bench-peer ping: \(error)")
             }
-            if i >= options.warmup { samples[i - options.warmup] = cplatform_monotonic_ns() - start }
+            if i >= warmup { samples[i - warmup] = cplatform_monotonic_ns() - start }
         }
         let elapsed = cplatform_monotonic_ns() - timedStart
         guard memcmp(message.baseAddress!, reply.baseAddress!, size) == 0 else {
@@ -171,7 +173,7 @@ final class BenchPeer {
         }
         var result = LatencySummary(samples).json
         result["ok"] = true
-        result["msgs_per_s"] = .double(rounded(Double(options.count) / (Double(elapsed) / 1e9)))
+        result["msgs_per_s"] = .double(rounded(Double(count) / (Double(elapsed) / 1e9)))
         result["open_ms"] = .double(rounded(Double(openNanoseconds) / 1e6))
         return .object(result)
     }
