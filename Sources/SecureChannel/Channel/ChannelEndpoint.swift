@@ -845,10 +845,10 @@ public final class ChannelEndpoint {
     /// wait strategy; returns its length.
     public func receive(into buffer: UnsafeMutableRawBufferPointer, timeout: Duration? = nil) throws(ChannelError) -> Int {
         if let n = try tryReceive(into: buffer) { return n }
-        // The clock is read only when there is nothing yet.
-        let limit = deadline(timeout)
+        // The clock is read only once the wait has polled for a while.
+        var limit = WaitDeadline(timeout: timeout)
         while true {
-            try waitForPeer(forSpace: false, deadline: limit)
+            try waitForPeer(forSpace: false, deadline: &limit)
             if let n = try tryReceive(into: buffer) { return n }
         }
     }
@@ -1062,6 +1062,12 @@ public final class ChannelEndpoint {
     /// 10 ms); the caller checks the flag.
     private func waitForPeer(forSpace: Bool, deadline: UInt64, allowPeerClosed: Bool = false,
                              interruptible: Bool = false) throws(ChannelError) {
+        var fixed = WaitDeadline(absolute: deadline)
+        try waitForPeer(forSpace: forSpace, deadline: &fixed, allowPeerClosed: allowPeerClosed, interruptible: interruptible)
+    }
+
+    private func waitForPeer(forSpace: Bool, deadline: inout WaitDeadline, allowPeerClosed: Bool = false,
+                             interruptible: Bool = false) throws(ChannelError) {
         let spinBudget = options.wait.spinNanoseconds
         // Spinning polls in bursts inside one visit to the channel view (a
         // VMFUNC pair per burst, not per poll); blocking checks once per visit.
@@ -1101,13 +1107,35 @@ public final class ChannelEndpoint {
             if spins & 0xFF == 0 || spinBudget == 0 {
                 let now = cplatform_monotonic_ns()
                 if start == 0 { start = now; peerLivenessChangedAt = now }
-                if now >= deadline { throw .timeout }
+                let limit = deadline.resolve(now: now)
+                if now >= limit { throw .timeout }
                 try tendLiveness(now: now)
                 if now &- start >= spinBudget {
-                    try sleep(on: word, observed: observed, forSpace: forSpace, deadline: deadline)
+                    try sleep(on: word, observed: observed, forSpace: forSpace, deadline: limit)
                     continue
                 }
             }
+        }
+    }
+
+    /// A wait's deadline, fixed against the clock only when the wait first
+    /// reads the time: a receive whose message arrives within the first
+    /// polls reads no clock at all.
+    struct WaitDeadline {
+        private var at: UInt64?
+        private let after: UInt64
+
+        init(absolute: UInt64) { at = absolute; after = 0 }
+
+        init(timeout: Duration?) {
+            if let timeout { at = nil; after = ChannelEndpoint.nanoseconds(timeout) } else { at = .max; after = 0 }
+        }
+
+        mutating func resolve(now: UInt64) -> UInt64 {
+            if let at { return at }
+            let fixed = now &+ after
+            at = fixed
+            return fixed
         }
     }
 

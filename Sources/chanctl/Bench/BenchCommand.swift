@@ -71,13 +71,20 @@ struct BenchCommand: ParsableCommand {
         var markdown = results.markdown
         if let plotFile {
             try write(LatencyPlot(results: results).svg, to: plotFile)
-            let link = markdownFile.map { NSStringPath($0).directory } == NSStringPath(plotFile).directory
-                ? NSStringPath(plotFile).lastComponent : plotFile
+            let link = markdownFile.map { Self.relativePath(plotFile, from: NSStringPath($0).directory) } ?? plotFile
             markdown = markdown.replacingFirst("### Targets", with: "![Round-trip latency percentiles per case](\(link))\n\n### Targets")
         }
         if let jsonFile { try write(results.json.serialized + "\n", to: jsonFile) }
         if let markdownFile { try write(Self.merge(markdown, into: readFile(markdownFile)), to: markdownFile) }
         print(markdown)
+    }
+
+    /// `path` as seen from `directory` when it lies inside it (as Markdown
+    /// links resolve), else as given.
+    static func relativePath(_ path: String, from directory: String) -> String {
+        if NSStringPath(path).directory == directory { return NSStringPath(path).lastComponent }
+        let prefix = directory + "/"
+        return directory != "." && path.hasPrefix(prefix) ? String(path.dropFirst(prefix.count)) : path
     }
 
     static let beginMarker = "<!-- chanctl bench: begin -->"
