@@ -23,6 +23,9 @@ struct Cat: ParsableCommand {
     var timeout: Double = 10
 
     func run() throws {
+        // A stop signal closes the channel politely and detaches (see below)
+        // instead of killing the agent, which would crash the domain.
+        AgentSignals.install(hangupReloads: false)
         let platform = try agent.platform(vcpu: 0)
         let ch = try openChannel(channel, options: agent, platform: platform, wait: wait.strategy, timeout: timeout)
         let stream = ch.byteStream()
@@ -43,6 +46,10 @@ struct Cat: ParsableCommand {
         var finishing = false
         var outputOpen = true
         while inputOpen || pending > 0 || finishing || outputOpen {
+            if AgentSignals.stopRequested {
+                try? ch.close(timeout: .seconds(1))
+                throw AgentFailure.failure("cat: stopped by a signal; the channel \(channel) was closed (bytes in flight may be lost)")
+            }
             var progressed = false
             if pending == 0, inputOpen {
                 let n = read(0, input.baseAddress, chunk)

@@ -61,6 +61,9 @@ struct Ping: ParsableCommand {
         }
         defer { if let csvFile { fclose(csvFile) } }
 
+        // A stop signal ends the run politely (the channel is closed and the
+        // agent detaches) instead of killing it, which would crash the domain.
+        AgentSignals.install(hangupReloads: false)
         let platform = try agent.platform(vcpu: 0)
         let openStart = monotonicNanoseconds()
         let ch = try openChannel(channel, options: agent, platform: platform, wait: wait.strategy, timeout: timeout)
@@ -113,6 +116,10 @@ struct Ping: ParsableCommand {
         let progress = !json && isatty(1) == 1
         let step = max(1, count / 50)
         for i in 0..<count {
+            if AgentSignals.stopRequested {
+                try? ch.close(timeout: .seconds(1))
+                throw AgentFailure.failure("stopped by a signal after \(completed) of \(count) round trips; the channel was closed")
+            }
             let rtt = try roundTrip()
             samples.append(rtt)
             completed = i + 1

@@ -237,6 +237,47 @@ struct ServiceEndToEndTests {
         #expect(right?["state"] as? String == "running", "\(domains)")
     }
 
+    @Test("SIGTERM to ping or cat mid-run: it closes the channel, exits 1 saying it was stopped, and its domain stays alive")
+    func pingAndCatStopPolitely() throws {
+        let world = try SimWorld()
+        for name in ["p", "c"] { try world.chanctl("channel", "create", name, "--between", "left", "right", "--pages", "4") }
+        let agent = try world.spawnAgent(["run", "--wait", "block"] + world.agentOptions("right"), log: "run")
+        defer { stopProcess(agent) }
+        let ping = try world.spawnAgent(["ping", "--channel", "p", "--count", "100000000", "--wait", "block", "--timeout", "20"]
+                                        + world.agentOptions("left"), log: "ping")
+        defer { stopProcess(ping) }
+        #expect(waitForLog(world, "run", "channel open"), "\(world.log("run")) \(world.log("ping"))")
+        usleep(300_000)
+        ping.terminate()  // SIGTERM
+        #expect(waitForExit(ping, seconds: 3), "ping must stop within 3 s: \(world.log("ping"))")
+        #expect(ping.terminationStatus == 1)
+        #expect(world.log("ping").contains("stopped by a signal"), "\(world.log("ping"))")
+
+        // cat reading from a pipe that never ends.
+        let cat = Process()
+        cat.executableURL = URL(fileURLWithPath: try Binaries.guestAgent)
+        cat.arguments = ["cat", "--channel", "c"] + world.agentOptions("left")
+        let input = Pipe()
+        cat.standardInput = input
+        cat.standardOutput = FileHandle.nullDevice
+        let errors = Pipe()
+        cat.standardError = errors
+        try cat.run()
+        defer { stopProcess(cat) }
+        input.fileHandleForWriting.write(Data(repeating: 0x41, count: 4096))
+        usleep(500_000)
+        cat.terminate()
+        #expect(waitForExit(cat, seconds: 3), "cat must stop within 3 s")
+        #expect(cat.terminationStatus == 1)
+        let catErrors = String(decoding: errors.fileHandleForReading.availableData, as: UTF8.self)
+        #expect(catErrors.contains("stopped by a signal"), "\(catErrors)")
+
+        // Both agents detached: the domain is alive, not crashed.
+        let domains = try world.chanctl("domain", "list").json?["domains"] as? [[String: Any]] ?? []
+        let left = domains.first { $0["name"] as? String == "left" }
+        #expect(left?["state"] as? String == "running", "\(domains)")
+    }
+
     @Test("a descriptor envelope altered in dom0's stored state: ping exits 1 naming the bad signature")
     func tamperedDescriptor() throws {
         let world = try SimWorld()

@@ -513,8 +513,18 @@ public final class ChannelEndpoint {
                 try ringCall { () throws(RingViolation) in try producer!.consumed(through: closeFrameAt) }
             }
             if delivered { return }
-            // peerClosed here: the peer closed its end with messages unread.
-            try waitForPeer(forSpace: true, deadline: limit, allowPeerClosed: true)
+            do {
+                try waitForPeer(forSpace: true, deadline: limit, allowPeerClosed: true)
+            } catch .peerClosed {
+                // The peer closed its end; that is only a failure if it left
+                // messages unread (it may have read them all, close frame
+                // included, just before closing).
+                let delivered = try withChannelView { () throws(ChannelError) -> Bool in
+                    try ringCall { () throws(RingViolation) in try producer!.consumed(through: closeFrameAt) }
+                }
+                if delivered { return }
+                throw .peerClosed
+            }
         }
     }
 
