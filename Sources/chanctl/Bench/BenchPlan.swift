@@ -28,7 +28,7 @@ struct BenchPlan {
     init(quick: Bool, filter: String?) {
         self.quick = quick
         self.filter = filter
-        rounds = quick ? 1 : 3
+        rounds = quick ? 1 : 5
         streamBytes = quick ? 64 << 20 : 1 << 30
     }
 

@@ -156,7 +156,7 @@ struct BenchResults {
         var lines: [String] = []
         lines.append("Measured by `chanctl bench\(quick ? " --quick" : "")` on \(machine.date): \(machine.cpu), \(machine.cores) cores, "
                      + "Linux \(machine.kernel), Swift \(machine.swift), libsodium \(machine.libsodium). Two processes pinned to "
-                     + "different cores (a guest agent per domain on the simulator; the C baselines fork). Each figure is the median "
+                     + "different cores (a guest process attached as each domain of the simulator; the C baselines fork). Each figure is the median "
                      + "over \(quick ? "1 round" : "interleaved rounds"); ratios compare p50s from this run.")
         lines.append("")
         lines.append("### Targets")
