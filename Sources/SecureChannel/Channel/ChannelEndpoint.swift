@@ -1205,14 +1205,7 @@ public final class ChannelEndpoint {
         // Re-check after announcing (the peer may have published just before
         // it could see the flag), then sleep at most 10 ms at a time so close
         // flags and deadlines are noticed even without a wake-up.
-        let current = try withChannelView { () throws(ChannelError) -> UInt32 in
-            UnsafeMutableRawPointer(word).assumingMemoryBound(to: Atomic<UInt32>.self).pointee.load(ordering: .sequentiallyConsistent)
-        }
-        guard current == observed else { return }
-        let now = cplatform_monotonic_ns()
-        let remaining = deadline > now ? deadline - now : 0
-        platform.wait(WakeTarget(word: word, port: port), expected: observed,
-                      timeoutNanoseconds: min(remaining, 10_000_000))
+        try sleepUnlessChanged(on: word, observed: observed, deadline: deadline)
     }
 
     /// The reader of a one-way channel may not set its `waiting` flag, so
@@ -1224,6 +1217,13 @@ public final class ChannelEndpoint {
         // Sequentially consistent, the counterpart of the writer's publish
         // then consumer-index read: either the writer saw this side caught
         // up (and wakes it) or this load sees the new producer index.
+        try sleepUnlessChanged(on: word, observed: observed, deadline: deadline)
+    }
+
+    /// Reads `word` (sequentially consistent, inside the view) and sleeps on
+    /// it for at most 10 ms, or until the deadline, if it still holds `observed`.
+    private func sleepUnlessChanged(on word: UnsafeMutablePointer<UInt32>, observed: UInt32,
+                                    deadline: UInt64) throws(ChannelError) {
         let current = try withChannelView { () throws(ChannelError) -> UInt32 in
             UnsafeMutableRawPointer(word).assumingMemoryBound(to: Atomic<UInt32>.self).pointee.load(ordering: .sequentiallyConsistent)
         }
