@@ -57,6 +57,28 @@ struct BenchTests {
         #expect(leftovers.isEmpty, "left behind: \(leftovers)")
     }
 
+    @Test("chanctl bench --quick --filter on a throughput case: the stream arrives (the sink checks the byte count) and is compared with the memcpy ring")
+    func quickThroughput() throws {
+        let dir = try TemporaryDirectory()
+        let json = dir.path + "/bench.json"
+        let result = try Binaries.run(Binaries.chanctl, ["bench", "--quick", "--filter", "isolated, 64 KiB", "--json", json],
+                                      environment: ["TMPDIR": dir.path], timeout: 240)
+        #expect(result.status == 0, "stderr: \(result.stderr)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [String: Any])
+        #expect((object["cases"] as? [Any])?.isEmpty == true, "no latency case is named like that")
+        let throughput = try #require(object["throughput"] as? [[String: Any]])
+        let channel = try #require(throughput.first { $0["name"] as? String == "SecureChannel isolated, 64 KiB" })
+        #expect(channel["kind"] as? String == "securechannel")
+        #expect(channel["size"] as? Int == 65536)
+        #expect(channel["baseline"] as? String == "C memcpy ring, 64 KiB")
+        let rate = try #require(channel["bytes_per_s"] as? Double)
+        #expect(rate > 50e6, "64 KiB messages through shared memory: \(rate) B/s")
+        let baseline = try #require(throughput.first { $0["name"] as? String == "C memcpy ring, 64 KiB" })
+        let baseRate = try #require(baseline["bytes_per_s"] as? Double)
+        let ratio = try #require(channel["ratio"] as? Double)
+        #expect(abs(ratio - rate / baseRate) < 0.01)
+    }
+
     @Test("chanctl bench: an unwritable --json directory is a usage error that names it")
     func badOutputPath() throws {
         let result = try Binaries.run(Binaries.chanctl, ["bench", "--quick", "--json", "/nonexistent-dir/out.json"])

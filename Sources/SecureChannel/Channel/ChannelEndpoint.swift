@@ -293,12 +293,8 @@ public final class ChannelEndpoint {
             sendCipher = result.sending
             receiveCipher = result.receiving
             handshakeHash = result.handshakeHash
-        } catch let error as ChannelError {
-            throw error
-        } catch CryptoError.authenticationFailure {
-            throw .authenticationFailed
         } catch {
-            throw .handshakeFailed("\(error)")
+            throw Self.handshakeError(error)
         }
         // Key confirmation: the responder sends no data until it has seen
         // the initiator's first transport frame, which proves the initiator
@@ -329,12 +325,8 @@ public final class ChannelEndpoint {
             let result = try state.finish()
             if side == .initiator { sendCipher = result.sending } else { receiveCipher = result.receiving }
             handshakeHash = result.handshakeHash
-        } catch let error as ChannelError {
-            throw error
-        } catch CryptoError.authenticationFailure {
-            throw .authenticationFailed
         } catch {
-            throw .handshakeFailed("\(error)")
+            throw Self.handshakeError(error)
         }
         establishedAt = Self.keyClock()
         handshakeCount = 1
@@ -736,15 +728,9 @@ public final class ChannelEndpoint {
             default:
                 throw ChannelError.protocolViolation("unexpected handshake frame (flags \(flags)) after the handshake")
             }
-        } catch let error as ChannelError {
-            failure = error
-            throw error
-        } catch CryptoError.authenticationFailure {
-            failure = .authenticationFailed
-            throw .authenticationFailed
         } catch {
-            failure = .handshakeFailed("fresh handshake: \(error)")
-            throw .handshakeFailed("fresh handshake: \(error)")
+            failure = Self.handshakeError(error, context: "fresh handshake: ")
+            throw failure!
         }
     }
 
@@ -1338,6 +1324,17 @@ public final class ChannelEndpoint {
     static func nanoseconds(_ d: Duration) -> UInt64 {
         let (s, a) = d.components
         return UInt64(max(s, 0)) * 1_000_000_000 + UInt64(max(a, 0) / 1_000_000_000)
+    }
+
+    /// What a failed handshake step tells the caller: a channel error as
+    /// it is, a failed decryption as `authenticationFailed`, anything else
+    /// as `handshakeFailed` with its text.
+    static func handshakeError(_ error: any Error, context: String = "") -> ChannelError {
+        switch error {
+        case let error as ChannelError: return error
+        case CryptoError.authenticationFailure: return .authenticationFailed
+        default: return .handshakeFailed(context + "\(error)")
+        }
     }
 
     static func map(_ error: CryptoError) -> ChannelError {
