@@ -48,26 +48,36 @@ struct EndpointPair: @unchecked Sendable {
 extension EndpointPair {
     /// Two endpoints keyed by a KKpsk2 handshake run on the calling thread
     /// (no ring traffic): cheap enough to make thousands of sessions.
-    static func makeKeyed(pages: Int, mode: ChannelMode) throws -> EndpointPair {
-        let window = try TestWindow(pages: pages)
+    static func makeKeyed(pages: Int, mode: ChannelMode,
+                          options: ChannelEndpoint.Options = ChannelEndpoint.Options(wait: .spin)) throws -> EndpointPair {
+        try makeKeyedWithKeys(pages: pages, mode: mode, options: options).pair
+    }
+
+    /// Like ``makeKeyed(pages:mode:options:)``, and also returns the
+    /// initiator's session keys (the same cipher objects its endpoint
+    /// holds), for tests that forge the initiator's frames themselves.
+    static func makeKeyedWithKeys(pages: Int, mode: ChannelMode, suite: ChannelSuite = .chachapoly,
+                                  options: ChannelEndpoint.Options,
+                                  window given: TestWindow? = nil) throws -> (pair: EndpointPair, initiatorKeys: HandshakeResult) {
+        let window = try given ?? TestWindow(pages: pages)
         let a = Curve25519.KeyAgreement.PrivateKey(), b = Curve25519.KeyAgreement.PrivateKey()
         let psk = SymmetricKey()
-        let noise = NoiseProtocol(pattern: .kkpsk2, cipher: .chaChaPoly, hash: .blake2b)
+        let noise = NoiseProtocol(pattern: .kkpsk2, cipher: suite == .aesgcm ? .aesGCM : .chaChaPoly, hash: .blake2b)
         let i = try HandshakeState(noise, role: .initiator, staticKey: a, remoteStaticKey: b.publicKey, presharedKeys: [psk])
         let r = try HandshakeState(noise, role: .responder, staticKey: b, remoteStaticKey: a.publicKey, presharedKeys: [psk])
         _ = try r.readMessage(try i.writeMessage())
         _ = try i.readMessage(try r.writeMessage())
         func parameters(_ side: ChannelSide) -> ChannelEndpoint.Parameters {
-            ChannelEndpoint.Parameters(side: side, view: 3, geometry: window.geometry, mode: mode, suite: .chachapoly,
+            ChannelEndpoint.Parameters(side: side, view: 3, geometry: window.geometry, mode: mode, suite: suite,
                                        notificationPort: 1, prologue: [], staticKey: side == .initiator ? a : b,
                                        peerStaticKey: side == .initiator ? b.publicKey : a.publicKey, presharedKey: psk)
         }
-        let options = ChannelEndpoint.Options(wait: .spin)
+        let initiatorKeys = try i.finish()
         let initiator = try ChannelEndpoint(platform: LoopbackPlatform(domain: 1, channelView: 3, window: window), window: window.base,
-                                            parameters: parameters(.initiator), options: options, keys: try i.finish())
+                                            parameters: parameters(.initiator), options: options, keys: initiatorKeys)
         let responder = try ChannelEndpoint(platform: LoopbackPlatform(domain: 2, channelView: 3, window: window), window: window.base,
                                             parameters: parameters(.responder), options: options, keys: try r.finish())
-        return EndpointPair(initiator: initiator, responder: responder, window: window)
+        return (EndpointPair(initiator: initiator, responder: responder, window: window), initiatorKeys)
     }
 
     /// Where the next frame written into `ring` will start (no padding
@@ -100,9 +110,8 @@ struct ChannelEndpointTests {
         }
     }
 
-    @Test("AES-256-GCM sessions work where the CPU has AES-NI")
+    @Test("AES-256-GCM sessions work where the CPU has AES-NI", .enabled(if: AESGCM.isAvailable, "skipped: this CPU lacks AES-NI, so libsodium offers no AES-256-GCM"))
     func aesgcm() throws {
-        guard AESGCM.isAvailable else { return }
         let pair = try EndpointPair.make(suite: .aesgcm)
         try pair.initiator.send([1, 2, 3])
         #expect(try pair.responder.receive(timeout: .seconds(5)) == [1, 2, 3])
@@ -321,16 +330,26 @@ struct ZeroCopyReceiveTests {
         #expect(address == UnsafeRawPointer(frame + 16))
     }
 
-    @Test("a rewound sequence number in isolated mode is still a protocol violation")
-    func sequence() throws {
-        let pair = try EndpointPair.make(pages: 2, mode: .isolated)
+    @Test("a rewound sequence number in isolated mode is still a protocol violation, on every receive call",
+          arguments: ["withNextMessage", "receive(into:)", "tryReceive", "receive()"])
+    func sequence(call: String) throws {
+        let pair = try EndpointPair.makeKeyed(pages: 2, mode: .isolated)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1024, alignment: 16)
+        defer { buffer.deallocate() }
         try pair.initiator.send([1])
-        _ = try pair.responder.withNextMessage(timeout: .seconds(5)) { $0.count }
+        #expect(try pair.responder.receive(into: buffer, timeout: .seconds(1)) == 1)
         let second = pair.nextFrame(ring: 0)
         try pair.initiator.send([2])
+        // The peer (or anyone in the window) rewinds the second frame's
+        // sequence number: a replay of the first.
         (second + 8).storeBytes(of: UInt64(0), as: UInt64.self)
         #expect(throws: ChannelError.protocolViolation("frame sequence 0, expected 1")) {
-            _ = try pair.responder.withNextMessage(timeout: .seconds(1)) { $0.count }
+            switch call {
+            case "withNextMessage": _ = try pair.responder.withNextMessage(timeout: .seconds(1)) { $0.count }
+            case "receive(into:)": _ = try pair.responder.receive(into: buffer, timeout: .seconds(1))
+            case "tryReceive": _ = try pair.responder.tryReceive(into: buffer)
+            default: _ = try pair.responder.receive(timeout: .seconds(1))
+            }
         }
     }
 }

@@ -78,15 +78,20 @@ struct HostilePeerTests {
             let pending = ring0 + Int(consumed & mask)
             let attack = Int.random(in: 0..<100, using: &rng)
             var tampered = false
+            var replayed = false
             switch attack {
             case 0..<70:
                 // Genuine traffic.
                 let message = (0..<Int.random(in: 0...200, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
-                let before = pair.nextFrame(ring: 0)
                 if (try? pair.initiator.trySend(message)) == true {
                     expected.append(message)
-                    let length = Int(before.load(as: UInt32.self))
-                    history.append(Array(UnsafeRawBufferPointer(start: before, count: FrameHeader.frameBytes(payloadBytes: length))))
+                    // Record the frame just sent, for replays: it ends at the
+                    // producer index (a padding frame may sit before it).
+                    let wire = message.count + (mode == .encrypted ? CipherState.tagByteCount : 0)
+                    let size = FrameHeader.frameBytes(payloadBytes: wire)
+                    let end = Int(control.producer(ring: 0).pointee.load(ordering: .relaxed) & mask)
+                    let start = (end == 0 ? geometry.ringSize : end) - size
+                    history.append(Array(UnsafeRawBufferPointer(start: ring0 + start, count: size)))
                 }
             case 70..<75:
                 // Flip a bit of a pending frame (header or payload).
@@ -112,12 +117,14 @@ struct HostilePeerTests {
                     tampered = true
                 }
             case 82..<86:
-                // Replay an earlier genuine frame at the read position.
+                // Replay an earlier genuine frame at the read position: the
+                // sequence check refuses it in both modes.
                 if produced == consumed, let old = history.randomElement(using: &rng),
                    old.count <= geometry.ringSize - Int(consumed & mask) {
                     old.withUnsafeBytes { pending.copyMemory(from: $0.baseAddress!, byteCount: old.count) }
                     control.producer(ring: 0).pointee.store(consumed &+ UInt64(old.count), ordering: .releasing)
                     tampered = true
+                    replayed = true
                 }
             case 86..<90:
                 // Reorder: send two genuine frames, then swap them.
@@ -167,6 +174,12 @@ struct HostilePeerTests {
                     if mode == .encrypted || !tampered {
                         #expect(!expected.isEmpty && message == expected.first!, "delivered data the peer never sent")
                     }
+                    // Nothing was pending before a replay: whatever comes out
+                    // is the replayed frame, in either mode.
+                    #expect(!replayed, "a replayed frame was delivered (\(mode))")
+                    // Isolated mode trusts view isolation for the bytes, but
+                    // never hands out more than a frame can carry.
+                    #expect(n <= pair.responder.maximumMessageBytes)
                     if !expected.isEmpty { expected.removeFirst() }
                     stats.delivered += 1
                 }

@@ -157,9 +157,8 @@ struct OneWayChannelTests {
         #expect(received.0 == sent)
     }
 
-    @Test("AES-256-GCM one-way sessions work where the CPU has AES-NI")
+    @Test("AES-256-GCM one-way sessions work where the CPU has AES-NI", .enabled(if: AESGCM.isAvailable, "skipped: this CPU lacks AES-NI, so libsodium offers no AES-256-GCM"))
     func aesgcm() throws {
-        guard AESGCM.isAvailable else { return }
         let setup = try OneWaySetup(suite: .aesgcm)
         let (writer, reader) = try setup.open(writer: .init(wait: .spin), reader: .init(wait: .spin))
         let r = UncheckedBox(reader)

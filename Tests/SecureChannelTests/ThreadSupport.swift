@@ -1,4 +1,5 @@
 import Foundation
+import Testing
 
 /// Runs `body` on a dedicated OS thread.
 ///
@@ -8,8 +9,8 @@ import Foundation
 final class ThreadResult<T>: @unchecked Sendable {
     // @unchecked: `result` is written once by the worker before `done` is
     // signalled and read only after waiting on it.
-    private let done = DispatchSemaphore(value: 0)
-    private var result: Result<T, any Error>?
+    fileprivate let done = DispatchSemaphore(value: 0)
+    fileprivate var result: Result<T, any Error>?
 
     init(_ body: @escaping @Sendable () throws -> T) {
         let thread = Thread { [self] in
@@ -24,5 +25,47 @@ final class ThreadResult<T>: @unchecked Sendable {
     func value() throws -> T {
         done.wait()
         return try result!.get()
+    }
+}
+
+extension ThreadResult {
+    /// Waits for the thread at most `limit`; past it, the test fails by
+    /// name and the process ends, since a thread stuck in a wait cannot be
+    /// stopped and the suite must not stall behind it.
+    func value(within limit: Duration, _ what: @autoclosure () -> String,
+               sourceLocation: SourceLocation = #_sourceLocation) throws -> T {
+        guard waitForResult(limit) else {
+            Watchdog.hang(what(), limit: limit, sourceLocation: sourceLocation)
+        }
+        // (The wait took the semaphore's one signal: read the result directly.)
+        return try result!.get()
+    }
+
+    private func waitForResult(_ limit: Duration) -> Bool {
+        let (s, a) = limit.components
+        let nanoseconds = Int(s) * 1_000_000_000 + Int(a / 1_000_000_000)
+        return done.wait(timeout: .now() + .nanoseconds(nanoseconds)) == .success
+    }
+}
+
+/// Hang checks: a call that should return within its deadline runs under
+/// a limit (its deadline plus a margin), and overrunning it fails the run
+/// at that moment instead of stalling the suite.
+enum Watchdog {
+    /// Runs `body` on a thread of its own and returns its value, failing
+    /// the run if it takes longer than `limit`.
+    static func run<T>(_ what: @autoclosure () -> String, limit: Duration,
+                       sourceLocation: SourceLocation = #_sourceLocation,
+                       _ body: @escaping @Sendable () throws -> T) throws -> T {
+        try ThreadResult(body).value(within: limit, what(), sourceLocation: sourceLocation)
+    }
+
+    /// Reports the hang and ends the process (the stuck thread cannot be
+    /// cancelled, and the test's state is shared with it).
+    static func hang(_ what: String, limit: Duration, sourceLocation: SourceLocation) -> Never {
+        let message = "HANG: \(what) did not return within \(limit) (\(sourceLocation))"
+        Issue.record(Comment(rawValue: message), sourceLocation: sourceLocation)
+        FileHandle.standardError.write(Data((message + "\n").utf8))
+        fatalError(message)
     }
 }

@@ -135,6 +135,13 @@ public final class ChannelEndpoint {
     private let port: UInt32
     /// Private copy of each received frame (copy-then-verify).
     private let scratch: UnsafeMutableRawBufferPointer
+    /// Private memory where every encrypted frame is sealed before it is
+    /// copied into the ring (seal-then-copy), and where an encrypted
+    /// zero-copy send lets the caller write its plaintext. The AEAD reads
+    /// the ciphertext back to compute the tag, so sealing in the window
+    /// would let anyone who can write there (the peer, or code that reached
+    /// the view) change bytes the tag then authenticates.
+    private let sealScratch: UnsafeMutableRawBufferPointer
     private var sendCipher: CipherState?
     private var receiveCipher: CipherState?
     /// Plaintext sequence numbers in isolated mode (the cipher nonce otherwise).
@@ -142,6 +149,12 @@ public final class ChannelEndpoint {
     private var isolatedReceiveSequence: UInt64 = 0
     private var sentSinceRekey: UInt64 = 0
     private var receivedSinceRekey: UInt64 = 0
+    /// A rekey frame is due and not yet out (the ring was full): it goes
+    /// before the next data frame.
+    private var rekeyOwed = false
+    /// Responder, during the first handshake: the initiator's one key
+    /// confirmation is still expected. Any other confirmation is a violation.
+    private var awaitingConfirmation = false
     private var messagesSent: UInt64 = 0
     private var establishedAt: UInt64 = 0
     private let rehandshakeAfterNanoseconds: UInt64
@@ -225,11 +238,19 @@ public final class ChannelEndpoint {
         guard platform.enterView(parameters.view) else {
             throw .platform("VMFUNC into channel view \(parameters.view.rawValue) was refused (#UD): the view is not visible or VMFUNC is not enabled on this vCPU")
         }
-        self.producer = writes ? RingProducer(window: window, geometry: geometry, ring: side.sendRing) : nil
-        self.consumer = !geometry.isOneWay || side == .responder
-            ? RingConsumer(window: window, geometry: geometry, ring: side.receiveRing) : nil
+        // The indices are the peer's to write too, also before this side
+        // opens: a bad one ends the open with a violation naming it.
+        do throws(RingViolation) {
+            self.producer = writes ? try RingProducer(window: window, geometry: geometry, ring: side.sendRing) : nil
+            self.consumer = !geometry.isOneWay || side == .responder
+                ? try RingConsumer(window: window, geometry: geometry, ring: side.receiveRing) : nil
+        } catch {
+            _ = platform.enterView(.hostOrView0)
+            throw .protocolViolation(error.reason)
+        }
         _ = platform.enterView(.hostOrView0)
         self.scratch = .allocate(byteCount: geometry.maximumPayloadBytes, alignment: 16)
+        self.sealScratch = .allocate(byteCount: geometry.maximumPayloadBytes, alignment: 16)
         self.rehandshakeAfterNanoseconds = Self.nanoseconds(options.rehandshakeAfter)
         self.rejectAfterNanoseconds = Self.nanoseconds(options.rejectAfter)
         self.parameters = parameters
@@ -253,6 +274,8 @@ public final class ChannelEndpoint {
     deinit {
         secureZero(scratch)
         scratch.deallocate()
+        secureZero(sealScratch)
+        sealScratch.deallocate()
     }
 
     // MARK: Handshake
@@ -303,6 +326,7 @@ public final class ChannelEndpoint {
             try sendFrame(UnsafeRawBufferPointer(start: nil, count: 0), type: .handshake,
                           flags: HandshakeFlag.confirmation, deadline: deadline)
         } else {
+            awaitingConfirmation = true
             guard let (header, _) = try receiveFrame(deadline: deadline),
                   header.type == .handshake, header.flags == HandshakeFlag.confirmation
             else { throw .protocolViolation("expected the initiator's key confirmation") }
@@ -367,9 +391,12 @@ public final class ChannelEndpoint {
     // MARK: Sending
 
     /// Sends `message` if the ring has room now; returns false when it is
-    /// full (nothing was sent). Allocates nothing.
+    /// full (nothing was sent). Never waits: a control frame this side owes
+    /// first (a rekey, a step of a fresh handshake) that does not fit either
+    /// is sent on a later call. Allocates nothing.
     public func trySend(_ message: UnsafeRawBufferPointer) throws(ChannelError) -> Bool {
-        try checkCanSend(message.count)
+        var never: WaitDeadline? = nil
+        try checkCanSend(message.count, wait: &never)
         return try sendFrameNow(message, type: .data, flags: 0)
     }
 
@@ -382,11 +409,14 @@ public final class ChannelEndpoint {
     }
 
     /// Sends `message`, waiting for room with the channel's wait strategy.
+    /// Every wait of the call, for the message and for any control frame
+    /// owed before it, ends at `timeout` (nil waits as long as it takes).
     public func send(_ message: UnsafeRawBufferPointer, timeout: Duration? = nil) throws(ChannelError) {
-        try checkCanSend(message.count)
-        // The clock is read only when the ring is full.
+        // The clock is read only when something has to wait.
+        var limit: WaitDeadline? = WaitDeadline(timeout: timeout)
+        try checkCanSend(message.count, wait: &limit)
         if try sendFrameNow(message, type: .data, flags: 0) { return }
-        try sendFrame(message, type: .data, flags: 0, deadline: deadline(timeout))
+        try sendFrame(message, type: .data, flags: 0, deadline: &limit!)
     }
 
     /// Sends the bytes of an array.
@@ -397,21 +427,35 @@ public final class ChannelEndpoint {
         try result.get()
     }
 
-    /// Zero-copy send: reserves room for up to `capacity` bytes in the ring,
-    /// lets `body` write the message straight into it (the channel view is
-    /// entered for the duration), and sends the number of bytes `body`
-    /// returns. In encrypted mode the bytes are then encrypted in place.
+    /// Zero-copy send: lets `body` write a message of up to `capacity`
+    /// bytes and sends the number of bytes `body` returns.
+    ///
+    /// In isolated mode `body` writes straight into the ring (the channel
+    /// view is entered for the duration). In encrypted mode it writes into
+    /// this endpoint's private sealing buffer, which is sealed in place and
+    /// then copied into the ring: plaintext never reaches the window, also
+    /// when `body` throws or returns a bad length (the buffer is zeroed).
     ///
     /// `body` must not keep the pointer, and must not call the channel.
     /// Waits for room like `send`.
+    /// - Throws: ``ChannelError/invalidArgument(_:)`` for a negative
+    ///   capacity, ``ChannelError/messageTooLarge(limit:)`` when `capacity`
+    ///   exceeds ``maximumMessageBytes`` or `body` returns more than it.
     public func withSendBuffer(capacity: Int, timeout: Duration? = nil,
                                _ body: (UnsafeMutableRawBufferPointer) throws -> Int) throws(ChannelError) {
-        try checkCanSend(capacity)
-        let limit = deadline(timeout)
-        let tag = mode == .encrypted ? CipherState.tagByteCount : 0
+        guard capacity >= 0 else {
+            throw .invalidArgument("withSendBuffer needs a capacity of 0 or more bytes, not \(capacity)")
+        }
+        var limit: WaitDeadline? = WaitDeadline(timeout: timeout)
+        try checkCanSend(capacity, wait: &limit)
+        if mode == .encrypted {
+            try sendFromSealBuffer(capacity: capacity, deadline: &limit!, body)
+            return
+        }
         while true {
+            var wake = false
             let sent = try withChannelView { () throws(ChannelError) -> Bool in
-                guard let slot = try ringCall({ () throws(RingViolation) in try producer!.reserve(payloadBytes: capacity + tag) }) else {
+                guard let slot = try ringCall({ () throws(RingViolation) in try producer!.reserve(payloadBytes: capacity) }) else {
                     return false
                 }
                 let length: Int
@@ -423,36 +467,53 @@ public final class ChannelEndpoint {
                 guard (0...capacity).contains(length) else {
                     throw .messageTooLarge(limit: capacity)
                 }
-                if mode == .encrypted {
-                    let cipher = sendCipher!
-                    let header = FrameHeader(length: UInt32(length + tag), type: .data, sequence: cipher.nonce)
-                    var aad = (UInt64(0), UInt64(0))
-                    try withUnsafeMutableBytes(of: &aad) { (a) throws(ChannelError) in
-                        header.store(to: a.baseAddress!)
-                        do throws(CryptoError) {
-                            try cipher.encrypt(plaintext: UnsafeRawBufferPointer(start: slot, count: length),
-                                               authenticating: UnsafeRawBufferPointer(a),
-                                               into: UnsafeMutableRawBufferPointer(start: slot, count: length + tag))
-                        } catch {
-                            throw Self.map(error)
-                        }
-                    }
-                    producer!.commit(header)
-                } else {
-                    producer!.commit(FrameHeader(length: UInt32(length), type: .data, sequence: isolatedSendSequence))
-                    isolatedSendSequence &+= 1
-                }
+                producer!.commit(FrameHeader(length: UInt32(length), type: .data, sequence: isolatedSendSequence))
+                isolatedSendSequence &+= 1
+                wake = !isOneWay && peerIsWaitingInView(dataWaiting: true)
                 return true
             }
             if sent {
-                wakePeerIfWaiting(dataWaiting: true)
+                if isOneWay { wakeOneWayReader() } else if wake { notifyPeer(dataWaiting: true) }
                 messagesSent &+= 1
                 sentSinceRekey &+= 1
-                if sentSinceRekey >= options.rekeyInterval, mode == .encrypted { try sendRekey() }
                 return
             }
-            try waitForPeer(forSpace: true, deadline: limit)
+            try waitForPeer(forSpace: true, deadline: &limit!)
         }
+    }
+
+    /// The encrypted zero-copy send: `body` writes into private memory,
+    /// which is sealed in place and copied into the ring by `sendFrameNow`.
+    private func sendFromSealBuffer(capacity: Int, deadline: inout WaitDeadline,
+                                    _ body: (UnsafeMutableRawBufferPointer) throws -> Int) throws(ChannelError) {
+        // A rekey owed from an earlier send would be sealed in this same
+        // buffer, over the caller's message: send it first.
+        while rekeyOwed {
+            if try !sendRekeyNow() { try waitForPeer(forSpace: true, deadline: &deadline) }
+        }
+        let buffer = UnsafeMutableRawBufferPointer(rebasing: sealScratch[0..<capacity])
+        var sealedBytes = 0
+        // Whatever plaintext is left (all of it when nothing was sent; the
+        // bytes past the message otherwise) is zeroed on every way out.
+        defer {
+            if sealedBytes < capacity {
+                secureZero(UnsafeMutableRawBufferPointer(rebasing: sealScratch[sealedBytes..<capacity]))
+            }
+        }
+        let length: Int
+        do {
+            length = try body(buffer)
+        } catch {
+            throw .platform("the send buffer's writer failed: \(error); nothing was sent")
+        }
+        guard (0...capacity).contains(length) else {
+            throw .messageTooLarge(limit: capacity)
+        }
+        let plaintext = UnsafeRawBufferPointer(rebasing: sealScratch[0..<length])
+        if try !sendFrameNow(plaintext, type: .data, flags: 0) {
+            try sendFrame(plaintext, type: .data, flags: 0, deadline: &deadline)
+        }
+        sealedBytes = length + CipherState.tagByteCount
     }
 
     /// Closes this end: on an end that sends, ``closeSending(timeout:)``
@@ -520,7 +581,11 @@ public final class ChannelEndpoint {
         }
     }
 
-    private func checkCanSend(_ count: Int) throws(ChannelError) {
+    /// Checks a send of `count` bytes may go ahead and sends the control
+    /// frames this side owes first. `wait` is the caller's deadline, or nil
+    /// for a call that never waits (a control frame that does not fit then
+    /// waits for the next call).
+    private func checkCanSend(_ count: Int, wait: inout WaitDeadline?) throws(ChannelError) {
         guard producer != nil else { throw .receiveOnly }
         if let failure { throw failure }
         if sendClosed { throw .closed }
@@ -528,14 +593,20 @@ public final class ChannelEndpoint {
         if isOneWay {
             // The writer renews the keys on its own, so it does that before
             // any limit could refuse it.
-            try advanceOneWayRehandshake(blocking: true)
+            try advanceOneWayRehandshake(wait: &wait)
         }
         let now = Self.keyClock()
         let age = now &- establishedAt
-        if keysExpired(age: age, now: now) || messagesSent >= options.rehandshakeAfterMessages &+ (1 << 20) {
+        if keysExpired(age: age, now: now) || messagesSent >= Self.hardMessageLimit(options) {
             throw .keyLimitReached("the session keys are older than \(options.rejectAfter) or carried \(messagesSent) messages and the peer did not complete a fresh handshake")
         }
-        try advanceRehandshake(age: age, blocking: true)
+        try advanceRehandshake(age: age, wait: &wait)
+    }
+
+    /// Messages one session's keys may carry at most: the renewal point
+    /// plus 2^20 of grace (`UInt64.max`, never, when that overflows).
+    static func hardMessageLimit(_ options: Options) -> UInt64 {
+        saturatingAdd(options.rehandshakeAfterMessages, 1 << 20)
     }
 
     /// The time limit on the session keys. Keys count as expired once they
@@ -565,28 +636,29 @@ public final class ChannelEndpoint {
     /// initiator → request (Noise message 1); responder → reply (message 2),
     /// then sends under the new key; initiator → switch, then sends under
     /// the new key; the responder receives under the new key after the switch.
-    private func advanceRehandshake(age ageAtCall: UInt64, blocking: Bool) throws(ChannelError) {
+    private func advanceRehandshake(age ageAtCall: UInt64, wait: inout WaitDeadline?) throws(ChannelError) {
         if isOneWay { return }   // the writer renews in checkCanSend; the reader never sends
         var age = ageAtCall
         if side == .initiator, rehandshake != nil, pendingLength < 0 {
             // A sender that never receives would never see the reply: take it
             // from the head of the ring if it is there (data before it stays
-            // for the application).
-            let head = try withChannelView { () throws(ChannelError) -> FrameHeader? in
-                try ringCall { () throws(RingViolation) in try consumer!.peekHeader() }
-            }
-            if let head, head.type == .handshake, head.flags == HandshakeFlag.rehandshakeReply {
-                _ = try receiveFrameNow()
+            // for the application). The header is fetched once: the copy
+            // that says "reply" is the one the frame is taken by.
+            let reply = try receiveFrameNow(output: nil, delivered: nil, only: { header in
+                header.type == .handshake && header.flags == HandshakeFlag.rehandshakeReply
+            })
+            if reply != nil {
                 age = Self.keyClock() &- establishedAt   // a new session began
             }
         }
         if side == .initiator {
             if let next = nextSendCipher {
                 // The switch must precede any frame under the new key.
-                guard try sendControl(UnsafeRawBufferPointer(start: nil, count: 0), flags: HandshakeFlag.rehandshakeSwitch, blocking: blocking) else { return }
+                guard try sendControl(UnsafeRawBufferPointer(start: nil, count: 0), flags: HandshakeFlag.rehandshakeSwitch, wait: &wait) else { return }
                 sendCipher = next
                 nextSendCipher = nil
                 sentSinceRekey = 0
+                rekeyOwed = false
             } else if rehandshake == nil,
                       age > rehandshakeAfterNanoseconds || messagesSent >= options.rehandshakeAfterMessages {
                 let state: HandshakeState
@@ -600,16 +672,17 @@ public final class ChannelEndpoint {
                 } catch {
                     throw .handshakeFailed("cannot start a fresh handshake: \(error)")
                 }
-                if try sendControl(message, flags: HandshakeFlag.rehandshakeRequest, blocking: blocking) {
+                if try sendControl(message, flags: HandshakeFlag.rehandshakeRequest, wait: &wait) {
                     rehandshake = state
                 }
             }
         } else if let reply = pendingReply {
-            guard try sendControl(reply.message, flags: HandshakeFlag.rehandshakeReply, blocking: blocking) else { return }
+            guard try sendControl(reply.message, flags: HandshakeFlag.rehandshakeReply, wait: &wait) else { return }
             pendingReply = nil
             sendCipher = reply.keys.sending
             nextReceiveCipher = reply.keys.receiving
             sentSinceRekey = 0
+            rekeyOwed = false
             completeSession(hash: reply.keys.handshakeHash)
         }
     }
@@ -621,7 +694,7 @@ public final class ChannelEndpoint {
     /// key from the next frame on; the reader switches after that frame.
     /// Nothing is owed back, so the exchange completes in one frame and the
     /// writer never runs into the hard limits.
-    private func advanceOneWayRehandshake(blocking: Bool) throws(ChannelError) {
+    private func advanceOneWayRehandshake(wait: inout WaitDeadline?) throws(ChannelError) {
         let age = Self.keyClock() &- establishedAt
         guard age > rehandshakeAfterNanoseconds || messagesSent >= options.rehandshakeAfterMessages else { return }
         let message: [UInt8]
@@ -636,9 +709,10 @@ public final class ChannelEndpoint {
         } catch {
             throw .handshakeFailed("cannot start a fresh handshake: \(error)")
         }
-        guard try sendControl(message, flags: HandshakeFlag.oneWayRehandshake, blocking: blocking) else { return }
+        guard try sendControl(message, flags: HandshakeFlag.oneWayRehandshake, wait: &wait) else { return }
         sendCipher = keys.sending
         sentSinceRekey = 0
+        rekeyOwed = false
         completeSession(hash: keys.handshakeHash)
     }
 
@@ -656,20 +730,27 @@ public final class ChannelEndpoint {
         messagesSent = 0
     }
 
-    /// Sends one encrypted handshake-type frame; false if the ring is full
-    /// and `blocking` is false.
-    private func sendControl(_ payload: UnsafeRawBufferPointer, flags: UInt8, blocking: Bool) throws(ChannelError) -> Bool {
-        if blocking {
-            try sendFrame(payload, type: .handshake, flags: flags, deadline: .max)
-            return true
-        }
-        return try sendFrameNow(payload, type: .handshake, flags: flags)
+    /// Sends one encrypted handshake-type frame, waiting for room until
+    /// `wait`'s deadline; with no deadline, false when the ring is full.
+    ///
+    /// Leaving a control frame for a later call is always safe: each one
+    /// switches a key only once it is out, so data sent meanwhile still
+    /// uses the key the peer expects.
+    private func sendControl(_ payload: UnsafeRawBufferPointer, flags: UInt8,
+                             wait: inout WaitDeadline?) throws(ChannelError) -> Bool {
+        if try sendFrameNow(payload, type: .handshake, flags: flags) { return true }
+        guard wait != nil else { return false }
+        try sendFrame(payload, type: .handshake, flags: flags, deadline: &wait!)
+        return true
     }
 
-    private func sendControl(_ message: [UInt8], flags: UInt8, blocking: Bool) throws(ChannelError) -> Bool {
+    private func sendControl(_ message: [UInt8], flags: UInt8, wait: inout WaitDeadline?) throws(ChannelError) -> Bool {
+        // (The deadline goes in and out of the closure by value.)
+        var deadline = wait
         let result: Result<Bool, ChannelError> = message.withUnsafeBytes { b in
-            Result { () throws(ChannelError) -> Bool in try sendControl(b, flags: flags, blocking: blocking) }
+            Result { () throws(ChannelError) -> Bool in try sendControl(b, flags: flags, wait: &deadline) }
         }
+        wait = deadline
         return try result.get()
     }
 
@@ -705,7 +786,8 @@ public final class ChannelEndpoint {
                 _ = try state.readMessage(message)
                 let reply = try state.writeMessage()
                 pendingReply = (reply, try state.finish())
-                try advanceRehandshake(age: 0, blocking: false)
+                var never: WaitDeadline? = nil
+                try advanceRehandshake(age: 0, wait: &never)
             case (.initiator, HandshakeFlag.rehandshakeReply):
                 guard let state = rehandshake else {
                     throw ChannelError.protocolViolation("a handshake reply arrived without a request")
@@ -717,7 +799,8 @@ public final class ChannelEndpoint {
                 receivedSinceRekey = 0
                 nextSendCipher = keys.sending
                 completeSession(hash: keys.handshakeHash)
-                try advanceRehandshake(age: 0, blocking: false)
+                var never: WaitDeadline? = nil
+                try advanceRehandshake(age: 0, wait: &never)
             case (.responder, HandshakeFlag.rehandshakeSwitch):
                 guard let next = nextReceiveCipher, length == 0 else {
                     throw ChannelError.protocolViolation("a key switch arrived without a completed handshake")
@@ -736,15 +819,28 @@ public final class ChannelEndpoint {
 
     private func sendFrame(_ payload: UnsafeRawBufferPointer, type: FrameType, flags: UInt8,
                            deadline: UInt64) throws(ChannelError) {
+        var fixed = WaitDeadline(absolute: deadline)
+        try sendFrame(payload, type: type, flags: flags, deadline: &fixed)
+    }
+
+    private func sendFrame(_ payload: UnsafeRawBufferPointer, type: FrameType, flags: UInt8,
+                           deadline: inout WaitDeadline) throws(ChannelError) {
         while true {
             if try sendFrameNow(payload, type: type, flags: flags) { return }
-            try waitForPeer(forSpace: true, deadline: deadline)
+            try waitForPeer(forSpace: true, deadline: &deadline)
         }
     }
 
-    /// Writes one frame if it fits now. In encrypted mode the ciphertext is
-    /// produced straight into the ring.
+    /// Writes one frame if it fits now.
+    ///
+    /// An encrypted frame is sealed into private memory (`sealScratch`) and
+    /// the sealed bytes are copied into the ring: the AEAD reads back what
+    /// it wrote to compute the tag, so a writer racing in the window could
+    /// otherwise alter ciphertext that the tag then vouches for.
     private func sendFrameNow(_ payload: UnsafeRawBufferPointer, type: FrameType, flags: UInt8) throws(ChannelError) -> Bool {
+        // A rekey frame owed from an earlier send goes first: the data after
+        // it is sealed under the next key.
+        if type == .data, rekeyOwed, try !sendRekeyNow() { return false }
         let encrypted = mode == .encrypted || type == .handshake || type == .rekey || type == .close
         let wire = payload.count + (encrypted ? CipherState.tagByteCount : 0)
         // One visit to the view: write the frame, publish it, and see whether
@@ -754,27 +850,16 @@ public final class ChannelEndpoint {
             guard let slot = try ringCall({ () throws(RingViolation) in try producer!.reserve(payloadBytes: wire) }) else {
                 return false
             }
-            let sequence: UInt64
             if encrypted {
                 let cipher = sendCipher!
-                sequence = cipher.nonce
-                let header = FrameHeader(length: UInt32(wire), type: type, flags: flags, sequence: sequence)
-                var aad = (UInt64(0), UInt64(0))
-                try withUnsafeMutableBytes(of: &aad) { (a) throws(ChannelError) in
-                    header.store(to: a.baseAddress!)
-                    do throws(CryptoError) {
-                        try cipher.encrypt(plaintext: payload, authenticating: UnsafeRawBufferPointer(a),
-                                           into: UnsafeMutableRawBufferPointer(start: slot, count: wire))
-                    } catch {
-                        throw Self.map(error)
-                    }
-                }
+                let header = FrameHeader(length: UInt32(wire), type: type, flags: flags, sequence: cipher.nonce)
+                try seal(payload, header: header, with: cipher)
+                slot.copyMemory(from: sealScratch.baseAddress!, byteCount: wire)
                 producer!.commit(header)
             } else {
-                sequence = isolatedSendSequence
-                isolatedSendSequence &+= 1
                 if payload.count > 0 { slot.copyMemory(from: payload.baseAddress!, byteCount: payload.count) }
-                producer!.commit(FrameHeader(length: UInt32(wire), type: type, flags: flags, sequence: sequence))
+                producer!.commit(FrameHeader(length: UInt32(wire), type: type, flags: flags, sequence: isolatedSendSequence))
+                isolatedSendSequence &+= 1
             }
             wake = !isOneWay && peerIsWaitingInView(dataWaiting: true)
             return true
@@ -785,18 +870,40 @@ public final class ChannelEndpoint {
             messagesSent &+= 1
             sentSinceRekey &+= 1
             if sentSinceRekey >= options.rekeyInterval, mode == .encrypted {
-                try sendRekey()
+                // Owed from now on: sent here if it fits, else before the
+                // next data frame, by a call that may wait for it.
+                rekeyOwed = true
+                _ = try sendRekeyNow()
             }
         }
         return true
     }
 
-    /// Tells the peer, in band and authenticated, that the next frames use
-    /// the next key, then switches.
-    private func sendRekey() throws(ChannelError) {
-        try sendFrame(UnsafeRawBufferPointer(start: nil, count: 0), type: .rekey, flags: 0, deadline: .max)
+    /// Seals `payload` with `header` as associated data into `sealScratch`
+    /// (in place when `payload` already is there).
+    @inline(__always)
+    private func seal(_ payload: UnsafeRawBufferPointer, header: FrameHeader, with cipher: CipherState) throws(ChannelError) {
+        var aad = (UInt64(0), UInt64(0))
+        try withUnsafeMutableBytes(of: &aad) { (a) throws(ChannelError) in
+            header.store(to: a.baseAddress!)
+            do throws(CryptoError) {
+                try cipher.encrypt(plaintext: payload, authenticating: UnsafeRawBufferPointer(a),
+                                   into: UnsafeMutableRawBufferPointer(rebasing: sealScratch[0..<Int(header.length)]))
+            } catch {
+                throw Self.map(error)
+            }
+        }
+    }
+
+    /// Sends the rekey frame this side owes if it fits now, and then
+    /// switches its sending key (Noise `Rekey()`): the peer switches when
+    /// it reads the frame, so the two always agree on the key of a frame.
+    private func sendRekeyNow() throws(ChannelError) -> Bool {
+        guard try sendFrameNow(UnsafeRawBufferPointer(start: nil, count: 0), type: .rekey, flags: 0) else { return false }
         do throws(CryptoError) { try sendCipher!.rekey() } catch { throw Self.map(error) }
         sentSinceRekey = 0
+        rekeyOwed = false
+        return true
     }
 
     // MARK: Receiving
@@ -810,6 +917,7 @@ public final class ChannelEndpoint {
         try checkCanReceive()
         if pendingLength >= 0 { return try deliverPending(into: buffer) }
         if let failure { throw failure }
+        var controlFrames = 0
         while true {
             var delivered = false
             guard let (header, length) = try receiveFrameNow(output: buffer, delivered: &delivered) else {
@@ -819,7 +927,8 @@ public final class ChannelEndpoint {
                 try withChannelView { () throws(ChannelError) in try checkPeerAlive(allowPeerClosed: true) }
                 // An idle moment: the initiator may owe (or start) a fresh handshake.
                 if side == .initiator || pendingReply != nil {
-                    try advanceRehandshake(age: Self.keyClock() &- establishedAt, blocking: false)
+                    var never: WaitDeadline? = nil
+                    try advanceRehandshake(age: Self.keyClock() &- establishedAt, wait: &never)
                 }
                 return nil
             }
@@ -832,10 +941,19 @@ public final class ChannelEndpoint {
                 peerClosed = true
                 throw .peerClosed
             case .rekey, .handshake, .padding:
+                // A peer may send control frames without end; a call that
+                // takes only those returns like an empty ring, so the caller
+                // (and its deadline) gets control back.
+                controlFrames += 1
+                if controlFrames >= Self.controlFramesPerCall { return nil }
                 continue
             }
         }
     }
+
+    /// Control frames (rekeys, handshake steps) one receive call takes
+    /// before it returns to look at its deadline.
+    static let controlFramesPerCall = 64
 
     /// Receives the next message into `buffer`, waiting with the channel's
     /// wait strategy; returns its length.
@@ -846,6 +964,10 @@ public final class ChannelEndpoint {
         while true {
             try waitForPeer(forSpace: false, deadline: &limit)
             if let n = try tryReceive(into: buffer) { return n }
+            // Woken for frames that were not a message (control frames):
+            // the deadline counts all the same.
+            let now = cplatform_monotonic_ns()
+            if now >= limit.resolve(now: now) { throw .timeout }
         }
     }
 
@@ -865,6 +987,7 @@ public final class ChannelEndpoint {
     public func receive(timeout: Duration? = nil) throws(ChannelError) -> [UInt8] {
         try checkCanReceive()
         let limit = deadline(timeout)
+        var controlFrames = 0
         while true {
             if pendingLength < 0 {
                 if let failure { throw failure }
@@ -874,7 +997,10 @@ public final class ChannelEndpoint {
                     continue
                 }
                 if header.type == .close { peerClosed = true; throw .peerClosed }
-                guard header.type == .data else { continue }
+                guard header.type == .data else {
+                    try checkDeadline(limit, afterControlFrames: &controlFrames)
+                    continue
+                }
                 pendingLength = length
             }
             var out = [UInt8](repeating: 0, count: pendingLength)
@@ -898,6 +1024,7 @@ public final class ChannelEndpoint {
     public func withNextMessage<R>(timeout: Duration? = nil, _ body: (UnsafeRawBufferPointer) -> R) throws(ChannelError) -> R {
         try checkCanReceive()
         let limit = deadline(timeout)
+        var controlFrames = 0
         while true {
             if pendingLength >= 0 {
                 let n = pendingLength
@@ -937,9 +1064,18 @@ public final class ChannelEndpoint {
                 peerClosed = true
                 throw .peerClosed
             case .rekey, .handshake, .padding:
+                try checkDeadline(limit, afterControlFrames: &controlFrames)
                 continue
             }
         }
+    }
+
+    /// Counts a control frame a receive took; every
+    /// ``controlFramesPerCall`` of them, checks the receive's deadline, so
+    /// a peer streaming control frames cannot hold a receive past it.
+    private func checkDeadline(_ limit: UInt64, afterControlFrames count: inout Int) throws(ChannelError) {
+        count += 1
+        if count % Self.controlFramesPerCall == 0, cplatform_monotonic_ns() >= limit { throw .timeout }
     }
 
     /// Refuses receiving on the writer of a one-way channel, and on a reader
@@ -973,8 +1109,10 @@ public final class ChannelEndpoint {
         try receiveFrameNow(output: output, delivered: nil)
     }
 
-    private func receiveFrameNow(output: UnsafeMutableRawBufferPointer?,
-                                 delivered: UnsafeMutablePointer<Bool>?) throws(ChannelError) -> (FrameHeader, Int)? {
+    /// With `only`, the frame is taken only if its header (the one private
+    /// copy) passes; otherwise it stays in the ring and the result is nil.
+    private func receiveFrameNow(output: UnsafeMutableRawBufferPointer?, delivered: UnsafeMutablePointer<Bool>?,
+                                 only: ((FrameHeader) -> Bool)? = nil) throws(ChannelError) -> (FrameHeader, Int)? {
         // One visit to the view: take the frame and see whether the writer
         // sleeps waiting for the room just made.
         var wake = false   // (no tuple result: a generic tuple costs a metadata lookup per call)
@@ -983,8 +1121,9 @@ public final class ChannelEndpoint {
         let direct = mode == .isolated && delivered != nil ? output : nil
         var wentDirect = false
         let frame = try withChannelView { () throws(ChannelError) -> FrameHeader? in
-            let frame = try ringCall { () throws(RingViolation) in
-                try consumer!.receive(into: scratch, dataFitting: direct, wentDirect: &wentDirect)
+            let frame = try ringCall { () throws(RingViolation) -> FrameHeader? in
+                if let only { return try consumer!.receive(into: scratch, ifHeader: only) }
+                return try consumer!.receive(into: scratch, dataFitting: direct, wentDirect: &wentDirect)
             }
             wake = frame != nil && peerIsWaitingInView(dataWaiting: false)
             return frame
@@ -1033,9 +1172,12 @@ public final class ChannelEndpoint {
             receivedSinceRekey &+= 1
         case .handshake:
             if header.flags == HandshakeFlag.confirmation {
-                guard side == .responder, !isOneWay, length == 0, handshakeCount <= 1 else {
+                // Exactly one, once: a peer repeating it must not keep a
+                // receive busy with frames that are neither data nor news.
+                guard awaitingConfirmation, length == 0 else {
                     return try fail(.protocolViolation("unexpected key confirmation after the handshake"))
                 }
+                awaitingConfirmation = false
             } else {
                 try receiveRehandshake(flags: header.flags, length: length)
             }
@@ -1129,7 +1271,7 @@ public final class ChannelEndpoint {
 
         mutating func resolve(now: UInt64) -> UInt64 {
             if let at { return at }
-            let fixed = now &+ after
+            let fixed = ChannelEndpoint.saturatingAdd(now, after)
             at = fixed
             return fixed
         }
@@ -1279,10 +1421,16 @@ public final class ChannelEndpoint {
             let closed = control.u32(at: sideOffset(side.peer) + ControlPage.SideField.closed).pointee.load(ordering: .acquiring)
             if closed & ControlPage.ClosedBits.stoppedReading != 0 { throw .peerClosed }
         } else if !allowPeerClosed, let consumer {
+            if peerClosed { throw .peerClosed }
+            // The flag is not authenticated; the close frame is. A closing
+            // peer publishes the frame before the flag, so a reader that sees
+            // the flag also sees the frame, and a flag over an empty ring
+            // was written by someone else: it must not end the stream as if
+            // everything had been sent (a truncation).
             let closed = control.u32(at: sideOffset(side.peer) + ControlPage.SideField.closed).pointee.load(ordering: .acquiring)
             if closed & ControlPage.ClosedBits.sendingClosed != 0, try !ringCall({ () throws(RingViolation) in try consumer.hasFrame() }) {
-                peerClosed = true
-                throw .peerClosed
+                failure = .protocolViolation("the peer's closed flag is set but its close frame never arrived")
+                throw failure!
             }
         }
     }
@@ -1313,7 +1461,7 @@ public final class ChannelEndpoint {
 
     private func deadline(_ timeout: Duration?) -> UInt64 {
         guard let timeout else { return .max }
-        return cplatform_monotonic_ns() &+ Self.nanoseconds(timeout)
+        return Self.saturatingAdd(cplatform_monotonic_ns(), Self.nanoseconds(timeout))
     }
 
     /// The clock of key ages: coarse (a timer tick, a few ms), because the
@@ -1321,9 +1469,22 @@ public final class ChannelEndpoint {
     @inline(__always)
     static func keyClock() -> UInt64 { cplatform_monotonic_coarse_ns() }
 
+    /// Nanoseconds in `d`: negative durations count as zero, and one
+    /// longer than about 584 years as `UInt64.max` (in effect, forever).
     static func nanoseconds(_ d: Duration) -> UInt64 {
         let (s, a) = d.components
-        return UInt64(max(s, 0)) * 1_000_000_000 + UInt64(max(a, 0) / 1_000_000_000)
+        guard s >= 0 else { return 0 }
+        let (whole, overflow) = UInt64(s).multipliedReportingOverflow(by: 1_000_000_000)
+        if overflow { return .max }
+        return saturatingAdd(whole, UInt64(max(a, 0) / 1_000_000_000))
+    }
+
+    /// `a + b`, or `UInt64.max` where that overflows: limits and deadlines
+    /// given as "very large" mean "never", not a value that wrapped.
+    @inline(__always)
+    static func saturatingAdd(_ a: UInt64, _ b: UInt64) -> UInt64 {
+        let (sum, overflow) = a.addingReportingOverflow(b)
+        return overflow ? .max : sum
     }
 
     /// What a failed handshake step tells the caller: a channel error as

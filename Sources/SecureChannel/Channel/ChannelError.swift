@@ -35,6 +35,9 @@ public enum ChannelError: Error, Equatable, Sendable, CustomStringConvertible {
     /// A receive on the writing end of a one-way channel, which has no ring
     /// to read. Nothing was received.
     case sendOnly
+    /// The caller passed a value the call cannot take (the string names the
+    /// parameter and the value). Nothing was sent or received.
+    case invalidArgument(String)
 
     public var description: String {
         switch self {
@@ -52,6 +55,7 @@ public enum ChannelError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .platform(why): return "platform error: \(why)"
         case .receiveOnly: return "this end of a one-way channel only receives: it cannot send (the other end is the writer)"
         case .sendOnly: return "this end of a one-way channel only sends: it has nothing to receive (the other end is the reader)"
+        case let .invalidArgument(why): return "invalid argument: \(why)"
         }
     }
 }

@@ -15,22 +15,44 @@ public final class RingConsumer {
     private let producerIndex: UnsafeMutablePointer<Atomic<UInt64>>
     private let consumerIndex: UnsafeMutablePointer<Atomic<UInt64>>
 
+    /// Which ring this is (0 or 1), for the messages that name a field.
+    private let ringIndex: Int
     /// Next position to read (free-running).
     private var consumed: UInt64 = 0
     /// Last producer index read from shared memory and found valid.
     private var cachedProduced: UInt64 = 0
 
-    /// The reader of ring `ringIndex` of the window at `window`.
-    public init(window: UnsafeMutableRawPointer, geometry: RingGeometry, ring ringIndex: Int) {
+    /// The reader of ring `ringIndex` of the window at `window`, resuming
+    /// from the consumer index published in the window (zero for a fresh one).
+    ///
+    /// That index sits in shared memory, where the peer can have written
+    /// anything before this side opened: it is checked like every other
+    /// shared value, so a position that is not a frame boundary never
+    /// becomes the place a 16-byte header is read from.
+    /// - Throws: `RingViolation` naming the index when it is not a multiple
+    ///   of 16, or the producer index is not within one ring of it.
+    public init(window: UnsafeMutableRawPointer, geometry: RingGeometry, ring ringIndex: Int) throws(RingViolation) {
         let control = ControlPage(base: window)
+        self.ringIndex = ringIndex
         ring = window + geometry.ringOffsets[ringIndex]
         size = UInt64(geometry.ringSize)
         mask = UInt64(geometry.ringSize - 1)
         maximumFrameBytes = geometry.maximumFrameBytes
         producerIndex = control.producer(ring: ringIndex)
         consumerIndex = control.consumer(ring: ringIndex)
-        consumed = consumerIndex.pointee.load(ordering: .relaxed)
-        cachedProduced = consumed
+        let start = consumerIndex.pointee.load(ordering: .acquiring)
+        guard start % UInt64(FrameHeader.alignment) == 0 else {
+            throw RingViolation("ring \(ringIndex) consumer index \(start) is not a multiple of \(FrameHeader.alignment) (read at open)")
+        }
+        // The producer index is checked against it now, not at the first
+        // receive, so a bad pair is reported by the open that found it.
+        let produced = producerIndex.pointee.load(ordering: .acquiring)
+        let ahead = produced &- start
+        guard ahead <= size, ahead % UInt64(FrameHeader.alignment) == 0 else {
+            throw RingViolation("ring \(ringIndex) producer index \(produced) is not a frame boundary within one ring (\(size) bytes) ahead of consumer index \(start) (read at open)")
+        }
+        consumed = start
+        cachedProduced = produced
     }
 
     /// The largest payload one frame can carry; receive buffers need this much.
@@ -74,6 +96,7 @@ public final class RingConsumer {
     ///   that a correct peer cannot produce.
     @inline(__always)
     public func peekFrame() throws(RingViolation) -> (header: FrameHeader, payload: UnsafeRawPointer)? {
+        var afterPadding = false
         while true {
             guard try hasFrame() else { return nil }
             let available = cachedProduced &- consumed
@@ -89,16 +112,24 @@ public final class RingConsumer {
                 throw RingViolation("frame at index \(consumed) has an unknown type or non-zero reserved bits")
             }
             if header.type == .padding {
-                guard UInt64(header.length) + UInt64(FrameHeader.byteCount) == toEnd, available >= toEnd else {
-                    throw RingViolation("padding frame at index \(consumed) claims \(header.length) bytes; the tail has \(toEnd - UInt64(FrameHeader.byteCount))")
+                // A correct producer pads only the tail before a frame that
+                // did not fit, so the frame after a padding frame starts the
+                // ring and is never padding itself: a second one in a row is
+                // a peer trying to keep this loop (and the caller) busy.
+                guard !afterPadding else {
+                    throw RingViolation("padding frame at index \(consumed) follows a padding frame")
+                }
+                guard UInt64(header.length) &+ UInt64(FrameHeader.byteCount) == toEnd, available >= toEnd else {
+                    throw RingViolation("padding frame at index \(consumed) claims \(header.length) bytes; the tail has \(toEnd &- UInt64(FrameHeader.byteCount))")
                 }
                 consumed &+= toEnd
                 consumerIndex.pointee.store(consumed, ordering: .sequentiallyConsistent)
+                afterPadding = true
                 continue
             }
             let frame = UInt64(FrameHeader.frameBytes(payloadBytes: Int(header.length)))
             guard frame <= UInt64(maximumFrameBytes), frame <= toEnd, frame <= available else {
-                throw RingViolation("frame at index \(consumed) claims \(header.length) payload bytes; at most \(min(UInt64(maximumFrameBytes), toEnd, available) - UInt64(FrameHeader.byteCount)) fit")
+                throw RingViolation("frame at index \(consumed) claims \(header.length) payload bytes; at most \(min(UInt64(maximumFrameBytes), toEnd, available) &- UInt64(FrameHeader.byteCount)) fit")
             }
             return (header, UnsafeRawPointer(ring + Int(position) + FrameHeader.byteCount))
         }
@@ -145,10 +176,24 @@ public final class RingConsumer {
         return header
     }
 
-    /// The header of the next frame without consuming it, or nil when the
-    /// ring is empty. The caller may then `receive` it or leave it for later.
-    public func peekHeader() throws(RingViolation) -> FrameHeader? {
-        try peekFrame()?.header
+    /// Takes the next frame into `buffer` only if `accept` approves its
+    /// header; otherwise leaves it in the ring and returns nil.
+    ///
+    /// The header is fetched from shared memory once: the copy `accept`
+    /// judges is the one that decides the payload's length and what the
+    /// caller does with the frame, so a peer that rewrites the header
+    /// between a look and a take cannot swap the frame.
+    public func receive(into buffer: UnsafeMutableRawBufferPointer,
+                        ifHeader accept: (FrameHeader) -> Bool) throws(RingViolation) -> FrameHeader? {
+        guard let (header, payload) = try peekFrame(), accept(header) else { return nil }
+        guard Int(header.length) <= buffer.count else {
+            throw RingViolation("frame of \(header.length) bytes exceeds the receive buffer (\(buffer.count))")
+        }
+        if header.length > 0 {
+            buffer.baseAddress!.copyMemory(from: payload, byteCount: Int(header.length))
+        }
+        release(header)
+        return header
     }
 
     /// Reads and checks the producer index: it may only move forward, by at
@@ -158,7 +203,7 @@ public final class RingConsumer {
         let produced = producerIndex.pointee.load(ordering: .acquiring)
         let ahead = produced &- consumed
         guard ahead <= size, ahead >= cachedProduced &- consumed, ahead % UInt64(FrameHeader.alignment) == 0 else {
-            throw RingViolation("producer index \(produced) is impossible (consumed \(consumed), ring \(size) bytes)")
+            throw RingViolation("ring \(ringIndex) producer index \(produced) is impossible (consumed \(consumed), ring \(size) bytes)")
         }
         cachedProduced = produced
     }

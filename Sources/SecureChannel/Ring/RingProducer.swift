@@ -14,6 +14,8 @@ public final class RingProducer {
     private let maximumFrameBytes: Int
     private let producerIndex: UnsafeMutablePointer<Atomic<UInt64>>
     private let consumerIndex: UnsafeMutablePointer<Atomic<UInt64>>
+    /// Which ring this is (0 or 1), for the messages that name a field.
+    private let ringIndex: Int
 
     /// Next free position (free-running; the ring offset is `produced & mask`).
     private var produced: UInt64 = 0
@@ -27,18 +29,36 @@ public final class RingProducer {
     private var reserveStartedAt: UInt64 = 0
     private var publishedBeforeLastFrame: UInt64 = 0
 
-    /// The writer of ring `ringIndex` of the window at `window`.
-    public init(window: UnsafeMutableRawPointer, geometry: RingGeometry, ring ringIndex: Int) {
+    /// The writer of ring `ringIndex` of the window at `window`, resuming
+    /// from the indices published in the window (zero for a fresh one).
+    ///
+    /// Both indices sit in shared memory, where the peer can have written
+    /// anything before this side opened, so they are checked before the
+    /// first use: a position that is not a frame boundary would put a
+    /// header across the end of the ring.
+    /// - Throws: `RingViolation` naming the index when either is not a
+    ///   multiple of 16, or the consumer is not within one ring behind the
+    ///   producer.
+    public init(window: UnsafeMutableRawPointer, geometry: RingGeometry, ring ringIndex: Int) throws(RingViolation) {
         let control = ControlPage(base: window)
+        self.ringIndex = ringIndex
         ring = window + geometry.ringOffsets[ringIndex]
         size = UInt64(geometry.ringSize)
         mask = UInt64(geometry.ringSize - 1)
         maximumFrameBytes = geometry.maximumFrameBytes
         producerIndex = control.producer(ring: ringIndex)
         consumerIndex = control.consumer(ring: ringIndex)
-        // Resume from the published index (zero for a fresh window).
-        produced = producerIndex.pointee.load(ordering: .relaxed)
-        cachedConsumed = produced
+        let alignment = UInt64(FrameHeader.alignment)
+        let start = producerIndex.pointee.load(ordering: .acquiring)
+        guard start % alignment == 0 else {
+            throw RingViolation("ring \(ringIndex) producer index \(start) is not a multiple of \(alignment) (read at open)")
+        }
+        let consumed = consumerIndex.pointee.load(ordering: .acquiring)
+        guard consumed % alignment == 0, start &- consumed <= size else {
+            throw RingViolation("ring \(ringIndex) consumer index \(consumed) is impossible at open (producer index \(start), ring \(size) bytes)")
+        }
+        produced = start
+        cachedConsumed = consumed
     }
 
     /// The largest payload one frame can carry.
@@ -67,6 +87,7 @@ public final class RingProducer {
     /// - Throws: `RingViolation` when the peer's consumer index is impossible.
     @inline(__always)
     public func reserve(payloadBytes: Int) throws(RingViolation) -> UnsafeMutableRawPointer? {
+        // The endpoint checks every size a caller gives before it gets here.
         precondition(payloadBytes >= 0 && payloadBytes <= maximumPayloadBytes,
                      "frame payload of \(payloadBytes) bytes exceeds the ring's \(maximumPayloadBytes)")
         let frame = UInt64(FrameHeader.frameBytes(payloadBytes: payloadBytes))
@@ -156,8 +177,8 @@ public final class RingProducer {
     private func refreshConsumed() throws(RingViolation) {
         let consumed = consumerIndex.pointee.load(ordering: .acquiring)
         let advance = consumed &- cachedConsumed
-        guard advance <= produced &- cachedConsumed else {
-            throw RingViolation("consumer index \(consumed) is outside [\(cachedConsumed), \(produced)]")
+        guard advance <= produced &- cachedConsumed, advance % UInt64(FrameHeader.alignment) == 0 else {
+            throw RingViolation("ring \(ringIndex) consumer index \(consumed) is outside [\(cachedConsumed), \(produced)] or not a multiple of \(FrameHeader.alignment)")
         }
         cachedConsumed = consumed
     }
