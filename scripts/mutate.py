@@ -140,11 +140,13 @@ class Runner:
 FAILED = re.compile(r'^✘ Test (?!run with )(.+?) (?:with \d+ test cases? )?failed after', re.M)
 ISSUE = re.compile(r'^✘ Test (.+?) recorded an issue(?: with \d+ arguments? .*?)? at (\S+?:\d+):\d+: (.*)$', re.M)
 XCTEST_FAILED = re.compile(r"^Test Case '(.+?)' failed", re.M)
-CRASH = re.compile(r"(Exited with unexpected signal code \d+|Fatal error: [^\n]*|Segmentation fault|Illegal instruction)")
+CRASH = re.compile(r"(Program crashed: [^*\n]+?(?= \*\*\*|$)|Exited with unexpected signal code \d+|Fatal error: [^\n]*"
+                   r"|Segmentation fault|Illegal instruction)", re.M)
+CRASH_SITE = re.compile(r" at (/\S+?\.swift:\d+)")
 
 
 def failing_tests(output):
-    """Failing tests by name, each with where its first issue was recorded."""
+    """Failing tests by name, each with the file and line of its first failure."""
     issues = {}
     for name, where, message in ISSUE.findall(output):
         issues.setdefault(name, f"{os.path.basename(where.split(':')[0])}:{where.split(':')[1]}")
@@ -185,7 +187,12 @@ def classify(mutation, runner, swift_path):
                 return "timed out", f"--filter {test_filter!r} ran past {mutation['timeout']} s with no failure"
             if status != 0:
                 crash = CRASH.search(output)
-                return "crashed", f"--filter {test_filter!r}: " + (crash.group(1) if crash else f"exit {status}")
+                if not crash:
+                    return "crashed", f"--filter {test_filter!r}: exit {status}"
+                # The crashed thread's first frame in Swift source, if any.
+                site = CRASH_SITE.search(output, crash.end())
+                where = f" in {os.path.basename(site.group(1))}" if site else ""
+                return "crashed", f"--filter {test_filter!r}: {crash.group(1)}{where}"
             if re.search(r"Test run with 0 tests|No matching test cases were run", output):
                 return "survived", f"--filter {test_filter!r} matched no test"
         return "survived", "every test passed: " + ", ".join(repr(f) for f in mutation["filters"])
@@ -206,21 +213,22 @@ def markdown(results, elapsed):
 
 
 def write_markdown(file, table):
-    """Puts the table between the markers, adding the section if it is missing."""
-    section = ("## Mutation testing\n\n"
-               "`make mutate` (scripts/mutate.py) weakens each security check listed in\n"
-               "scripts/mutations.toml in a scratch copy of the package, one at a time,\n"
-               "and runs the tests named for it with a time limit. Every mutation must be\n"
-               "killed by a test that fails by name; one that survives, times out or\n"
-               "crashes is a gap in the tests, and one that does not apply means the code\n"
-               "changed under it. The table below is written by\n"
-               "`scripts/mutate.py --markdown docs/SECURITY.md`.\n\n")
-    block = f"{BEGIN}\n{table}\n{END}"
+    """Writes the "Mutation testing" section, whole, between the markers (so
+    other sections of the file are never touched), appending it if absent."""
+    block = (f"{BEGIN}\n## Mutation testing\n\n"
+             "`make mutate` (scripts/mutate.py) weakens each security check listed in\n"
+             "scripts/mutations.toml in a scratch copy of the package, one at a time,\n"
+             "and runs the tests named for it with a time limit. Every mutation must be\n"
+             "killed by a test that fails by name; one that survives, times out or\n"
+             "crashes is a gap in the tests, and one that does not apply means the code\n"
+             "changed under it (update its text in scripts/mutations.toml). This section\n"
+             "is written by `make mutate MUTATE_ARGS=\"--markdown docs/SECURITY.md\"`.\n\n"
+             f"{table}\n{END}")
     text = open(file, encoding="utf-8").read() if os.path.exists(file) else "# Security\n"
     if BEGIN in text and END in text:
         text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
     else:
-        text = text.rstrip("\n") + "\n\n" + section + block + "\n"
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
     with open(file, "w", encoding="utf-8") as f:
         f.write(text)
 
@@ -236,6 +244,9 @@ def main():
         for m in mutations:
             print(f"{m['name']}  ({m['file']}; {', '.join(m['filters'])})")
         return 0
+    if arguments.only and arguments.markdown:
+        print("mutate: --markdown records every mutation; it cannot be combined with --only", file=sys.stderr)
+        return 2
     if arguments.only:
         unknown = set(arguments.only) - {m["name"] for m in mutations}
         if unknown:

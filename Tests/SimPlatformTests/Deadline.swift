@@ -16,7 +16,7 @@ extension Duration {
 }
 
 /// Runs `body` in a task and waits for it at most `limit`. Past the limit it
-/// records an issue naming `what`, cancels the task (a loop over
+/// fails the test naming `what`, cancels the task (a loop over
 /// `messages` stops within a second), and throws ``DeadlineExceeded``
 /// without waiting for `body` to notice.
 func within<T: Sendable>(_ limit: Duration, _ what: String, sourceLocation: SourceLocation = #_sourceLocation,
