@@ -4,6 +4,8 @@
 #   make test    the whole test suite
 #   make build   a debug build
 #   make bench   chanctl bench, written into docs/BENCHMARKS.md (see there)
+#   make mutate  weakens each security check in turn; its tests must fail
+#                (docs/SECURITY.md, "Mutation testing"; not part of make test)
 
 SHELL := /bin/bash
 # Swift lives in /opt/swift on the project's machines; use it when PATH lacks it.
@@ -13,7 +15,7 @@ APT_PACKAGES := libsodium-dev libxen-dev pkg-config
 SWIFT ?= swift
 RELEASE_FLAGS := -c release -Xswiftc -enforce-exclusivity=unchecked
 
-.PHONY: setup build release test bench bench-quick bench-components bench-crypto bench-channel demo clean
+.PHONY: setup build release test mutate bench bench-quick bench-components bench-crypto bench-channel demo clean
 
 setup:
 	@./scripts/setup.sh
@@ -29,6 +31,13 @@ release: setup
 test: setup
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --no-parallel
+
+# Each mutation of scripts/mutations.toml in a scratch copy (.build-mutate/,
+# never the working tree), with its tests under a time limit; fails unless
+# every one is killed by a named test failure. MUTATE_ARGS="--markdown
+# docs/SECURITY.md" records the table, "--only NAME" picks mutations.
+mutate: setup
+	python3 scripts/mutate.py $(MUTATE_ARGS)
 
 # The published benchmark: SecureChannel beside C baselines in one run, two
 # processes on two cores; tables and plot go into docs/BENCHMARKS.md.

@@ -169,6 +169,20 @@ struct DescriptorOpeningTests {
         #expect(throws: DescriptorError.replayed) { try opener(world, "alpha").open(envelope, now: now, replayGuard: &fresh) }
     }
 
+    @Test("an envelope addressed to another domain is refused by its signed header, before its box is tried")
+    func headerNamesAnotherDomain() throws {
+        let (world, channel, envelope) = try made()
+        var fresh = DescriptorReplayGuard()
+        // beta's own key and domain: the box is alpha's and would not open
+        // (notForThisKey); the header says so first.
+        #expect(throws: DescriptorError.wrongRecipient) {
+            try opener(world, "beta").open(envelope, now: world.clock.now, replayGuard: &fresh)
+        }
+        let betaEnvelope = try world.host.readDescriptor(for: channel.responder.domain, name: "c", as: channel.responder.domain)
+        #expect(try opener(world, "beta").open(betaEnvelope, now: world.clock.now, replayGuard: &fresh).descriptor.recipient
+                == channel.responder.domain)
+    }
+
     @Test("a signed envelope with a bad descriptor or version names the problem")
     func signedButMalformed() throws {
         let hostKey = Curve25519.Signing.PrivateKey()

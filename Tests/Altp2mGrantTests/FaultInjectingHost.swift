@@ -15,6 +15,17 @@ final class FaultInjectingHost: ChannelHost {
     private(set) var writes: [(domain: DomainID, gfn: GFN, offset: Int, bytes: [UInt8])] = []
     /// The name of the call that was failed by ``failAtCall``.
     private(set) var failedCall: String?
+    /// Run before each `setSuppressVEMulti` is forwarded, with its domain
+    /// and view: lets a test look at the simulator at that point.
+    var beforeSuppressVEMulti: ((DomainID, ViewID) -> Void)?
+    /// When set, `setSuppressVEMulti` changes nothing and reports this error
+    /// for the range's first gfn: a hypervisor that answers `ESRCH` for a gfn
+    /// the view holds no entry for, instead of copying the host entry in
+    /// (spec §3.4.10), so that a lock-out leaning on that copy shows.
+    var suppressVEMultiChangesNothing: XenErrno?
+    /// Operation names whose next call reports success but is not made: a
+    /// hypervisor that loses a change, which only a read-back can notice.
+    var ignoring: Set<String> = []
 
     init(_ base: any ChannelHost) { self.base = base }
 
@@ -88,7 +99,9 @@ final class FaultInjectingHost: ChannelHost {
         try gate("setMemAccess"); try base.setMemAccess(d, view: view, gfn: gfn, access: access)
     }
     func setMemAccessMulti(_ d: DomainID, view: ViewID, entries: [(gfn: GFN, access: MemAccess)]) throws(XenErrno) {
-        try gate("setMemAccessMulti"); try base.setMemAccessMulti(d, view: view, entries: entries)
+        try gate("setMemAccessMulti")
+        if ignoring.remove("setMemAccessMulti") != nil { return }
+        try base.setMemAccessMulti(d, view: view, entries: entries)
     }
     func getMemAccess(_ d: DomainID, view: ViewID, gfn: GFN) throws(XenErrno) -> MemAccess {
         try gate("getMemAccess"); return try base.getMemAccess(d, view: view, gfn: gfn)
@@ -101,6 +114,10 @@ final class FaultInjectingHost: ChannelHost {
     }
     func setSuppressVEMulti(_ d: DomainID, view: ViewID, firstGFN: GFN, lastGFN: GFN, suppress: Bool) throws(XenErrno) -> SuppressVEMultiResult {
         try gate("setSuppressVEMulti")
+        beforeSuppressVEMulti?(d, view)
+        if let errno = suppressVEMultiChangesNothing {
+            return SuppressVEMultiResult(firstError: errno, firstErrorGFN: firstGFN)
+        }
         return try base.setSuppressVEMulti(d, view: view, firstGFN: firstGFN, lastGFN: lastGFN, suppress: suppress)
     }
     func getSuppressVE(_ d: DomainID, view: ViewID, gfn: GFN) throws(XenErrno) -> Bool {

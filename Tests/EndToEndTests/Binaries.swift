@@ -1,4 +1,5 @@
 import Foundation
+import Testing
 
 /// The built executables and a way to run them.
 enum Binaries {
@@ -33,11 +34,17 @@ enum Binaries {
         }
     }
 
-    /// Runs a binary to completion (killed after `timeout` seconds).
+    /// Runs a binary to completion. Past `timeout` seconds it is killed and
+    /// the test fails at the caller's line; output pipes that a grandchild
+    /// keeps open (a daemon the child started) end the wait 10 s later with
+    /// an error instead of a hang.
     static func run(_ binary: @autoclosure () throws -> String, _ arguments: [String],
-                    environment: [String: String] = [:], timeout: Double = 30) throws -> Result {
+                    environment: [String: String] = [:], timeout: Double = 30,
+                    sourceLocation: SourceLocation = #_sourceLocation) throws -> Result {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: try binary())
+        let path = try binary()
+        let command = ([URL(fileURLWithPath: path).lastPathComponent] + arguments).joined(separator: " ")
+        process.executableURL = URL(fileURLWithPath: path)
         process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let out = Pipe(), err = Pipe()
@@ -53,11 +60,15 @@ enum Binaries {
         let deadline = Date().addingTimeInterval(timeout)
         while process.isRunning && Date() < deadline { usleep(10_000) }
         if process.isRunning {
+            Issue.record("\(command) did not finish within \(timeout) s; killed", sourceLocation: sourceLocation)
             kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
         }
-        process.waitUntilExit()
-        group.wait()
+        guard waitForExit(process, seconds: 10) else {
+            throw BinaryError("\(command) did not exit 10 s after SIGKILL")
+        }
+        guard group.wait(timeout: .now() + 10) == .success else {
+            throw BinaryError("\(command) exited, but its output stayed open 10 s later (a process it started holds it)")
+        }
         return Result(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
                       stderr: String(decoding: errData, as: UTF8.self))
     }

@@ -82,7 +82,7 @@ struct EndToEndTests {
                           "--state-dir", state, "--wait", "block"]
         echo.standardError = FileHandle(forWritingAtPath: "/dev/null")
         try echo.run()
-        defer { kill(echo.processIdentifier, SIGKILL); echo.waitUntilExit() }
+        defer { stopProcess(echo) }
 
         let input = tmp.path + "/input"
         let bytes = (0..<200_000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 8) }

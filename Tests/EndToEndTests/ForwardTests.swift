@@ -66,9 +66,12 @@ func waitForExit(_ process: Process, seconds: Double) -> Bool {
     return !process.isRunning
 }
 
-func stopProcess(_ process: Process) {
+/// Kills `process` if it still runs and waits (at most 10 s) for it to go.
+func stopProcess(_ process: Process, sourceLocation: SourceLocation = #_sourceLocation) {
     if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-    process.waitUntilExit()
+    if !waitForExit(process, seconds: 10) {
+        Issue.record("pid \(process.processIdentifier) still runs 10 s after SIGKILL", sourceLocation: sourceLocation)
+    }
 }
 
 /// Unix stream socket helpers for the tests.
@@ -104,6 +107,13 @@ enum UnixSocket {
         return fd
     }
 
+    /// Accepts one connection, waiting at most `seconds`; -1 if none came.
+    static func accept(_ listener: Int32, within seconds: Double) -> Int32 {
+        var ready = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
+        guard poll(&ready, 1, Int32(seconds * 1000)) > 0 else { return -1 }
+        return Glibc.accept(listener, nil, nil)
+    }
+
     /// Connects, retrying while the listener is between bind and listen.
     static func connect(_ path: String, retryFor seconds: Double) throws -> Int32 {
         let deadline = Date().addingTimeInterval(seconds)
@@ -125,11 +135,18 @@ enum UnixSocket {
         return true
     }
 
-    /// Reads until end of file (or `stop` says the bytes so far are enough).
-    static func read(_ fd: Int32, until stop: ([UInt8]) -> Bool = { _ in false }) -> [UInt8] {
+    /// Reads until end of file (or `stop` says the bytes so far are enough),
+    /// for at most `seconds`: a peer that never closes ends the read with
+    /// what came, which the caller's comparison then reports.
+    static func read(_ fd: Int32, within seconds: Double = 120, until stop: ([UInt8]) -> Bool = { _ in false }) -> [UInt8] {
         var out: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
+        let deadline = Date().addingTimeInterval(seconds)
         while !stop(out) {
+            let remaining = deadline.timeIntervalSinceNow
+            guard remaining > 0 else { break }
+            var ready = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&ready, 1, Int32(min(remaining, 1) * 1000)) > 0 else { continue }
             let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
             if n <= 0 { break }
             out += buffer[0..<n]
@@ -161,7 +178,7 @@ struct ForwardEndToEndTests {
         let served = DispatchSemaphore(value: 0)
         Thread {
             defer { served.signal() }
-            let connection = accept(listener, nil, nil)
+            let connection = UnixSocket.accept(listener, within: 30)   // never blocks for ever
             guard connection >= 0 else { return }
             request = UnixSocket.read(connection) { $0.count >= 4 && Array($0.suffix(4)) == Array("\r\n\r\n".utf8) }
             _ = UnixSocket.writeAll(connection, response)
@@ -311,9 +328,9 @@ struct ForwardEndToEndTests {
         let fd = try UnixSocket.connect(clientPath, retryFor: 5)
         defer { close(fd) }
         // The connect side is connected (the server sees it), so both ends are bridging.
-        let accepted = accept(listener, nil, nil)
+        let accepted = UnixSocket.accept(listener, within: 20)
         defer { if accepted >= 0 { close(accepted) } }
-        #expect(accepted >= 0)
+        try #require(accepted >= 0, "the server-side forwarder never connected: \(world.log("fwd-server"))")
         #expect(UnixSocket.writeAll(fd, Array("hello".utf8)))
         #expect(UnixSocket.read(accepted) { $0.count >= 5 } == Array("hello".utf8))
 

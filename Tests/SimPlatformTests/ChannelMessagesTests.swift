@@ -23,11 +23,15 @@ struct ChannelMessagesTests {
             try w.value.close(timeout: .seconds(10))
             return sum
         }
-        var sum = Checksum()
-        var count = 0
-        for try await m in reader.messages(bufferLimit: 8) {
-            sum.add(m)
-            count += 1
+        let r = Unchecked(reader)
+        let (sum, count) = try await within(.seconds(60), "reading 2 000 messages") { () async throws -> (Checksum, Int) in
+            var sum = Checksum()
+            var count = 0
+            for try await m in r.value.messages(bufferLimit: 8) {
+                sum.add(m)
+                count += 1
+            }
+            return (sum, count)
         }
         #expect(count == 2_000)
         #expect(sum == (try sending.value()))
@@ -40,7 +44,11 @@ struct ChannelMessagesTests {
         return OSThread { () throws -> Checksum in
             var sum = Checksum()
             for i in 0..<count {
-                if let p, i == p.value.at { p.value.until.wait() }
+                if let p, i == p.value.at {
+                    guard p.value.until.wait(timeout: .now() + 30) == .success else {
+                        throw DeadlineExceeded(what: "the sender's pause at message \(i)", limit: .seconds(30))
+                    }
+                }
                 let m = message(i, size: size(i))
                 sum.add(m)
                 try c.value.send(m, timeout: .seconds(20))
@@ -56,13 +64,17 @@ struct ChannelMessagesTests {
         let world = try ChannelWorld(oneWay: false, pages: 5)
         let (alpha, beta) = try world.openBoth(wait: .adaptive)
         let sending = Self.sender(alpha, count: 10_000)
-        var sum = Checksum()
-        var count = 0, wrong = 0
-        let channel = bufferLimit == 0 ? beta.messages : beta.messages(bufferLimit: bufferLimit)
-        for try await m in channel {
-            if m != message(count, size: count % 200) { wrong += 1 }
-            sum.add(m)
-            count += 1
+        let b = Unchecked(beta)
+        let (sum, count, wrong) = try await within(.seconds(120), "reading 10 000 messages") { () async throws -> (Checksum, Int, Int) in
+            var sum = Checksum()
+            var count = 0, wrong = 0
+            let channel = bufferLimit == 0 ? b.value.messages : b.value.messages(bufferLimit: bufferLimit)
+            for try await m in channel {
+                if m != message(count, size: count % 200) { wrong += 1 }
+                sum.add(m)
+                count += 1
+            }
+            return (sum, count, wrong)
         }
         #expect(count == 10_000)
         #expect(wrong == 0)
@@ -85,10 +97,14 @@ struct ChannelMessagesTests {
             try c.value.close(timeout: .seconds(10))
             return right
         }
-        var served = 0
-        for try await request in service.messages(bufferLimit: bufferLimit) {
-            try service.send(Array(request.reversed()), timeout: .seconds(10))
-            served += 1
+        let s = Unchecked(service)
+        let served = try await within(.seconds(60), "serving 300 requests") { () async throws -> Int in
+            var served = 0
+            for try await request in s.value.messages(bufferLimit: bufferLimit) {
+                try s.value.send(Array(request.reversed()), timeout: .seconds(10))
+                served += 1
+            }
+            return served
         }
         #expect(served == 300)
         #expect(try asking.value() == 300)
@@ -109,12 +125,15 @@ struct ChannelMessagesTests {
             control.u32(at: ControlPage.Offset.hostState + ControlPage.HostField.reason).pointee.store(1, ordering: .relaxed)
             control.u32(at: ControlPage.Offset.hostState + ControlPage.HostField.closed).pointee.store(1, ordering: .releasing)
         }
-        var count = 0
-        var ended: ChannelError?
-        do {
-            for try await _ in beta.messages { count += 1 }
-        } catch {
-            ended = error
+        let b = Unchecked(beta)
+        let (count, ended) = try await within(.seconds(30), "the loop until the peer died") { () async -> (Int, ChannelError?) in
+            var count = 0
+            do {
+                for try await _ in b.value.messages { count += 1 }
+                return (count, nil)
+            } catch {
+                return (count, error as? ChannelError)
+            }
         }
         try killer.value()
         #expect(count == 10)
@@ -129,11 +148,14 @@ struct ChannelMessagesTests {
             Thread.sleep(forTimeInterval: 0.1)
             try world.lock.withLock { () throws(GrantError) in _ = try world.grants.domainDied(world.domains[0]) }
         }
-        var ended: ChannelError?
-        do {
-            for try await _ in beta.messages {}
-        } catch {
-            ended = error
+        let b = Unchecked(beta)
+        let ended = try await within(.seconds(30), "the loop until the channel was torn down") { () async -> ChannelError? in
+            do {
+                for try await _ in b.value.messages {}
+                return nil
+            } catch {
+                return error as? ChannelError
+            }
         }
         try killer.value()
         // In process the frames are scrubbed right after the host line is
@@ -163,14 +185,17 @@ struct ChannelMessagesTests {
         // Flip a ciphertext bit of the sixth frame before anyone reads it.
         let byte = UnsafeMutablePointer<UInt8>(bitPattern: frame + 16 + 3)!
         byte.pointee ^= 0x01
-        var count = 0
-        var ended: ChannelError?
-        do {
-            for try await m in beta.messages(bufferLimit: 2) {
-                if m == message(count, size: 40) { count += 1 }
+        let b = Unchecked(beta)
+        let (count, ended) = try await within(.seconds(30), "the loop over a tampered frame") { () async -> (Int, ChannelError?) in
+            var count = 0
+            do {
+                for try await m in b.value.messages(bufferLimit: 2) {
+                    if m == message(count, size: 40) { count += 1 }
+                }
+                return (count, nil)
+            } catch {
+                return (count, error as? ChannelError)
             }
-        } catch {
-            ended = error
         }
         #expect(count == 5)
         #expect(ended == .authenticationFailed)
@@ -192,11 +217,14 @@ struct ChannelMessagesTests {
             }
             return got
         }
-        await withCheckedContinuation { c in DispatchQueue.global().async { gotFifty.wait(); c.resume() } }
+        let reached = await withCheckedContinuation { c in
+            DispatchQueue.global().async { c.resume(returning: gotFifty.wait(timeout: .now() + 30)) }
+        }
+        try #require(reached == .success, "the loop never received 50 messages")
         try await Task.sleep(for: .milliseconds(50))   // the loop now waits for message 50
         let cancelled = ContinuousClock.now
         task.cancel()
-        let first = try await task.value
+        let first = try await within(.seconds(10), "the cancelled loop") { try await task.value }
         let stopTime = ContinuousClock.now - cancelled
         #expect(stopTime < .seconds(1), "the iteration took \(stopTime) to stop")
         #expect(first == (0..<50).map { message($0, size: 32) })
@@ -233,12 +261,15 @@ struct ChannelMessagesTests {
         try await Task.sleep(for: .milliseconds(200))
         let cancelled = ContinuousClock.now
         task.cancel()
-        let first = try await task.value
+        let first = try await within(.seconds(10), "the cancelled loop") { try await task.value }
         #expect(ContinuousClock.now - cancelled < .seconds(1))
         #expect(first == (0..<10).map { message($0, size: 100) })
         // Iterating again picks up exactly where the first loop stopped.
-        var rest: [[UInt8]] = []
-        for try await m in beta.messages(bufferLimit: 3) { rest.append(m) }
+        let rest = try await within(.seconds(30), "the second loop") { () async throws -> [[UInt8]] in
+            var rest: [[UInt8]] = []
+            for try await m in b.value.messages(bufferLimit: 3) { rest.append(m) }
+            return rest
+        }
         #expect(rest.count == 190)
         #expect(rest == (10..<200).map { message($0, size: 100) })
         _ = try sending.value()
@@ -251,10 +282,12 @@ struct ChannelMessagesTests {
         let a = Unchecked(alpha)
         let size = 200
         // Each frame takes 16 + 200 + 16 rounded to 240 bytes of a 2 KiB ring.
-        let iterator = Unchecked(beta)
-        var it = iterator.value.messages(bufferLimit: 4).makeAsyncIterator()
+        let it = Handoff(beta.messages(bufferLimit: 4).makeAsyncIterator())
+        let next = { (what: String) async throws -> [UInt8]? in
+            try await within(.seconds(10), what) { try await it.value.next() }
+        }
         let firstWaiting = OSThread { () throws in try a.value.send(message(0, size: size), timeout: .seconds(5)) }
-        #expect(try await it.next() == message(0, size: size))
+        #expect(try await next("message 0") == message(0, size: size))
         try firstWaiting.value()
         // The consumer now stalls. The sender fills what the ring and the
         // thread's buffer hold, and then the ring stays full.
@@ -271,10 +304,10 @@ struct ChannelMessagesTests {
         #expect(sent - 1 >= 4, "the thread did not receive ahead at all")
         // Nothing was dropped: everything arrives in order.
         for i in 1..<sent {
-            #expect(try await it.next() == message(i, size: size))
+            #expect(try await next("message \(i)") == message(i, size: size))
         }
         try OSThread { try a.value.close(timeout: .seconds(5)) }.value()
-        #expect(try await it.next() == nil)
+        #expect(try await next("the end after the close") == nil)
     }
 
     @Test("leaving the loop early: the channel's next receive gets the rest, once each")
@@ -282,12 +315,15 @@ struct ChannelMessagesTests {
         let world = try ChannelWorld(oneWay: false, pages: 5)
         let (alpha, beta) = try world.openBoth(wait: .adaptive)
         let sending = Self.sender(alpha, count: 300, size: { _ in 50 })
-        var first: [[UInt8]] = []
-        for try await m in beta.messages(bufferLimit: 16) {
-            first.append(m)
-            if first.count == 100 { break }
-        }
         let b = Unchecked(beta)
+        let first = try await within(.seconds(30), "the first 100 messages") { () async throws -> [[UInt8]] in
+            var first: [[UInt8]] = []
+            for try await m in b.value.messages(bufferLimit: 16) {
+                first.append(m)
+                if first.count == 100 { break }
+            }
+            return first
+        }
         let rest = try OSThread { () throws -> [[UInt8]] in
             var rest: [[UInt8]] = []
             while true {

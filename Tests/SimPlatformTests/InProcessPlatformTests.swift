@@ -28,8 +28,14 @@ final class OSThread<T>: @unchecked Sendable {
         thread.start()
     }
 
-    func value() throws -> T {
-        done.wait()
+    /// The body's result, waiting at most `limit` for it. Past the limit the
+    /// test fails naming the caller's line, and the thread is left behind.
+    func value(within limit: Duration = .seconds(60), sourceLocation: SourceLocation = #_sourceLocation) throws -> T {
+        guard done.wait(timeout: .now() + limit.seconds) == .success else {
+            let error = DeadlineExceeded(what: "a test thread", limit: limit)
+            Issue.record("\(error)", sourceLocation: sourceLocation)
+            throw error
+        }
         return try result!.get()
     }
 }
@@ -201,7 +207,7 @@ struct InProcessPlatformTests {
             return true
         }
         #expect(try betaThread.value())
-        opened.wait()
+        try #require(opened.wait(timeout: .now() + 15) == .success, "alpha never opened its end")
         Thread.sleep(forTimeInterval: 0.05)
         let start = DispatchTime.now().uptimeNanoseconds
         try world.lock.withLock { () throws(GrantError) in

@@ -75,8 +75,9 @@ struct StreamTests {
             }
             return (hash.finalize(), received)
         }
-        let sent = try writer.value()
-        let (got, count) = try reader.value()
+        // 256 MiB through a debug build: minutes on a slow machine, not ten.
+        let sent = try writer.value(within: .seconds(400))
+        let (got, count) = try reader.value(within: .seconds(60))
         #expect(count == Self.total)
         #expect(got == sent)
     }
