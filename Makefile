@@ -1,7 +1,8 @@
 # The project's entry points. Every target installs what is missing first, so
 # a fresh Debian machine with Swift needs nothing else:
 #   make demo    the main job (a ping-pong between two agents)
-#   make test    the whole test suite
+#   make test    the whole test suite (the model checks first)
+#   make model   model-check the ring and wake-up protocol with spin (model/ring.pml)
 #   make build   a debug build
 #   make bench   chanctl bench, written into docs/BENCHMARKS.md (see there)
 
@@ -9,11 +10,11 @@ SHELL := /bin/bash
 # Swift lives in /opt/swift on the project's machines; use it when PATH lacks it.
 export PATH := $(PATH):/opt/swift/usr/bin
 
-APT_PACKAGES := libsodium-dev libxen-dev pkg-config
+APT_PACKAGES := libsodium-dev libxen-dev pkg-config spin gcc
 SWIFT ?= swift
 RELEASE_FLAGS := -c release -Xswiftc -enforce-exclusivity=unchecked
 
-.PHONY: setup build release test bench bench-quick bench-components bench-crypto bench-channel demo clean
+.PHONY: setup build release test model bench bench-quick bench-components bench-crypto bench-channel demo clean
 
 setup:
 	@./scripts/setup.sh
@@ -27,8 +28,14 @@ release: setup
 # Serial: several suites spin two threads per test (like the vCPUs they stand
 # for), and on a two-core machine parallel suites would starve each other.
 test: setup
+	./scripts/model.sh
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --no-parallel
+
+# The ring and wake-up protocol, model-checked exhaustively for small bounds
+# (about half a minute on two cores); see docs/PROTOCOL.md.
+model: setup
+	./scripts/model.sh
 
 # The published benchmark: SecureChannel beside C baselines in one run, two
 # processes on two cores; tables and plot go into docs/BENCHMARKS.md.
