@@ -1,7 +1,8 @@
 # The project's entry points. Every target installs what is missing first, so
 # a fresh Debian machine with Swift needs nothing else:
 #   make demo    the main job (a ping-pong between two agents)
-#   make test    the whole test suite
+#   make test    the whole test suite (the model checks first)
+#   make model   model-check the ring and wake-up protocol with spin (model/ring.pml)
 #   make build   a debug build
 #   make bench   chanctl bench, written into docs/BENCHMARKS.md (see there)
 #   make mutate  weakens each security check in turn; its tests must fail
@@ -11,11 +12,11 @@ SHELL := /bin/bash
 # Swift lives in /opt/swift on the project's machines; use it when PATH lacks it.
 export PATH := $(PATH):/opt/swift/usr/bin
 
-APT_PACKAGES := libsodium-dev libxen-dev pkg-config
+APT_PACKAGES := libsodium-dev libxen-dev pkg-config spin gcc
 SWIFT ?= swift
 RELEASE_FLAGS := -c release -Xswiftc -enforce-exclusivity=unchecked
 
-.PHONY: setup build release test mutate bench bench-quick bench-components bench-crypto bench-channel demo clean
+.PHONY: setup build release test model mutate bench bench-quick bench-components bench-crypto bench-channel demo clean
 
 setup:
 	@./scripts/setup.sh
@@ -29,6 +30,7 @@ release: setup
 # Serial: several suites spin two threads per test (like the vCPUs they stand
 # for), and on a two-core machine parallel suites would starve each other.
 test: setup
+	./scripts/model.sh
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --no-parallel
 
@@ -38,6 +40,11 @@ test: setup
 # docs/SECURITY.md" records the table, "--only NAME" picks mutations.
 mutate: setup
 	python3 scripts/mutate.py $(MUTATE_ARGS)
+
+# The ring and wake-up protocol, model-checked exhaustively for small bounds
+# (about half a minute on two cores); see docs/PROTOCOL.md.
+model: setup
+	./scripts/model.sh
 
 # The published benchmark: SecureChannel beside C baselines in one run, two
 # processes on two cores; tables and plot go into docs/BENCHMARKS.md.

@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
 # Installs the C libraries the package links (libsodium, Xen's tool libraries)
-# when pkg-config cannot find them. Idempotent and quiet when all is present.
+# when pkg-config cannot find them, and the spin model checker (with gcc, which
+# spin needs for its preprocessor and verifiers) for `make model`. Idempotent
+# and quiet when all is present.
 set -euo pipefail
 
 missing=()
 pkg-config --exists libsodium 2>/dev/null || missing+=(libsodium-dev)
 pkg-config --exists xencontrol 2>/dev/null || missing+=(libxen-dev)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+command -v spin >/dev/null 2>&1 || missing+=(spin)
+command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 
 if ((${#missing[@]} == 0)); then
     exit 0
 fi
 
-echo "setup: installing ${missing[*]} (pkg-config could not find them)"
+echo "setup: installing ${missing[*]} (not found)"
 if [[ $(id -u) -eq 0 ]]; then
     sudo=()
 elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
@@ -30,5 +34,9 @@ export DEBIAN_FRONTEND=noninteractive
 
 pkg-config --exists libsodium && pkg-config --exists xencontrol || {
     echo "setup: installed ${missing[*]} but pkg-config still cannot find libsodium or xencontrol" >&2
+    exit 1
+}
+command -v spin >/dev/null 2>&1 && command -v gcc >/dev/null 2>&1 || {
+    echo "setup: installed ${missing[*]} but spin or gcc is still missing" >&2
     exit 1
 }
