@@ -104,9 +104,9 @@ struct DescriptorOpeningTests {
     func opens() throws {
         let (world, channel, envelope) = try made()
         var guardA = DescriptorReplayGuard(), guardB = DescriptorReplayGuard()
-        let a = try opener(world, "alpha").open(envelope, now: world.clock.now, replayGuard: &guardA)
+        let a = try opener(world, "alpha").open(envelope, named: "c", now: world.clock.now, replayGuard: &guardA)
         let other = try world.host.readDescriptor(for: channel.responder.domain, name: "c", as: channel.responder.domain)
-        let b = try opener(world, "beta").open(other, now: world.clock.now, replayGuard: &guardB)
+        let b = try opener(world, "beta").open(other, named: "c", now: world.clock.now, replayGuard: &guardB)
         #expect(a.descriptor.view == channel.initiator.view)
         #expect(a.descriptor.windowFirstGFN == channel.initiator.windowFirstGFN)
         #expect(b.descriptor.windowFirstGFN == channel.responder.windowFirstGFN)
@@ -130,12 +130,12 @@ struct DescriptorOpeningTests {
             tampered[index] ^= 0x01
             var replayGuard = DescriptorReplayGuard()
             #expect(throws: DescriptorError.badSignature, "byte \(index)") {
-                try opener.open(tampered, now: world.clock.now, replayGuard: &replayGuard)
+                try opener.open(tampered, named: "c", now: world.clock.now, replayGuard: &replayGuard)
             }
         }
         var replayGuard = DescriptorReplayGuard()
-        #expect(throws: DescriptorError.badSignature) { try opener.open(Array(envelope.dropLast()), now: world.clock.now, replayGuard: &replayGuard) }
-        #expect(throws: DescriptorError.malformed("envelope")) { try opener.open([1, 2, 3], now: world.clock.now, replayGuard: &replayGuard) }
+        #expect(throws: DescriptorError.badSignature) { try opener.open(Array(envelope.dropLast()), named: "c", now: world.clock.now, replayGuard: &replayGuard) }
+        #expect(throws: DescriptorError.malformed("envelope")) { try opener.open([1, 2, 3], named: "c", now: world.clock.now, replayGuard: &replayGuard) }
     }
 
     @Test("each kind of refusal has its own error")
@@ -144,29 +144,71 @@ struct DescriptorOpeningTests {
         let now = world.clock.now
         var fresh = DescriptorReplayGuard()
         #expect(throws: DescriptorError.notForThisKey) {
-            try opener(world, "alpha", agentKey: Curve25519.KeyAgreement.PrivateKey()).open(envelope, now: now, replayGuard: &fresh)
+            try opener(world, "alpha", agentKey: Curve25519.KeyAgreement.PrivateKey()).open(envelope, named: "c", now: now, replayGuard: &fresh)
         }
         #expect(throws: DescriptorError.badSignature) {
-            try opener(world, "alpha", hostKey: Curve25519.Signing.PrivateKey().publicKey).open(envelope, now: now, replayGuard: &fresh)
+            try opener(world, "alpha", hostKey: Curve25519.Signing.PrivateKey().publicKey).open(envelope, named: "c", now: now, replayGuard: &fresh)
         }
         #expect(throws: DescriptorError.wrongRecipient) {
-            try opener(world, "alpha", domain: channel.responder.domain).open(envelope, now: now, replayGuard: &fresh)
+            try opener(world, "alpha", domain: channel.responder.domain).open(envelope, named: "c", now: now, replayGuard: &fresh)
         }
         #expect(throws: DescriptorError.expired) {
-            try opener(world, "alpha").open(envelope, now: now + 600, replayGuard: &fresh)
+            try opener(world, "alpha").open(envelope, named: "c", now: now + 600, replayGuard: &fresh)
         }
         #expect(fresh == DescriptorReplayGuard(), "nothing refused was recorded")
-        _ = try opener(world, "alpha").open(envelope, now: now + 599, replayGuard: &fresh)
+        _ = try opener(world, "alpha").open(envelope, named: "c", now: now + 599, replayGuard: &fresh)
         #expect(throws: DescriptorError.replayed) {
-            try opener(world, "alpha").open(envelope, now: now, replayGuard: &fresh)
+            try opener(world, "alpha").open(envelope, named: "c", now: now, replayGuard: &fresh)
         }
         // A re-issue has a newer generation: accepted, and the old one stays refused.
         let reissued = try world.grants.reissueDescriptors("c")
         #expect(reissued.generation > channel.generation)
         let newer = try world.host.readDescriptor(for: channel.initiator.domain, name: "c", as: channel.initiator.domain)
-        let opened = try opener(world, "alpha").open(newer, now: now, replayGuard: &fresh)
+        let opened = try opener(world, "alpha").open(newer, named: "c", now: now, replayGuard: &fresh)
         #expect(opened.descriptor.generation == reissued.generation)
-        #expect(throws: DescriptorError.replayed) { try opener(world, "alpha").open(envelope, now: now, replayGuard: &fresh) }
+        #expect(throws: DescriptorError.replayed) { try opener(world, "alpha").open(envelope, named: "c", now: now, replayGuard: &fresh) }
+    }
+
+    @Test("an envelope found under another name than the one signed is refused, and nothing is recorded")
+    func misnamed() throws {
+        let (world, _, envelope) = try made()
+        var replayGuard = DescriptorReplayGuard()
+        // Whoever writes the store copied channel c's envelope to admin-x.
+        #expect(throws: DescriptorError.nameMismatch(expected: "admin-x", signed: "c")) {
+            try opener(world, "alpha").open(envelope, named: "admin-x", now: world.clock.now, replayGuard: &replayGuard)
+        }
+        #expect(replayGuard == DescriptorReplayGuard(), "a refused descriptor is not recorded")
+        let opened = try opener(world, "alpha").open(envelope, named: "c", now: world.clock.now, replayGuard: &replayGuard)
+        #expect(opened.descriptor.name == "c")
+    }
+
+    @Test("a destroyed channel's envelope, published again after first fit gave its window to a newer channel, is refused")
+    func replayAfterDestroy() throws {
+        let (world, old, envelope) = try made()
+        var replayGuard = DescriptorReplayGuard()
+        _ = try opener(world, "alpha").open(envelope, named: "c", now: world.clock.now, replayGuard: &replayGuard)
+        let saved = DescriptorReplayGuard(byChannel: replayGuard.byChannel, byName: replayGuard.byName)
+        try world.grants.destroyChannel("c")
+        let new = try world.grants.createChannel(ChannelRequest(name: "d", between: "alpha", and: "beta", pageCount: 9,
+                                                                suite: .aesgcm, descriptorLifetime: 600)).channel
+        #expect(new.initiator.view == old.initiator.view && new.initiator.windowFirstGFN == old.initiator.windowFirstGFN,
+                "the attack needs d to have c's window")
+        #expect(new.generation > old.generation)
+        let newer = try world.host.readDescriptor(for: new.initiator.domain, name: "d", as: new.initiator.domain)
+        _ = try opener(world, "alpha").open(newer, named: "d", now: world.clock.now, replayGuard: &replayGuard)
+
+        // c's envelope is still signed and unexpired: only the guard stands in the way.
+        #expect(throws: DescriptorError.replayed) {
+            try opener(world, "alpha").open(envelope, named: "c", now: world.clock.now, replayGuard: &replayGuard)
+        }
+        // A guard restored from entries saved before d existed refuses it
+        // too: the same descriptor is never accepted twice, so it does not
+        // matter whether the agent ever saw the window's new owner.
+        var restored = saved
+        #expect(throws: DescriptorError.replayed) {
+            try opener(world, "alpha").open(envelope, named: "c", now: world.clock.now, replayGuard: &restored)
+        }
+        #expect(restored == saved, "a refusal changes nothing")
     }
 
     @Test("a signed envelope with a bad descriptor or version names the problem")
@@ -184,21 +226,21 @@ struct DescriptorOpeningTests {
         var bad = sampleDescriptor()
         bad.pageCount = 1
         #expect(throws: DescriptorError.malformed("window.pageCount")) {
-            try opener.open(try envelope(bad.encoded()), now: 2000, replayGuard: &replayGuard)
+            try opener.open(try envelope(bad.encoded()), named: "orders.v1", now: 2000, replayGuard: &replayGuard)
         }
         var future = sampleDescriptor().encoded()
         future[4] = 2
         #expect(throws: DescriptorError.unsupportedVersion) {
-            try opener.open(try envelope(future), now: 2000, replayGuard: &replayGuard)
+            try opener.open(try envelope(future), named: "orders.v1", now: 2000, replayGuard: &replayGuard)
         }
         #expect(throws: DescriptorError.unsupportedVersion) {
-            try opener.open(try envelope(sampleDescriptor().encoded(), version: 2), now: 2000, replayGuard: &replayGuard)
+            try opener.open(try envelope(sampleDescriptor().encoded(), version: 2), named: "orders.v1", now: 2000, replayGuard: &replayGuard)
         }
-        let good = try opener.open(try envelope(sampleDescriptor().encoded()), now: 2000, replayGuard: &replayGuard)
+        let good = try opener.open(try envelope(sampleDescriptor().encoded()), named: "orders.v1", now: 2000, replayGuard: &replayGuard)
         #expect(good.descriptor.name == "orders.v1")
         // Sealed to this agent but naming another domain inside.
         #expect(throws: DescriptorError.wrongRecipient) {
-            try opener.open(try envelope(sampleDescriptor(recipient: 9, generation: 8).encoded()), now: 2000, replayGuard: &replayGuard)
+            try opener.open(try envelope(sampleDescriptor(recipient: 9, generation: 8).encoded()), named: "orders.v1", now: 2000, replayGuard: &replayGuard)
         }
     }
 }
