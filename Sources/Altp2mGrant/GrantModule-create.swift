@@ -80,7 +80,7 @@ extension GrantModule {
     private func check(_ request: ChannelRequest) throws(StepFailure) -> ResolvedPair {
         guard ChannelDescriptor.isValidName(request.name) else {
             throw StepFailure(.policy, .invalidRequest,
-                              "'\(request.name)' is not a valid channel name: use 1 to 64 letters, digits, '.', '_' or '-', not starting with '.' or '-'")
+                              "'\(request.name)' is not a valid channel name: use 1 to 64 letters, digits, '_' or '-', not starting with '-' (the names xenstore takes; no '.')")
         }
         if registry.contents.channels[request.name] != nil {
             throw StepFailure(.policy, .invalidRequest,

@@ -204,7 +204,7 @@ struct ChannelCommand: ParsableCommand {
             abstract: "Create a channel between two domains and publish each side's descriptor.")
         @OptionGroup var options: GlobalOptions
         @OptionGroup var backend: BackendOptions
-        @Argument(help: "The channel's name: 1-64 of A-Z a-z 0-9 . _ -") var name: String
+        @Argument(help: "The channel's name: 1-64 of A-Z a-z 0-9 _ -, not starting with - (as xenstore takes them)") var name: String
         @Option(parsing: .upToNextOption, help: ArgumentHelp("The two domains.", valueName: "DOM_A DOM_B"))
         var between: [String] = []
         @Option(help: "Pages in each window, control page included (2...512).") var pages: Int = 16

@@ -6,7 +6,7 @@ import ChannelCrypto
 import SecureChannel
 
 private func sampleDescriptor(recipient: DomainID = 3, generation: UInt64 = 7) -> ChannelDescriptor {
-    ChannelDescriptor(channelID: ChannelID(bytes: Array(1...16))!, name: "orders.v1", initiator: 3, responder: 9,
+    ChannelDescriptor(channelID: ChannelID(bytes: Array(1...16))!, name: "orders_v1", initiator: 3, responder: 9,
                       recipient: recipient, view: 2, windowFirstGFN: 0x10_0000, pageCount: 17, isOneWay: false,
                       peerPublicKey: [UInt8](repeating: 0x42, count: 32), presharedKey: [UInt8](repeating: 0x5A, count: 32),
                       suite: .aesgcm, mode: .encrypted, notificationPort: 12, veInfoGFNs: [0xF_0000, .invalid],
@@ -76,6 +76,39 @@ struct DescriptorEncodingTests {
         var badName = sampleDescriptor()
         badName.name = "../etc"
         #expect { try ChannelDescriptor(decoding: badName.encoded()) } throws: { ($0 as? ChannelDescriptor.DecodingError)?.field == "name" }
+        badName.name = "orders.v1"
+        #expect { try ChannelDescriptor(decoding: badName.encoded()) } throws: { ($0 as? ChannelDescriptor.DecodingError)?.field == "name" }
+    }
+
+    @Test("channel names: letters, digits, _ and -, as xenstore takes them; no dot, slash or @")
+    func names() {
+        for name in ["a", "orders_v1", "Orders-2", "_private", "trailing-", "0", String(repeating: "x", count: 64)] {
+            #expect(ChannelDescriptor.isValidName(name), "\(name)")
+        }
+        for name in ["", "orders.v1", ".hidden", "v1.", "-option", "a/b", "@introduceDomain", "a@b", "a b", "caf\u{e9}",
+                     "../etc", "a\u{0}", String(repeating: "x", count: 65)] {
+            #expect(!ChannelDescriptor.isValidName(name), "\(name)")
+        }
+    }
+
+    @Test("the simulator's descriptor store and the grant module refuse a name xenstore would refuse")
+    func storeNames() throws {
+        let world = try SimWorld()
+        let alpha = try world.addDomain("alpha").domain
+        try world.addDomain("beta")
+        try world.grants.allow("alpha", "beta")
+        #expect(throws: XenErrno.invalid) { try world.host.publishDescriptor([1, 2, 3], for: alpha, name: "orders.v1") }
+        #expect(world.host.descriptorNames(for: alpha).isEmpty)
+        #expect(throws: XenErrno.noEntry) { try world.host.readDescriptor(for: alpha, name: "../x", as: alpha) }
+        try world.host.publishDescriptor([1, 2, 3], for: alpha, name: "orders_v1")
+        #expect(try world.host.readDescriptor(for: alpha, name: "orders_v1", as: alpha) == [1, 2, 3])
+
+        do {
+            try world.grants.createChannel(ChannelRequest(name: "orders.v1", between: "alpha", and: "beta", pageCount: 2))
+            Issue.record("a dotted name must be refused")
+        } catch {
+            #expect(error.failedStep == .policy && error.detail.contains("no '.'"), "\(error)")
+        }
     }
 }
 
@@ -226,21 +259,21 @@ struct DescriptorOpeningTests {
         var bad = sampleDescriptor()
         bad.pageCount = 1
         #expect(throws: DescriptorError.malformed("window.pageCount")) {
-            try opener.open(try envelope(bad.encoded()), named: "orders.v1", now: 2000, replayGuard: &replayGuard)
+            try opener.open(try envelope(bad.encoded()), named: "orders_v1", now: 2000, replayGuard: &replayGuard)
         }
         var future = sampleDescriptor().encoded()
         future[4] = 2
         #expect(throws: DescriptorError.unsupportedVersion) {
-            try opener.open(try envelope(future), named: "orders.v1", now: 2000, replayGuard: &replayGuard)
+            try opener.open(try envelope(future), named: "orders_v1", now: 2000, replayGuard: &replayGuard)
         }
         #expect(throws: DescriptorError.unsupportedVersion) {
-            try opener.open(try envelope(sampleDescriptor().encoded(), version: 2), named: "orders.v1", now: 2000, replayGuard: &replayGuard)
+            try opener.open(try envelope(sampleDescriptor().encoded(), version: 2), named: "orders_v1", now: 2000, replayGuard: &replayGuard)
         }
-        let good = try opener.open(try envelope(sampleDescriptor().encoded()), named: "orders.v1", now: 2000, replayGuard: &replayGuard)
-        #expect(good.descriptor.name == "orders.v1")
+        let good = try opener.open(try envelope(sampleDescriptor().encoded()), named: "orders_v1", now: 2000, replayGuard: &replayGuard)
+        #expect(good.descriptor.name == "orders_v1")
         // Sealed to this agent but naming another domain inside.
         #expect(throws: DescriptorError.wrongRecipient) {
-            try opener.open(try envelope(sampleDescriptor(recipient: 9, generation: 8).encoded()), named: "orders.v1", now: 2000, replayGuard: &replayGuard)
+            try opener.open(try envelope(sampleDescriptor(recipient: 9, generation: 8).encoded()), named: "orders_v1", now: 2000, replayGuard: &replayGuard)
         }
     }
 }
