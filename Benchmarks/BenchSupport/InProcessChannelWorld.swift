@@ -53,8 +53,9 @@ public final class InProcessChannelWorld: @unchecked Sendable {
         }
         let platform = SimGuestPlatform(guest: guest, descriptors: host, lock: lock)
         let descriptor = try platform.readDescriptor(named: channelName)
-        return try SecureChannel.open(descriptor: descriptor, agentKey: keys[index],
+        var replayGuard = DescriptorReplayGuard()  // each domain opens this channel once
+        return try SecureChannel.open(channel: channelName, descriptor: descriptor, agentKey: keys[index],
                                       hostKey: grants.hostPublicKey, platform: platform,
-                                      options: .init(wait: wait))
+                                      options: .init(wait: wait), replayGuard: &replayGuard)
     }
 }

@@ -25,7 +25,7 @@
 /// | magic | 4 bytes `"SCDS"` |
 /// | format version | u16 = 1 |
 /// | channel id | 16 bytes |
-/// | name | u8 length (1...64) + that many bytes of `[A-Za-z0-9._-]`, not starting with `.` or `-` |
+/// | name | u8 length (1...64) + that many bytes of `[A-Za-z0-9_-]`, not starting with `-` (``ChannelDescriptor/isValidName(_:)``) |
 /// | initiator, responder | u16 each; initiator < responder (the initiator is the lower id) |
 /// | recipient | u16, one of the two |
 /// | view | u16, the recipient's channel view, 1...511 |
@@ -178,17 +178,24 @@ public struct ChannelDescriptor: Equatable, Sendable, CustomStringConvertible {
 
     // MARK: Names
 
-    /// Whether `name` is a valid channel name: 1...64 bytes of letters,
-    /// digits, `.`, `_` and `-`, not starting with `.` or `-` (it becomes a
-    /// xenstore path component and a file name).
+    /// Whether `name` is a valid channel name: 1...64 bytes of ASCII
+    /// letters, digits, `_` and `-`, not starting with `-`.
+    ///
+    /// One rule for every backend, checked by the grant module, by each
+    /// descriptor store (the simulator's and xenstore's) and by the decoder:
+    /// the name is a xenstore path component, and xenstored accepts only
+    /// letters, digits and `-/_@` (its `valid_chars`), so a `.` that the
+    /// simulator took would fail on Xen. No `/` or `@` either: `/` would
+    /// nest a path, `@` starts xenstore's special watch paths. A leading
+    /// `-` would read as an option on a command line.
     public static func isValidName(_ name: String) -> Bool {
         let bytes = Array(name.utf8)
         guard nameLengthRange.contains(bytes.count) else { return false }
-        guard bytes[0] != UInt8(ascii: ".") && bytes[0] != UInt8(ascii: "-") else { return false }
+        guard bytes[0] != UInt8(ascii: "-") else { return false }
         return bytes.allSatisfy { byte in
             switch byte {
             case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-                 UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"):
+                 UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "_"), UInt8(ascii: "-"):
                 return true
             default:
                 return false

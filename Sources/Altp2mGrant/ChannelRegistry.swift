@@ -128,6 +128,17 @@ final class ChannelRegistry {
         try storage.save(RegistryFormat.encode(updated))
         contents = updated
     }
+
+    /// Takes the next descriptor generation and records it as taken before
+    /// any descriptor carries it, so a generation is issued at most once even
+    /// when a later step fails. An agent accepts each (channel, generation)
+    /// once: a generation published, lost by a failed commit and published
+    /// again would be refused as a replay by an agent that saw it the first time.
+    func reserveGeneration() throws(GrantError) -> UInt64 {
+        let generation = contents.nextGeneration
+        try commit { $0.nextGeneration = max($0.nextGeneration, generation + 1) }
+        return generation
+    }
 }
 
 /// The JSON form of the registry (`channels.json`).

@@ -80,7 +80,7 @@ extension GrantModule {
     private func check(_ request: ChannelRequest) throws(StepFailure) -> ResolvedPair {
         guard ChannelDescriptor.isValidName(request.name) else {
             throw StepFailure(.policy, .invalidRequest,
-                              "'\(request.name)' is not a valid channel name: use 1 to 64 letters, digits, '.', '_' or '-', not starting with '.' or '-'")
+                              "'\(request.name)' is not a valid channel name: use 1 to 64 letters, digits, '_' or '-', not starting with '-' (the names xenstore takes; no '.')")
         }
         if registry.contents.channels[request.name] != nil {
             throw StepFailure(.policy, .invalidRequest,
@@ -230,6 +230,14 @@ extension GrantModule {
         }
         var pages: [DomainID: [VCPUID: GFN]] = [:]
         for domain in domains { pages[domain.state.domain] = domain.state.notifyPages }
+        // The generation is used up before a descriptor carries it: a
+        // creation that fails from here on, rolled back, leaves it taken, so
+        // the next creation never publishes the same generation again.
+        do {
+            work.generation = try registry.reserveGeneration()
+        } catch {
+            throw StepFailure(.registry, .storage(error.description), "reserving a descriptor generation for '\(work.name)': \(error)")
+        }
         let envelopes = try sealDescriptors(work, agentKeys: pair.agentKeys, notifyPages: pages, issuedAt: work.createdAt)
         try writeControlPage(work)
         work.controlPageWritten = true

@@ -117,7 +117,10 @@ extension GrantModule {
             agentKeys.append(key)
         }
         let now = clock()
-        channel.generation = registry.contents.nextGeneration
+        // Committed before anything is published: if publishing or the
+        // final commit fails, the next re-issue takes a newer generation
+        // instead of publishing this one again.
+        channel.generation = try registry.reserveGeneration()
         channel.expiresAt = now + lifetime
         var pages: [DomainID: [VCPUID: GFN]] = [:]
         for side in channel.sides { pages[side.domain] = registry.contents.domains[side.domain]?.notifyPages ?? [:] }

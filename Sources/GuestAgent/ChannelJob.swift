@@ -36,22 +36,31 @@ struct ChannelJob: Sendable {
     func serve() {
         var log = self.log
         log[metadataKey: "channel"] = "\(name)"
-        log.info("serving with \(service)", metadata: ["rule": "\(rule ?? "default (no rule matched)")"])
         let platform: GuestPlatform
-        let channel: SecureChannel
+        let accepted: OpenedDescriptor
         do {
             platform = try spec.platform(vcpu: vcpu)
-            channel = try SecureChannel.open(descriptor: envelope, agentKey: agentKey,
-                                             hostKey: hostKey, platform: platform,
-                                             options: .init(wait: wait, handshakeTimeout: .seconds(handshakeTimeout)))
-        } catch let failure as AgentFailure {
-            log.error("cannot serve: \(failure)")
-            return
-        } catch let error as ChannelError {
-            log.error("cannot open: \(error)\(fixHint(error))")
-            return
+            // `name` is the store key the service was chosen by: the
+            // descriptor must be signed for it, or the store's writer
+            // would pick this channel's service.
+            switch try acceptDescriptor(envelope, named: name, agentKey: agentKey, hostKey: hostKey,
+                                        platform: platform, spec: spec) {
+            case .success(let descriptor): accepted = descriptor
+            case .failure(let refusal):
+                log.error("refused: \(refusalMessage(refusal))", metadata: ["refusal": "\(refusal.kind)"])
+                return
+            }
         } catch {
-            log.error("cannot open: \(error)")
+            log.error("cannot serve: \(error)")
+            return
+        }
+        log.info("serving with \(service)", metadata: ["rule": "\(rule ?? "default (no rule matched)")"])
+        let channel: SecureChannel
+        do {
+            channel = try SecureChannel.open(accepted, platform: platform,
+                                             options: .init(wait: wait, handshakeTimeout: .seconds(handshakeTimeout)))
+        } catch {
+            log.error("cannot open: \(error)\(fixHint(error))")
             return
         }
         opened()

@@ -99,7 +99,7 @@ struct ServiceConfig: Sendable {
                 throw fail("'\(pattern)' has no service: write PATTERN SERVICE [ARGUMENT], e.g. '\(pattern) echo'")
             }
             guard pattern.allSatisfy(isPatternCharacter) else {
-                throw fail("bad pattern '\(pattern)': use channel-name characters (letters, digits, '.', '_', '-') and the wildcards * and ?")
+                throw fail("bad pattern '\(pattern)': use channel-name characters (letters, digits, '_', '-'; no '.') and the wildcards * and ?")
             }
             let name = String(words[1])
             let arguments = words.dropFirst(2).map(String.init)
@@ -133,7 +133,7 @@ struct ServiceConfig: Sendable {
     }
 
     private static func isPatternCharacter(_ c: Character) -> Bool {
-        c.isASCII && (c.isLetter || c.isNumber || c == "." || c == "_" || c == "-" || c == "*" || c == "?")
+        c.isASCII && (c.isLetter || c.isNumber || c == "_" || c == "-" || c == "*" || c == "?")
     }
 
     /// Glob match: `*` any run of characters (empty too), `?` exactly one,

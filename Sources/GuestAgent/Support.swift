@@ -113,7 +113,7 @@ struct AgentOptions: ParsableArguments {
     @Option(help: "The hypervisor backend: sim (the simulator daemon) or xen.")
     var backend: BackendArgument = .sim
 
-    @Option(name: .customLong("state-dir"), help: ArgumentHelp("The simulator's state directory (default as chanctl).", valueName: "path"))
+    @Option(name: .customLong("state-dir"), help: ArgumentHelp("The simulator's state directory (default as chanctl); the domain's replay guard (replay-guard-DOMID.json) is kept there. With --backend xen: where the replay guard is kept (default /var/lib/guest-agent).", valueName: "path"))
     var stateDir: String?
 
     // Optional rather than defaulted so that --backend xen can refuse an
@@ -240,22 +240,68 @@ func openChannel(_ name: String, options: AgentOptions, platform: GuestPlatform,
     guard let envelope = try waitForDescriptor(name, platform: platform, timeout: timeout) else {
         throw unknownChannel(name, domain: options.domain, platform: platform)
     }
+    let opened: OpenedDescriptor
+    switch try acceptDescriptor(envelope, named: name, agentKey: agentKey, hostKey: hostKey, platform: platform,
+                                spec: options.spec) {
+    case .success(let descriptor): opened = descriptor
+    case .failure(let refusal): throw .failure("cannot open channel \(name): \(refusalMessage(refusal))")
+    }
     do {
-        return try SecureChannel.open(descriptor: envelope, agentKey: agentKey, hostKey: hostKey, platform: platform,
+        return try SecureChannel.open(opened, platform: platform,
                                       options: .init(wait: wait, handshakeTimeout: .seconds(max(1, timeout))))
     } catch {
         throw .failure("cannot open channel \(name): \(error)\(fixHint(error))")
     }
 }
 
-func fixHint(_ error: ChannelError) -> String {
-    switch error {
-    case .descriptorRejected(let why) where why == DescriptorError.badSignature.description:
+/// Checks the envelope stored as `name` and records it in the domain's
+/// replay guard (the file every agent process of the domain shares); the
+/// handshake comes after, without the guard's lock.
+/// - Returns: the opened descriptor, or why it was refused.
+/// - Throws: when the guard file cannot be used.
+func acceptDescriptor(_ envelope: [UInt8], named name: String, agentKey: Curve25519.KeyAgreement.PrivateKey,
+                      hostKey: Curve25519.Signing.PublicKey, platform: GuestPlatform,
+                      spec: PlatformSpec) throws(AgentFailure) -> Result<OpenedDescriptor, DescriptorError> {
+    let file = ReplayGuardFile(directory: ReplayGuardFile.directory(backend: spec.backend, stateDir: spec.stateDir),
+                               domain: platform.domain)
+    return try file.open(envelope, named: name,
+                         with: DescriptorOpener(hostKey: hostKey, agentKey: agentKey, domain: platform.domain))
+}
+
+/// Why a descriptor was refused, with what it likely means and the fix.
+func refusalMessage(_ refusal: DescriptorError) -> String {
+    let hint: String
+    switch refusal {
+    case .badSignature:
         // A signature that does not verify is either the wrong pinned key or
         // an envelope altered on its way from dom0; only the second is an attack.
-        return "; the envelope was altered between dom0 and this agent (its storage or transport) or --host-key is not this host's key (compare with chanctl keys show); do not use this channel: destroy and re-create it"
-    case .descriptorRejected:
-        return "; check that --key is the key registered for this domain (chanctl keys register) and --host-key is chanctl keys show's public_key"
+        hint = "; the envelope was altered between dom0 and this agent (its storage or transport) or --host-key is not this host's key (compare with chanctl keys show); do not use this channel: destroy and re-create it"
+    case .nameMismatch, .replayed, .expired:
+        hint = ""  // the description says what happened and what to do
+    case .notForThisKey, .malformed, .wrongRecipient, .unsupportedVersion:
+        hint = "; check that --key is the key registered for this domain (chanctl keys register) and --host-key is chanctl keys show's public_key"
+    }
+    return "descriptor rejected: \(refusal)\(hint)"
+}
+
+extension DescriptorError {
+    /// A short name of the check that failed, for logs to be searched by.
+    var kind: String {
+        switch self {
+        case .badSignature: "bad_signature"
+        case .notForThisKey: "not_for_this_key"
+        case .malformed: "malformed"
+        case .wrongRecipient: "wrong_recipient"
+        case .nameMismatch: "name_mismatch"
+        case .expired: "expired"
+        case .replayed: "replayed"
+        case .unsupportedVersion: "unsupported_version"
+        }
+    }
+}
+
+func fixHint(_ error: ChannelError) -> String {
+    switch error {
     case .timeout:
         return "; the peer agent did not open its end: start guest-agent run in the peer domain"
     case .authenticationFailed:

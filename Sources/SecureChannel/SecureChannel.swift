@@ -6,8 +6,10 @@ import Foundation
 /// memory that only the two channel views can reach.
 ///
 /// ```swift
-/// let channel = try SecureChannel.open(descriptor: sealed, agentKey: myKey,
-///                                      hostKey: pinnedHostKey, platform: platform)
+/// var replayGuard = DescriptorReplayGuard()  // kept for the domain's lifetime
+/// let channel = try SecureChannel.open(channel: "orders", descriptor: sealed, agentKey: myKey,
+///                                      hostKey: pinnedHostKey, platform: platform,
+///                                      replayGuard: &replayGuard)
 /// try channel.send(Array("ping".utf8))
 /// let reply = try channel.receive(timeout: .seconds(1))
 /// try channel.close()
@@ -55,18 +57,29 @@ public final class SecureChannel {
     /// handshake with the peer; returns once both ends are authenticated.
     ///
     /// - Parameters:
+    ///   - name: the channel the caller means to open (the name it was given,
+    ///     or the key the envelope is stored under); a descriptor the host
+    ///     signed for another name is refused, since whoever writes the store
+    ///     can copy any envelope under any name.
     ///   - descriptor: the envelope the host published for this agent.
     ///   - agentKey: this agent's X25519 key pair (the host sealed to it).
     ///   - hostKey: the host's Ed25519 public key, pinned by configuration.
     ///   - platform: the simulator guest or the Xen guest this agent runs on.
     ///   - options: wait strategy, rekey interval, limits and the handshake
     ///     timeout (how long to wait for the peer to open its end).
-    ///   - replayGuard: descriptors already accepted; a channel id and
-    ///     generation not newer than a recorded one is refused.
+    ///   - replayGuard: descriptors already accepted in this domain; one not
+    ///     newer than a recorded one (by channel id or by name) is refused.
+    ///     Keep it for the domain's lifetime (``DescriptorReplayGuard``): a
+    ///     fresh guard refuses nothing.
     /// - Throws: `ChannelError.descriptorRejected` naming the failed check,
     ///   `.timeout` when the peer does not answer in time, `.authenticationFailed`
     ///   when the peer holds other keys, `.platform` when the window cannot be mapped.
-    public static func open(descriptor envelope: [UInt8],
+    ///   To tell the descriptor's checks apart by type (a replay from a
+    ///   misnamed descriptor from a forgery), open in two steps:
+    ///   ``DescriptorOpener/open(_:named:now:replayGuard:)`` throws a
+    ///   ``DescriptorError``, then ``open(_:platform:options:)``.
+    public static func open(channel name: String,
+                            descriptor envelope: [UInt8],
                             agentKey: Curve25519.KeyAgreement.PrivateKey,
                             hostKey: Curve25519.Signing.PublicKey,
                             platform: GuestPlatform,
@@ -76,11 +89,27 @@ public final class SecureChannel {
         let opened: OpenedDescriptor
         do {
             opened = try DescriptorOpener(hostKey: hostKey, agentKey: agentKey, domain: platform.domain)
-                .open(envelope, now: now, replayGuard: &replayGuard)
+                .open(envelope, named: name, now: now, replayGuard: &replayGuard)
         } catch {
             throw .descriptorRejected(error.description)
         }
+        return try open(opened, platform: platform, options: options)
+    }
+
+    /// Maps the window of a descriptor that passed ``DescriptorOpener``'s
+    /// checks and runs the handshake with the peer, with the key pair the
+    /// descriptor was opened with.
+    ///
+    /// The second of two steps, for a caller that keeps its replay guard
+    /// somewhere shared (a file other processes of the domain lock too):
+    /// it records the descriptor while it holds the guard, lets go, and only
+    /// then waits here for the peer, which may take the whole handshake timeout.
+    /// - Throws: `.descriptorRejected` when `platform` is not the descriptor's
+    ///   domain, otherwise as ``open(channel:descriptor:agentKey:hostKey:platform:options:replayGuard:now:)``.
+    public static func open(_ opened: OpenedDescriptor, platform: GuestPlatform,
+                            options: ChannelEndpoint.Options = .init()) throws(ChannelError) -> SecureChannel {
         let d = opened.descriptor
+        guard d.recipient == platform.domain else { throw .descriptorRejected(DescriptorError.wrongRecipient.description) }
         let window: UnsafeMutableRawPointer
         do {
             window = try platform.mapWindow(view: d.view, firstGFN: d.windowFirstGFN, pageCount: Int(d.pageCount))
@@ -92,7 +121,7 @@ public final class SecureChannel {
             mode: d.mode == .isolated ? .isolated : .encrypted,
             suite: d.suite == .aesgcm ? .aesgcm : .chachapoly,
             notificationPort: d.notificationPort, prologue: opened.prologue,
-            staticKey: agentKey, peerStaticKey: opened.peerPublicKey, presharedKey: opened.presharedKey)
+            staticKey: opened.agentKey, peerStaticKey: opened.peerPublicKey, presharedKey: opened.presharedKey)
         do {
             let endpoint = try ChannelEndpoint(platform: platform, window: window, parameters: parameters, options: options)
             return SecureChannel(descriptor: d, endpoint: endpoint, platform: platform, window: window)
@@ -100,17 +129,6 @@ public final class SecureChannel {
             platform.unmapWindow(window, pageCount: Int(d.pageCount))
             throw error
         }
-    }
-
-    /// Convenience: opens with a fresh replay guard.
-    public static func open(descriptor envelope: [UInt8],
-                            agentKey: Curve25519.KeyAgreement.PrivateKey,
-                            hostKey: Curve25519.Signing.PublicKey,
-                            platform: GuestPlatform,
-                            options: ChannelEndpoint.Options = .init()) throws(ChannelError) -> SecureChannel {
-        var replayGuard = DescriptorReplayGuard()
-        return try open(descriptor: envelope, agentKey: agentKey, hostKey: hostKey, platform: platform,
-                        options: options, replayGuard: &replayGuard)
     }
 
     /// The channel's name, from the descriptor.

@@ -472,10 +472,14 @@ public final class XenControl: ChannelHost {
     // MARK: ChannelHost: descriptors and ports
 
     public func publishDescriptor(_ envelope: [UInt8], for domain: DomainID, name: String) throws(XenErrno) {
+        // The same rule as the simulator's store: a path component xenstored takes.
+        guard ChannelDescriptor.isValidName(name) else { throw .invalid }
         try storeWritePrivate("\(XenStoreLayout.descriptorDirectory(domain))/\(name)", Self.hex(envelope), reader: domain)
     }
 
     public func revokeDescriptor(for domain: DomainID, name: String) throws(XenErrno) {
+        // Never a path outside the descriptor directory.
+        guard ChannelDescriptor.isValidName(name) else { throw .invalid }
         try storeRemove("\(XenStoreLayout.descriptorDirectory(domain))/\(name)")
     }
 

@@ -143,6 +143,9 @@ public final class XenGuestPlatform: GuestPlatform {
     }
 
     public func readDescriptor(named name: String) throws(GuestPlatformError) -> [UInt8] {
+        // Nothing is published under a name outside the rule (and such a
+        // name could point outside the descriptor directory).
+        guard ChannelDescriptor.isValidName(name) else { throw .noDescriptor(name) }
         let path = "\(XenStoreLayout.descriptorDirectory(domain))/\(name)"
         var length: UInt32 = 0
         guard let raw = xs_read(xsh, 0, path, &length) else {

@@ -44,6 +44,9 @@ struct ChannelProbeCommand: ParsableCommand {
         reply(["ok": true, "domid": .int(Int64(platform.domain.rawValue)), "pid": .int(Int64(getpid())),
                "public_key": .string(key.publicKey.hex)])
         var channel: SecureChannel?
+        // In memory, for the probe's life: the probe is a scripted agent with
+        // a key made for this run, so nothing it accepts can come back later.
+        var replayGuard = DescriptorReplayGuard()
         while let line = readLine() {
             let words = line.split(separator: " ", maxSplits: 3, omittingEmptySubsequences: true).map(String.init)
             guard let command = words.first else { continue }
@@ -60,8 +63,8 @@ struct ChannelProbeCommand: ParsableCommand {
                     let hostKey = try Curve25519.Signing.PublicKey(rawRepresentation: try Hex.decode(words[1]))
                     let envelope = try platform.readDescriptor(named: words[2])
                     let wait: WaitStrategy = words.count > 3 && words[3] == "block" ? .block : .adaptive(spinFor: .microseconds(20))
-                    channel = try SecureChannel.open(descriptor: envelope, agentKey: key, hostKey: hostKey,
-                                                     platform: platform, options: .init(wait: wait))
+                    channel = try SecureChannel.open(channel: words[2], descriptor: envelope, agentKey: key, hostKey: hostKey,
+                                                     platform: platform, options: .init(wait: wait), replayGuard: &replayGuard)
                     reply(["ok": true, "opened": .string(words[2])])
                 } catch {
                     reply(failure(error))

@@ -193,8 +193,8 @@ struct PolicyCommand: ParsableCommand {
 struct ChannelCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "channel",
-        abstract: "Create, list, show and destroy channels.",
-        subcommands: [Create.self, List.self, Show.self, Destroy.self])
+        abstract: "Create, list, show, re-issue and destroy channels.",
+        subcommands: [Create.self, List.self, Show.self, Reissue.self, Destroy.self])
 
     enum SuiteArgument: String, ExpressibleByArgument, CaseIterable { case chachapoly, aesgcm }
     enum ModeArgument: String, ExpressibleByArgument, CaseIterable { case encrypted, isolated }
@@ -204,7 +204,7 @@ struct ChannelCommand: ParsableCommand {
             abstract: "Create a channel between two domains and publish each side's descriptor.")
         @OptionGroup var options: GlobalOptions
         @OptionGroup var backend: BackendOptions
-        @Argument(help: "The channel's name: 1-64 of A-Z a-z 0-9 . _ -") var name: String
+        @Argument(help: "The channel's name: 1-64 of A-Z a-z 0-9 _ -, not starting with - (as xenstore takes them)") var name: String
         @Option(parsing: .upToNextOption, help: ArgumentHelp("The two domains.", valueName: "DOM_A DOM_B"))
         var between: [String] = []
         @Option(help: "Pages in each window, control page included (2...512).") var pages: Int = 16
@@ -255,6 +255,26 @@ struct ChannelCommand: ParsableCommand {
 
         func run() throws {
             try grantRun(options, backend, "grant.channel.show", ["name": .string(name)])
+        }
+    }
+
+    struct Reissue: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Publish fresh descriptors for a channel: a new pre-shared key, the next generation, a new expiry.",
+            discussion: """
+                Both agents must open the new descriptors (a new handshake). An agent \
+                accepts each descriptor once, so an agent that restarted on a live \
+                channel, or whose descriptor expired, needs a re-issue to open it again.
+                """)
+        @OptionGroup var options: GlobalOptions
+        @OptionGroup var backend: BackendOptions
+        @Argument(help: "The channel's name.") var name: String
+        @Option(help: "Seconds the new descriptors are valid.") var lifetime: Int = 3600
+
+        func run() throws {
+            try grantRun(options, backend, "grant.channel.reissue", ["name": .string(name), "lifetime": .int(Int64(lifetime))]) { r in
+                "re-issued channel \(name): generation \(renderScalar(r["generation"] ?? .null))"
+            }
         }
     }
 

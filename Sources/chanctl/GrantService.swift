@@ -148,6 +148,11 @@ final class GrantService: SimDaemonExtension {
                 fields["active_views"] = .object(views)
                 return fields
 
+            case "grant.channel.reissue":
+                let lifetime = a["lifetime"]?.int64 ?? 3600
+                guard lifetime >= 1 else { throw SimDaemonExtensionError.usage("bad --lifetime \(lifetime): expected at least 1 second") }
+                return Self.summary(try grants.reissueDescriptors(try string("name"), lifetime: UInt64(lifetime)))
+
             case "grant.channel.destroy":
                 let name = try string("name")
                 let teardown = try grants.destroyChannel(name)

@@ -6,7 +6,7 @@ import ChannelCrypto
 import SecureChannel
 
 private func sampleDescriptor(recipient: DomainID = 3, generation: UInt64 = 7) -> ChannelDescriptor {
-    ChannelDescriptor(channelID: ChannelID(bytes: Array(1...16))!, name: "orders.v1", initiator: 3, responder: 9,
+    ChannelDescriptor(channelID: ChannelID(bytes: Array(1...16))!, name: "orders_v1", initiator: 3, responder: 9,
                       recipient: recipient, view: 2, windowFirstGFN: 0x10_0000, pageCount: 17, isOneWay: false,
                       peerPublicKey: [UInt8](repeating: 0x42, count: 32), presharedKey: [UInt8](repeating: 0x5A, count: 32),
                       suite: .aesgcm, mode: .encrypted, notificationPort: 12, veInfoGFNs: [0xF_0000, .invalid],
@@ -76,6 +76,39 @@ struct DescriptorEncodingTests {
         var badName = sampleDescriptor()
         badName.name = "../etc"
         #expect { try ChannelDescriptor(decoding: badName.encoded()) } throws: { ($0 as? ChannelDescriptor.DecodingError)?.field == "name" }
+        badName.name = "orders.v1"
+        #expect { try ChannelDescriptor(decoding: badName.encoded()) } throws: { ($0 as? ChannelDescriptor.DecodingError)?.field == "name" }
+    }
+
+    @Test("channel names: letters, digits, _ and -, as xenstore takes them; no dot, slash or @")
+    func names() {
+        for name in ["a", "orders_v1", "Orders-2", "_private", "trailing-", "0", String(repeating: "x", count: 64)] {
+            #expect(ChannelDescriptor.isValidName(name), "\(name)")
+        }
+        for name in ["", "orders.v1", ".hidden", "v1.", "-option", "a/b", "@introduceDomain", "a@b", "a b", "caf\u{e9}",
+                     "../etc", "a\u{0}", String(repeating: "x", count: 65)] {
+            #expect(!ChannelDescriptor.isValidName(name), "\(name)")
+        }
+    }
+
+    @Test("the simulator's descriptor store and the grant module refuse a name xenstore would refuse")
+    func storeNames() throws {
+        let world = try SimWorld()
+        let alpha = try world.addDomain("alpha").domain
+        try world.addDomain("beta")
+        try world.grants.allow("alpha", "beta")
+        #expect(throws: XenErrno.invalid) { try world.host.publishDescriptor([1, 2, 3], for: alpha, name: "orders.v1") }
+        #expect(world.host.descriptorNames(for: alpha).isEmpty)
+        #expect(throws: XenErrno.noEntry) { try world.host.readDescriptor(for: alpha, name: "../x", as: alpha) }
+        try world.host.publishDescriptor([1, 2, 3], for: alpha, name: "orders_v1")
+        #expect(try world.host.readDescriptor(for: alpha, name: "orders_v1", as: alpha) == [1, 2, 3])
+
+        do {
+            try world.grants.createChannel(ChannelRequest(name: "orders.v1", between: "alpha", and: "beta", pageCount: 2))
+            Issue.record("a dotted name must be refused")
+        } catch {
+            #expect(error.failedStep == .policy && error.detail.contains("no '.'"), "\(error)")
+        }
     }
 }
 
@@ -104,9 +137,9 @@ struct DescriptorOpeningTests {
     func opens() throws {
         let (world, channel, envelope) = try made()
         var guardA = DescriptorReplayGuard(), guardB = DescriptorReplayGuard()
-        let a = try opener(world, "alpha").open(envelope, now: world.clock.now, replayGuard: &guardA)
+        let a = try opener(world, "alpha").open(envelope, named: "c", now: world.clock.now, replayGuard: &guardA)
         let other = try world.host.readDescriptor(for: channel.responder.domain, name: "c", as: channel.responder.domain)
-        let b = try opener(world, "beta").open(other, now: world.clock.now, replayGuard: &guardB)
+        let b = try opener(world, "beta").open(other, named: "c", now: world.clock.now, replayGuard: &guardB)
         #expect(a.descriptor.view == channel.initiator.view)
         #expect(a.descriptor.windowFirstGFN == channel.initiator.windowFirstGFN)
         #expect(b.descriptor.windowFirstGFN == channel.responder.windowFirstGFN)
@@ -130,12 +163,12 @@ struct DescriptorOpeningTests {
             tampered[index] ^= 0x01
             var replayGuard = DescriptorReplayGuard()
             #expect(throws: DescriptorError.badSignature, "byte \(index)") {
-                try opener.open(tampered, now: world.clock.now, replayGuard: &replayGuard)
+                try opener.open(tampered, named: "c", now: world.clock.now, replayGuard: &replayGuard)
             }
         }
         var replayGuard = DescriptorReplayGuard()
-        #expect(throws: DescriptorError.badSignature) { try opener.open(Array(envelope.dropLast()), now: world.clock.now, replayGuard: &replayGuard) }
-        #expect(throws: DescriptorError.malformed("envelope")) { try opener.open([1, 2, 3], now: world.clock.now, replayGuard: &replayGuard) }
+        #expect(throws: DescriptorError.badSignature) { try opener.open(Array(envelope.dropLast()), named: "c", now: world.clock.now, replayGuard: &replayGuard) }
+        #expect(throws: DescriptorError.malformed("envelope")) { try opener.open([1, 2, 3], named: "c", now: world.clock.now, replayGuard: &replayGuard) }
     }
 
     @Test("each kind of refusal has its own error")
@@ -144,29 +177,71 @@ struct DescriptorOpeningTests {
         let now = world.clock.now
         var fresh = DescriptorReplayGuard()
         #expect(throws: DescriptorError.notForThisKey) {
-            try opener(world, "alpha", agentKey: Curve25519.KeyAgreement.PrivateKey()).open(envelope, now: now, replayGuard: &fresh)
+            try opener(world, "alpha", agentKey: Curve25519.KeyAgreement.PrivateKey()).open(envelope, named: "c", now: now, replayGuard: &fresh)
         }
         #expect(throws: DescriptorError.badSignature) {
-            try opener(world, "alpha", hostKey: Curve25519.Signing.PrivateKey().publicKey).open(envelope, now: now, replayGuard: &fresh)
+            try opener(world, "alpha", hostKey: Curve25519.Signing.PrivateKey().publicKey).open(envelope, named: "c", now: now, replayGuard: &fresh)
         }
         #expect(throws: DescriptorError.wrongRecipient) {
-            try opener(world, "alpha", domain: channel.responder.domain).open(envelope, now: now, replayGuard: &fresh)
+            try opener(world, "alpha", domain: channel.responder.domain).open(envelope, named: "c", now: now, replayGuard: &fresh)
         }
         #expect(throws: DescriptorError.expired) {
-            try opener(world, "alpha").open(envelope, now: now + 600, replayGuard: &fresh)
+            try opener(world, "alpha").open(envelope, named: "c", now: now + 600, replayGuard: &fresh)
         }
         #expect(fresh == DescriptorReplayGuard(), "nothing refused was recorded")
-        _ = try opener(world, "alpha").open(envelope, now: now + 599, replayGuard: &fresh)
+        _ = try opener(world, "alpha").open(envelope, named: "c", now: now + 599, replayGuard: &fresh)
         #expect(throws: DescriptorError.replayed) {
-            try opener(world, "alpha").open(envelope, now: now, replayGuard: &fresh)
+            try opener(world, "alpha").open(envelope, named: "c", now: now, replayGuard: &fresh)
         }
         // A re-issue has a newer generation: accepted, and the old one stays refused.
         let reissued = try world.grants.reissueDescriptors("c")
         #expect(reissued.generation > channel.generation)
         let newer = try world.host.readDescriptor(for: channel.initiator.domain, name: "c", as: channel.initiator.domain)
-        let opened = try opener(world, "alpha").open(newer, now: now, replayGuard: &fresh)
+        let opened = try opener(world, "alpha").open(newer, named: "c", now: now, replayGuard: &fresh)
         #expect(opened.descriptor.generation == reissued.generation)
-        #expect(throws: DescriptorError.replayed) { try opener(world, "alpha").open(envelope, now: now, replayGuard: &fresh) }
+        #expect(throws: DescriptorError.replayed) { try opener(world, "alpha").open(envelope, named: "c", now: now, replayGuard: &fresh) }
+    }
+
+    @Test("an envelope found under another name than the one signed is refused, and nothing is recorded")
+    func misnamed() throws {
+        let (world, _, envelope) = try made()
+        var replayGuard = DescriptorReplayGuard()
+        // Whoever writes the store copied channel c's envelope to admin-x.
+        #expect(throws: DescriptorError.nameMismatch(expected: "admin-x", signed: "c")) {
+            try opener(world, "alpha").open(envelope, named: "admin-x", now: world.clock.now, replayGuard: &replayGuard)
+        }
+        #expect(replayGuard == DescriptorReplayGuard(), "a refused descriptor is not recorded")
+        let opened = try opener(world, "alpha").open(envelope, named: "c", now: world.clock.now, replayGuard: &replayGuard)
+        #expect(opened.descriptor.name == "c")
+    }
+
+    @Test("a destroyed channel's envelope, published again after first fit gave its window to a newer channel, is refused")
+    func replayAfterDestroy() throws {
+        let (world, old, envelope) = try made()
+        var replayGuard = DescriptorReplayGuard()
+        _ = try opener(world, "alpha").open(envelope, named: "c", now: world.clock.now, replayGuard: &replayGuard)
+        let saved = DescriptorReplayGuard(byChannel: replayGuard.byChannel, byName: replayGuard.byName)
+        try world.grants.destroyChannel("c")
+        let new = try world.grants.createChannel(ChannelRequest(name: "d", between: "alpha", and: "beta", pageCount: 9,
+                                                                suite: .aesgcm, descriptorLifetime: 600)).channel
+        #expect(new.initiator.view == old.initiator.view && new.initiator.windowFirstGFN == old.initiator.windowFirstGFN,
+                "the attack needs d to have c's window")
+        #expect(new.generation > old.generation)
+        let newer = try world.host.readDescriptor(for: new.initiator.domain, name: "d", as: new.initiator.domain)
+        _ = try opener(world, "alpha").open(newer, named: "d", now: world.clock.now, replayGuard: &replayGuard)
+
+        // c's envelope is still signed and unexpired: only the guard stands in the way.
+        #expect(throws: DescriptorError.replayed) {
+            try opener(world, "alpha").open(envelope, named: "c", now: world.clock.now, replayGuard: &replayGuard)
+        }
+        // A guard restored from entries saved before d existed refuses it
+        // too: the same descriptor is never accepted twice, so it does not
+        // matter whether the agent ever saw the window's new owner.
+        var restored = saved
+        #expect(throws: DescriptorError.replayed) {
+            try opener(world, "alpha").open(envelope, named: "c", now: world.clock.now, replayGuard: &restored)
+        }
+        #expect(restored == saved, "a refusal changes nothing")
     }
 
     @Test("an envelope addressed to another domain is refused by its signed header, before its box is tried")
@@ -176,10 +251,10 @@ struct DescriptorOpeningTests {
         // beta's own key and domain: the box is alpha's and would not open
         // (notForThisKey); the header says so first.
         #expect(throws: DescriptorError.wrongRecipient) {
-            try opener(world, "beta").open(envelope, now: world.clock.now, replayGuard: &fresh)
+            try opener(world, "beta").open(envelope, named: "c", now: world.clock.now, replayGuard: &fresh)
         }
         let betaEnvelope = try world.host.readDescriptor(for: channel.responder.domain, name: "c", as: channel.responder.domain)
-        #expect(try opener(world, "beta").open(betaEnvelope, now: world.clock.now, replayGuard: &fresh).descriptor.recipient
+        #expect(try opener(world, "beta").open(betaEnvelope, named: "c", now: world.clock.now, replayGuard: &fresh).descriptor.recipient
                 == channel.responder.domain)
     }
 
@@ -198,21 +273,21 @@ struct DescriptorOpeningTests {
         var bad = sampleDescriptor()
         bad.pageCount = 1
         #expect(throws: DescriptorError.malformed("window.pageCount")) {
-            try opener.open(try envelope(bad.encoded()), now: 2000, replayGuard: &replayGuard)
+            try opener.open(try envelope(bad.encoded()), named: "orders_v1", now: 2000, replayGuard: &replayGuard)
         }
         var future = sampleDescriptor().encoded()
         future[4] = 2
         #expect(throws: DescriptorError.unsupportedVersion) {
-            try opener.open(try envelope(future), now: 2000, replayGuard: &replayGuard)
+            try opener.open(try envelope(future), named: "orders_v1", now: 2000, replayGuard: &replayGuard)
         }
         #expect(throws: DescriptorError.unsupportedVersion) {
-            try opener.open(try envelope(sampleDescriptor().encoded(), version: 2), now: 2000, replayGuard: &replayGuard)
+            try opener.open(try envelope(sampleDescriptor().encoded(), version: 2), named: "orders_v1", now: 2000, replayGuard: &replayGuard)
         }
-        let good = try opener.open(try envelope(sampleDescriptor().encoded()), now: 2000, replayGuard: &replayGuard)
-        #expect(good.descriptor.name == "orders.v1")
+        let good = try opener.open(try envelope(sampleDescriptor().encoded()), named: "orders_v1", now: 2000, replayGuard: &replayGuard)
+        #expect(good.descriptor.name == "orders_v1")
         // Sealed to this agent but naming another domain inside.
         #expect(throws: DescriptorError.wrongRecipient) {
-            try opener.open(try envelope(sampleDescriptor(recipient: 9, generation: 8).encoded()), now: 2000, replayGuard: &replayGuard)
+            try opener.open(try envelope(sampleDescriptor(recipient: 9, generation: 8).encoded()), named: "orders_v1", now: 2000, replayGuard: &replayGuard)
         }
     }
 }

@@ -49,6 +49,7 @@ struct ServiceEndToEndTests {
             ("orders-* forward-unix run/orders.sock\n", 1, "is relative"),
             ("lonely   # no service\n", 1, "has no service"),
             ("orders/* echo\n", 1, "bad pattern 'orders/*'"),
+            ("a echo\norders.v1 echo\n", 2, "bad pattern 'orders.v1'"),
         ]
         for (index, item) in cases.enumerated() {
             let path = tmp.path + "/bad\(index).conf"

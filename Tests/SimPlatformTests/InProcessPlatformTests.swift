@@ -106,8 +106,9 @@ struct InProcessPlatformTests {
         let right = Handoff((b, envelopeB, world.betaKey))
         let alphaThread = OSThread { () throws -> [String] in
             let (platform, envelope, key) = left.value
-            let channel = try SecureChannel.open(descriptor: envelope, agentKey: key, hostKey: hostKey, platform: platform,
-                                                 options: .init(wait: wait))
+            var replayGuard = DescriptorReplayGuard()  // each domain opens this channel once
+            let channel = try SecureChannel.open(channel: "orders", descriptor: envelope, agentKey: key, hostKey: hostKey, platform: platform,
+                                                 options: .init(wait: wait), replayGuard: &replayGuard)
             var got: [String] = []
             for index in 0..<50 {
                 try channel.send(Array("ping \(index)".utf8), timeout: .seconds(5))
@@ -118,8 +119,9 @@ struct InProcessPlatformTests {
         }
         let betaThread = OSThread { () throws -> Int in
             let (platform, envelope, key) = right.value
-            let channel = try SecureChannel.open(descriptor: envelope, agentKey: key, hostKey: hostKey, platform: platform,
-                                                 options: .init(wait: wait))
+            var replayGuard = DescriptorReplayGuard()  // each domain opens this channel once
+            let channel = try SecureChannel.open(channel: "orders", descriptor: envelope, agentKey: key, hostKey: hostKey, platform: platform,
+                                                 options: .init(wait: wait), replayGuard: &replayGuard)
             var count = 0
             for _ in 0..<50 {
                 let message = String(decoding: try channel.receive(timeout: .seconds(5)), as: UTF8.self)
@@ -191,8 +193,9 @@ struct InProcessPlatformTests {
         let opened = DispatchSemaphore(value: 0)
         let alphaThread = OSThread { () throws -> (String, UInt64) in
             let (platform, envelope, key) = left.value
-            let channel = try SecureChannel.open(descriptor: envelope, agentKey: key, hostKey: hostKey, platform: platform,
-                                                 options: .init(wait: .block))
+            var replayGuard = DescriptorReplayGuard()  // each domain opens this channel once
+            let channel = try SecureChannel.open(channel: "orders", descriptor: envelope, agentKey: key, hostKey: hostKey, platform: platform,
+                                                 options: .init(wait: .block), replayGuard: &replayGuard)
             opened.signal()
             do {
                 _ = try channel.receive(timeout: .seconds(10))
@@ -203,7 +206,8 @@ struct InProcessPlatformTests {
         }
         let betaThread = OSThread { () throws -> Bool in
             let (platform, envelope, key) = right.value
-            _ = try SecureChannel.open(descriptor: envelope, agentKey: key, hostKey: hostKey, platform: platform)
+            var replayGuard = DescriptorReplayGuard()  // each domain opens this channel once
+            _ = try SecureChannel.open(channel: "orders", descriptor: envelope, agentKey: key, hostKey: hostKey, platform: platform, replayGuard: &replayGuard)
             return true
         }
         #expect(try betaThread.value())

@@ -52,9 +52,10 @@ final class ChannelWorld: @unchecked Sendable {
     /// Opens end `index` (0: alpha, 1: beta) on the calling thread.
     func open(_ index: Int, wait: WaitStrategy) throws -> SecureChannel {
         let platform = try platform(index)
-        return try SecureChannel.open(descriptor: try platform.readDescriptor(named: name), agentKey: keys[index],
+        var replayGuard = DescriptorReplayGuard()  // each domain opens this channel once
+        return try SecureChannel.open(channel: name, descriptor: try platform.readDescriptor(named: name), agentKey: keys[index],
                                       hostKey: grants.hostPublicKey, platform: platform,
-                                      options: .init(wait: wait, handshakeTimeout: .seconds(10)))
+                                      options: .init(wait: wait, handshakeTimeout: .seconds(10)), replayGuard: &replayGuard)
     }
 
     /// Both ends, each opened on its own OS thread (the handshake needs both).

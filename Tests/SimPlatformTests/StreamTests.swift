@@ -38,8 +38,9 @@ struct StreamTests {
 
         let writer = OSThread { () throws -> [UInt8] in
             let (platform, envelope, key) = writerSide.value
-            let channel = try SecureChannel.open(descriptor: envelope, agentKey: key, hostKey: hostKey,
-                                                 platform: platform, options: .init(wait: wait))
+            var replayGuard = DescriptorReplayGuard()  // each domain opens this channel once
+            let channel = try SecureChannel.open(channel: "bulk", descriptor: envelope, agentKey: key, hostKey: hostKey,
+                                                 platform: platform, options: .init(wait: wait), replayGuard: &replayGuard)
             let stream = channel.byteStream()
             let hash = SHA256()
             var chunk = [UInt8](repeating: 0, count: 1 << 20)
@@ -60,8 +61,9 @@ struct StreamTests {
         }
         let reader = OSThread { () throws -> ([UInt8], Int) in
             let (platform, envelope, key) = readerSide.value
-            let channel = try SecureChannel.open(descriptor: envelope, agentKey: key, hostKey: hostKey,
-                                                 platform: platform, options: .init(wait: wait))
+            var replayGuard = DescriptorReplayGuard()  // each domain opens this channel once
+            let channel = try SecureChannel.open(channel: "bulk", descriptor: envelope, agentKey: key, hostKey: hostKey,
+                                                 platform: platform, options: .init(wait: wait), replayGuard: &replayGuard)
             let stream = channel.byteStream()
             let hash = SHA256()
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 16)

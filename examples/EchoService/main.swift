@@ -36,8 +36,10 @@ final class World: @unchecked Sendable {  // @unchecked: the engine is reached u
 
     func open(_ name: String) throws -> SecureChannel {
         let platform = SimGuestPlatform(guest: try SimGuest(engine: engine, domain: domains[name]!), descriptors: host, lock: lock)
-        return try SecureChannel.open(descriptor: try platform.readDescriptor(named: "rpc"), agentKey: keys[name]!,
-                                      hostKey: grants.hostPublicKey, platform: platform, options: .init(wait: .block))
+        var replayGuard = DescriptorReplayGuard()  // each domain opens this channel once
+        return try SecureChannel.open(channel: "rpc", descriptor: try platform.readDescriptor(named: "rpc"),
+                                      agentKey: keys[name]!, hostKey: grants.hostPublicKey, platform: platform,
+                                      options: .init(wait: .block), replayGuard: &replayGuard)
     }
 
     /// Opens an end on a new OS thread (the handshake waits for the peer like

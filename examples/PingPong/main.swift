@@ -31,8 +31,10 @@ final class World: @unchecked Sendable {  // @unchecked: the engine is reached u
     /// What a guest does: attach one vCPU, read its descriptor, open (the handshake waits for the peer).
     func open(_ name: String) throws -> SecureChannel {
         let platform = SimGuestPlatform(guest: try SimGuest(engine: engine, domain: domains[name]!), descriptors: host, lock: lock)
-        return try SecureChannel.open(descriptor: try platform.readDescriptor(named: "demo"), agentKey: keys[name]!,
-                                      hostKey: grants.hostPublicKey, platform: platform, options: .init(wait: .spin))
+        var replayGuard = DescriptorReplayGuard()  // each domain opens this channel once
+        return try SecureChannel.open(channel: "demo", descriptor: try platform.readDescriptor(named: "demo"),
+                                      agentKey: keys[name]!, hostKey: grants.hostPublicKey, platform: platform,
+                                      options: .init(wait: .spin), replayGuard: &replayGuard)
     }
 }
 

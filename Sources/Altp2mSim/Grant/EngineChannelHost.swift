@@ -66,6 +66,8 @@ public final class EngineChannelHost: ChannelHost {
     ///   ``XenErrno/notPermitted`` if `reader` is neither dom0 nor the domain
     ///   the entry is for.
     public func readDescriptor(for domain: DomainID, name: String, as reader: DomainID) throws(XenErrno) -> [UInt8] {
+        // A name the store would never have taken is not in it.
+        guard ChannelDescriptor.isValidName(name) else { throw .noEntry }
         guard let entry = store[Self.descriptorPath(for: domain, name: name)] else { throw .noEntry }
         guard reader == .controlDomain || reader == entry.reader else { throw .notPermitted }
         return entry.value
@@ -78,6 +80,8 @@ public final class EngineChannelHost: ChannelHost {
     }
 
     public func publishDescriptor(_ envelope: [UInt8], for domain: DomainID, name: String) throws(XenErrno) {
+        // The names xenstore takes, so that what works here works on Xen.
+        guard ChannelDescriptor.isValidName(name) else { throw .invalid }
         guard domain != .controlDomain, !domain.isReserved else { throw .invalid }
         _ = try engine.domainStatus(domain)
         store[Self.descriptorPath(for: domain, name: name)] = StoreEntry(value: envelope, reader: domain)

@@ -16,10 +16,17 @@ public enum DescriptorError: Error, Equatable, Sendable, CustomStringConvertible
     case malformed(String)
     /// The descriptor is for another domain.
     case wrongRecipient
+    /// The host signed the descriptor for the channel `signed`, but it was
+    /// found where the channel `expected` should be (the name the agent was
+    /// asked to open, or its key in the descriptor store). Whoever can write
+    /// the store can copy any envelope under any name; only the signed name
+    /// says which channel it is, so a service chosen by the store key would
+    /// otherwise be steered by the store's writer.
+    case nameMismatch(expected: String, signed: String)
     /// The descriptor's expiry has passed.
     case expired
     /// A descriptor of this channel (or of this channel name) with the same
-    /// or a newer generation was already accepted.
+    /// or a newer generation was already accepted (``DescriptorReplayGuard``).
     case replayed
     /// The envelope or descriptor is in a format version this build does not read.
     case unsupportedVersion
@@ -34,10 +41,12 @@ public enum DescriptorError: Error, Equatable, Sendable, CustomStringConvertible
             "the descriptor's field '\(field)' is malformed"
         case .wrongRecipient:
             "the descriptor is for another domain"
+        case let .nameMismatch(expected, signed):
+            "the descriptor stored as '\(expected)' was signed for the channel '\(signed)': someone copied it under another name; do not use it, and check who can write dom0's descriptor store"
         case .expired:
             "the descriptor has expired; ask for a re-issue (chanctl channel reissue)"
         case .replayed:
-            "a descriptor of this channel with the same or a newer generation was already accepted; this one is a replay"
+            "a descriptor of this channel (or of a channel of this name) with the same or a newer generation was already accepted in this domain; this one is a replay or was opened before (an agent restarted on a live channel): ask for a re-issue (chanctl channel reissue)"
         case .unsupportedVersion:
             "the descriptor's format version is not supported by this build"
         }

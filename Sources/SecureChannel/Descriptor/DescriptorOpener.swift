@@ -13,9 +13,11 @@ import ChannelCrypto
 ///    guarded memory;
 /// 4. the descriptor's encoding, field by field (``DescriptorError/malformed(_:)``
 ///    naming the field, ``DescriptorError/unsupportedVersion``);
-/// 5. its recipient (``DescriptorError/wrongRecipient``), expiry against the
-///    clock passed in (``DescriptorError/expired``), and generation against
-///    the caller's ``DescriptorReplayGuard`` (``DescriptorError/replayed``).
+/// 5. its recipient (``DescriptorError/wrongRecipient``), its signed name
+///    against the name the caller expects (``DescriptorError/nameMismatch(expected:signed:)``),
+///    expiry against the clock passed in (``DescriptorError/expired``), and
+///    generation against the caller's ``DescriptorReplayGuard``
+///    (``DescriptorError/replayed``).
 ///
 /// The pre-shared key leaves as a `SymmetricKey`; every ordinary-memory
 /// copy of it is overwritten with zeros before `open` returns.
@@ -36,8 +38,12 @@ public struct DescriptorOpener: Sendable {
     }
 
     /// Verifies, opens and checks `envelope`; on success records it in `replayGuard`.
-    /// - Parameter now: the current time in Unix seconds.
-    public func open(_ envelope: [UInt8], now: UInt64,
+    /// - Parameters:
+    ///   - expectedName: the channel the caller means to open: the name it
+    ///     was asked for, or the key the envelope is stored under. The store
+    ///     is not signed, so its keys are only claims.
+    ///   - now: the current time in Unix seconds.
+    public func open(_ envelope: [UInt8], named expectedName: String, now: UInt64,
                      replayGuard: inout DescriptorReplayGuard) throws(DescriptorError) -> OpenedDescriptor {
         let parts: DescriptorEnvelope.Parts
         do {
@@ -77,6 +83,7 @@ public struct DescriptorOpener: Sendable {
         secureZero(&descriptor.presharedKey)
 
         guard descriptor.recipient == domain else { throw .wrongRecipient }
+        guard descriptor.name == expectedName else { throw .nameMismatch(expected: expectedName, signed: descriptor.name) }
         guard now < descriptor.expiresAt else { throw .expired }
         guard !replayGuard.isReplay(descriptor) else { throw .replayed }
         let peerKey: Curve25519.KeyAgreement.PublicKey
@@ -89,11 +96,13 @@ public struct DescriptorOpener: Sendable {
         }
         replayGuard.accept(descriptor)
         return OpenedDescriptor(descriptor: descriptor, presharedKey: presharedKey, peerPublicKey: peerKey,
-                                geometry: geometry)
+                                geometry: geometry, agentKey: agentKey)
     }
 }
 
-/// A descriptor that passed every check.
+/// A descriptor that passed every check. Only ``DescriptorOpener`` makes
+/// one, so holding one proves the checks ran (``SecureChannel/open(_:platform:options:)``
+/// relies on that).
 public struct OpenedDescriptor: Sendable {
     /// The descriptor; its ``ChannelDescriptor/presharedKey`` array is all
     /// zeros (the key is in ``presharedKey``).
@@ -104,6 +113,9 @@ public struct OpenedDescriptor: Sendable {
     public let peerPublicKey: Curve25519.KeyAgreement.PublicKey
     /// The window layout, computed from the descriptor (never from shared memory).
     public let geometry: RingGeometry
+    /// The key pair the descriptor was opened with: the handshake must use
+    /// the same one, so the channel is opened without asking for it again.
+    let agentKey: Curve25519.KeyAgreement.PrivateKey
 
     /// Which end this agent is.
     public var side: ChannelSide { descriptor.side }

@@ -4,12 +4,30 @@ import Altp2m
 /// ones shown again: for each channel id and each channel name, the highest
 /// generation accepted.
 ///
-/// The host numbers every descriptor it issues with a generation that only
-/// grows (re-issues included), so a descriptor is a replay when its channel
-/// id or its name was already accepted at the same or a newer generation.
-/// Keep one guard per agent for its lifetime; persist ``entries`` to carry
-/// it over a restart (an agent that restarts without it should ask for a
-/// re-issue, which its restored guard then accepts).
+/// The rule: a descriptor is accepted only if its generation is newer than
+/// every generation already accepted for its channel id and for its name.
+/// The same descriptor is therefore accepted once per guard, never twice.
+///
+/// The host numbers every descriptor it issues from one counter that only
+/// grows (creates and re-issues alike, across all channels), so a channel
+/// that is destroyed and re-created, or re-issued, comes back newer. Why
+/// not accept the same (channel id, generation) again, say while it is
+/// still the newest seen for its name, so that an agent restarted on a live
+/// channel could reopen it: nothing the agent holds tells a live channel
+/// from a destroyed one. After channel A is destroyed, first-fit
+/// allocation may give its window to channel B; an old, unexpired envelope
+/// of A published again would then map B's window. B may have another
+/// name, and whoever rewrites the descriptor store can hide B's descriptor
+/// until A's has been opened, so no record of names or windows can refuse
+/// A reliably; refusing every second opening can. An agent that restarts
+/// on a live channel asks for a re-issue (chanctl channel reissue), whose
+/// newer generation the guard accepts.
+///
+/// Keep one guard per domain for as long as the host's registry lives, and
+/// share it between every process of that domain that opens channels (the
+/// guest agent keeps it in a locked file in its state directory); persist
+/// ``byChannel`` and ``byName`` to carry it over a restart. A guard made
+/// fresh for each opening refuses nothing.
 public struct DescriptorReplayGuard: Equatable, Sendable {
     /// The highest generation accepted, by channel id.
     public private(set) var byChannel: [ChannelID: UInt64] = [:]

@@ -98,12 +98,16 @@ final class BenchPeer {
         }
         let start = cplatform_monotonic_ns()
         var opened: [SecureChannel] = []
+        // The bench's private simulator and channels live as long as this run.
+        var replayGuard = DescriptorReplayGuard()
         for name in options.channels.split(separator: ",").map(String.init) {
             let envelope = try Self.descriptor(name, platform: platform, timeout: options.timeout)
             do {
-                opened.append(try SecureChannel.open(descriptor: envelope, agentKey: agentKey, hostKey: hostKey, platform: platform,
+                opened.append(try SecureChannel.open(channel: name, descriptor: envelope, agentKey: agentKey, hostKey: hostKey,
+                                                     platform: platform,
                                                      options: .init(wait: options.wait.strategy,
-                                                                    handshakeTimeout: .seconds(options.timeout))))
+                                                                    handshakeTimeout: .seconds(options.timeout)),
+                                                     replayGuard: &replayGuard))
             } catch {
                 throw .failure("bench-peer cannot open \(name): \(error)")
             }
