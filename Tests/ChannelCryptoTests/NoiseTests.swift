@@ -535,7 +535,7 @@ struct NoiseTests {
         let fixed = try CipherState(cipher: cipher, key: SymmetricKey(copying: (0..<32).map { UInt8($0) }))
         for (length, expected) in knownAnswers[cipher]! {
             var slot = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) } + [UInt8](repeating: 0, count: 16)
-            try slot.withUnsafeMutableBytes { b in
+            _ = try slot.withUnsafeMutableBytes { b in
                 try ad.withUnsafeBytes { a in
                     try fixed.encrypt(plaintext: UnsafeRawBufferPointer(rebasing: b[0..<length]), authenticating: a, into: b)
                 }

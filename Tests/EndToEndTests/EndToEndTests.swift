@@ -86,7 +86,7 @@ struct EndToEndTests {
 
         let input = tmp.path + "/input"
         let bytes = (0..<200_000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 8) }
-        FileManager.default.createFile(atPath: input, contents: Data(bytes))
+        _ = FileManager.default.createFile(atPath: input, contents: Data(bytes))
         for round in 1...2 {
             // A new channel each round: the first session's peer (cat) went away.
             _ = try chanctl("channel", "create", "pipe\(round)", "--between", "left", "right", "--pages", "4")
@@ -141,7 +141,7 @@ struct EndToEndTests {
     func wrongKey() throws {
         let tmp = try TemporaryDirectory()
         let path = tmp.path + "/bad.key"
-        FileManager.default.createFile(atPath: path, contents: Data("not a key\n".utf8), attributes: [.posixPermissions: 0o600])
+        _ = FileManager.default.createFile(atPath: path, contents: Data("not a key\n".utf8), attributes: [.posixPermissions: 0o600])
         let result = try Binaries.run(Binaries.guestAgent, ["run", "--domain", "a", "--key", path,
                                                             "--host-key", Binaries.someHostKey, "--state-dir", tmp.path])
         #expect(result.status == 1)

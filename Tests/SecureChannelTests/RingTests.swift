@@ -227,6 +227,7 @@ struct RingHostilePeerTests {
                 refusedAtOpen += 1
                 continue
             }
+            #expect(start % 16 == 0, "an unaligned consumer index \(start) was taken at open")
             let consumed = control.consumer(ring: 0).pointee.load(ordering: .relaxed)
             // The attacker writes an arbitrary producer index...
             let choice = UInt64.random(in: 0...3, using: &rng)
