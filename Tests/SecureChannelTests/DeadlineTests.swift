@@ -85,6 +85,22 @@ struct DeadlineTests {
         #expect(pair.initiator.handshakeCount >= 2, "the fresh handshake completed")
     }
 
+    /// Writes an empty frame of `type` sealed with the peer's genuine
+    /// sending key, as the peer itself would; false when the ring is full.
+    static func forge(_ type: FrameType, flags: UInt8, with cipher: CipherState,
+                      into producer: RingProducer) throws -> Bool {
+        guard let slot = try producer.reserve(payloadBytes: CipherState.tagByteCount) else { return false }
+        let header = FrameHeader(length: UInt32(CipherState.tagByteCount), type: type, flags: flags, sequence: cipher.nonce)
+        var aad = (UInt64(0), UInt64(0))
+        try withUnsafeMutableBytes(of: &aad) { a in
+            header.store(to: a.baseAddress!)
+            try cipher.encrypt(plaintext: UnsafeRawBufferPointer(start: nil, count: 0), authenticating: UnsafeRawBufferPointer(a),
+                               into: UnsafeMutableRawBufferPointer(start: slot, count: CipherState.tagByteCount))
+        }
+        producer.commit(header)
+        return true
+    }
+
     @Test("a peer streaming valid rekey frames cannot hold receive(timeout:) past its deadline",
           arguments: ["receive(into:)", "receive()", "withNextMessage"])
     func rekeyStream(call: String) throws {
@@ -98,15 +114,7 @@ struct DeadlineTests {
         let attacker = ThreadResult {
             let producer = try RingProducer(window: window.base, geometry: window.geometry, ring: 0)
             while !stop.load(ordering: .relaxed) {
-                guard let slot = try producer.reserve(payloadBytes: CipherState.tagByteCount) else { continue }
-                let header = FrameHeader(length: UInt32(CipherState.tagByteCount), type: .rekey, sequence: cipher.nonce)
-                var aad = (UInt64(0), UInt64(0))
-                try withUnsafeMutableBytes(of: &aad) { a in
-                    header.store(to: a.baseAddress!)
-                    try cipher.encrypt(plaintext: UnsafeRawBufferPointer(start: nil, count: 0), authenticating: UnsafeRawBufferPointer(a),
-                                       into: UnsafeMutableRawBufferPointer(start: slot, count: CipherState.tagByteCount))
-                }
-                producer.commit(header)
+                guard try DeadlineTests.forge(.rekey, flags: 0, with: cipher, into: producer) else { continue }
                 try cipher.rekey()
                 forged.add(1, ordering: .relaxed)
             }
@@ -139,17 +147,7 @@ struct DeadlineTests {
     func repeatedConfirmation() throws {
         let (pair, keys) = try EndpointPair.makeKeyedWithKeys(pages: 2, mode: .encrypted, options: .init(wait: .spin))
         let producer = try RingProducer(window: pair.window.base, geometry: pair.window.geometry, ring: 0)
-        let cipher = keys.sending
-        let slot = try #require(try producer.reserve(payloadBytes: CipherState.tagByteCount))
-        let header = FrameHeader(length: UInt32(CipherState.tagByteCount), type: .handshake,
-                                 flags: ChannelEndpoint.HandshakeFlag.confirmation, sequence: cipher.nonce)
-        var aad = (UInt64(0), UInt64(0))
-        try withUnsafeMutableBytes(of: &aad) { a in
-            header.store(to: a.baseAddress!)
-            try cipher.encrypt(plaintext: UnsafeRawBufferPointer(start: nil, count: 0), authenticating: UnsafeRawBufferPointer(a),
-                               into: UnsafeMutableRawBufferPointer(start: slot, count: CipherState.tagByteCount))
-        }
-        producer.commit(header)
+        #expect(try Self.forge(.handshake, flags: ChannelEndpoint.HandshakeFlag.confirmation, with: keys.sending, into: producer))
         #expect(throws: ChannelError.protocolViolation("unexpected key confirmation after the handshake")) {
             _ = try pair.responder.receive(timeout: .milliseconds(100))
         }

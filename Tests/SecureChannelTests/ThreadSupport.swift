@@ -30,12 +30,12 @@ final class ThreadResult<T>: @unchecked Sendable {
 
 extension ThreadResult {
     /// Waits for the thread at most `limit`; past it, the test fails by
-    /// name and the process ends, since a thread stuck in a wait cannot be
-    /// stopped and the suite must not stall behind it.
+    /// name (the stuck thread is left behind: it keeps what it uses alive,
+    /// and the suite goes on instead of stalling behind it).
     func value(within limit: Duration, _ what: @autoclosure () -> String,
                sourceLocation: SourceLocation = #_sourceLocation) throws -> T {
         guard waitForResult(limit) else {
-            Watchdog.hang(what(), limit: limit, sourceLocation: sourceLocation)
+            throw Watchdog.hang(what(), limit: limit, sourceLocation: sourceLocation)
         }
         // (The wait took the semaphore's one signal: read the result directly.)
         return try result!.get()
@@ -60,12 +60,17 @@ enum Watchdog {
         try ThreadResult(body).value(within: limit, what(), sourceLocation: sourceLocation)
     }
 
-    /// Reports the hang and ends the process (the stuck thread cannot be
-    /// cancelled, and the test's state is shared with it).
-    static func hang(_ what: String, limit: Duration, sourceLocation: SourceLocation) -> Never {
-        let message = "HANG: \(what) did not return within \(limit) (\(sourceLocation))"
+    /// Records the hang as a failure of the running test, at the caller's
+    /// line, and returns the error that ends the test.
+    static func hang(_ what: String, limit: Duration, sourceLocation: SourceLocation) -> Hang {
+        let message = "HANG: \(what) did not return within \(limit)"
         Issue.record(Comment(rawValue: message), sourceLocation: sourceLocation)
-        FileHandle.standardError.write(Data((message + "\n").utf8))
-        fatalError(message)
+        FileHandle.standardError.write(Data((message + " (\(sourceLocation))\n").utf8))
+        return Hang(description: message)
+    }
+
+    /// A call that did not return in time.
+    struct Hang: Error, CustomStringConvertible {
+        let description: String
     }
 }

@@ -166,13 +166,7 @@ public final class RingConsumer {
             buffer = direct
             wentDirect = true
         }
-        guard Int(header.length) <= buffer.count else {
-            throw RingViolation("frame of \(header.length) bytes exceeds the receive buffer (\(buffer.count))")
-        }
-        if header.length > 0 {
-            buffer.baseAddress!.copyMemory(from: payload, byteCount: Int(header.length))
-        }
-        release(header)
+        try take(header, payload: payload, into: buffer)
         return header
     }
 
@@ -186,6 +180,15 @@ public final class RingConsumer {
     public func receive(into buffer: UnsafeMutableRawBufferPointer,
                         ifHeader accept: (FrameHeader) -> Bool) throws(RingViolation) -> FrameHeader? {
         guard let (header, payload) = try peekFrame(), accept(header) else { return nil }
+        try take(header, payload: payload, into: buffer)
+        return header
+    }
+
+    /// Copies the payload of the frame `peekFrame` returned into `buffer`
+    /// and releases the frame.
+    @inline(__always)
+    private func take(_ header: FrameHeader, payload: UnsafeRawPointer,
+                      into buffer: UnsafeMutableRawBufferPointer) throws(RingViolation) {
         guard Int(header.length) <= buffer.count else {
             throw RingViolation("frame of \(header.length) bytes exceeds the receive buffer (\(buffer.count))")
         }
@@ -193,7 +196,6 @@ public final class RingConsumer {
             buffer.baseAddress!.copyMemory(from: payload, byteCount: Int(header.length))
         }
         release(header)
-        return header
     }
 
     /// Reads and checks the producer index: it may only move forward, by at
