@@ -30,7 +30,7 @@ struct DescriptorStoreTests {
         let agent = try world.spawnAgent(["run", "--wait", "block", "--poll-ms", "20", "--services", services] + world.agentOptions("right"),
                                          log: "run")
         defer { stopProcess(agent) }
-        #expect(waitForLog(world, "run", "refusal=name_mismatch"), "\(world.log("run"))")
+        #expect(world.waitForLog("run", "refusal=name_mismatch"), "\(world.log("run"))")
         let refusal = world.log("run").split(separator: "\n").first { $0.contains("refusal=name_mismatch") } ?? ""
         #expect(refusal.contains("channel=admin-x") && refusal.contains("stored as 'admin-x' was signed for the channel 'public'"),
                 "the refusal names the channel and what happened: \(refusal)")
@@ -85,8 +85,8 @@ struct DescriptorStoreTests {
         // The agent restarted: the guard came back from its file.
         let second = try world.spawnAgent(["run", "--wait", "block", "--poll-ms", "20"] + world.agentOptions("right"), log: "run2")
         defer { stopProcess(second) }
-        #expect(waitForLog(world, "run2", "channel=a "), "\(world.log("run2"))")
-        #expect(waitForLog(world, "run2", "refusal=replayed"), "\(world.log("run2"))")
+        #expect(world.waitForLog("run2", "channel=a "), "\(world.log("run2"))")
+        #expect(world.waitForLog("run2", "refusal=replayed"), "\(world.log("run2"))")
         let refusals = world.log("run2").split(separator: "\n").filter { $0.contains("refusal=replayed") }
         #expect(refusals.contains { $0.contains("channel=a ") }, "\(world.log("run2"))")
         #expect(!world.log("run2").contains("channel open"), "nothing was opened: \(world.log("run2"))")
@@ -150,15 +150,6 @@ struct DescriptorStoreTests {
     func ping(_ world: SimWorld, _ channel: String) throws -> Binaries.Result {
         try Binaries.run(Binaries.guestAgent, ["ping", "--channel", channel, "--count", "3", "--wait", "block", "--timeout", "10"]
                          + world.agentOptions("left"), timeout: 30)
-    }
-
-    func waitForLog(_ world: SimWorld, _ name: String, _ text: String, seconds: Double = 20) -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if world.log(name).contains(text) { return true }
-            usleep(20_000)
-        }
-        return world.log(name).contains(text)
     }
 
     func domainID(_ world: SimWorld, _ name: String) throws -> Int {

@@ -57,6 +57,17 @@ final class SimWorld {
     func log(_ name: String) -> String {
         (try? String(contentsOfFile: tmp.path + "/\(name).err", encoding: .utf8)) ?? ""
     }
+
+    /// Waits until the log of the process started as `name` contains
+    /// `text` (true) or `seconds` pass (false).
+    func waitForLog(_ name: String, _ text: String, seconds: Double = 20) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if log(name).contains(text) { return true }
+            usleep(20_000)
+        }
+        return log(name).contains(text)
+    }
 }
 
 /// Waits until `process` exits (true) or `seconds` pass (false).

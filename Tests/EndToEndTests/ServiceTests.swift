@@ -13,16 +13,6 @@ struct ServiceEndToEndTests {
         return path
     }
 
-    /// Waits until the agent's log contains `text` (true) or `seconds` pass.
-    func waitForLog(_ world: SimWorld, _ name: String, _ text: String, seconds: Double = 20) -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if world.log(name).contains(text) { return true }
-            usleep(20_000)
-        }
-        return world.log(name).contains(text)
-    }
-
     /// Runs `guest-agent cat` on `domain` with `input` as standard input;
     /// returns the result and what it wrote to standard output.
     func cat(_ world: SimWorld, domain: String, channel: String, input: [UInt8], tag: String) throws -> (Binaries.Result, [UInt8]) {
@@ -85,7 +75,7 @@ struct ServiceEndToEndTests {
         let (result, output) = try cat(world, domain: "left", channel: "metrics", input: input, tag: "metrics")
         #expect(result.status == 0, "\(result.stderr) \(world.log("run"))")
         #expect(output.isEmpty, "a sink sends nothing back (\(output.count) bytes came back)")
-        #expect(waitForLog(world, "run", "sink: peer closed the channel after"), "\(world.log("run"))")
+        #expect(world.waitForLog("run", "sink: peer closed the channel after"), "\(world.log("run"))")
         let log = world.log("run")
         #expect(log.contains("300000 bytes"), "\(log)")
         #expect(log.contains("serving with sink") && log.contains("rule=\(services):1"), "the chosen service and its rule are logged: \(log)")
@@ -137,7 +127,7 @@ struct ServiceEndToEndTests {
         #expect(intact, "the response must arrive byte for byte")
         let log = world.log("run")
         #expect(log.contains("serving with forward-unix \(serverPath)") && log.contains("rule=\(services):2"), "\(log)")
-        #expect(waitForLog(world, "run", "forward-unix: both directions closed"), "\(world.log("run"))")
+        #expect(world.waitForLog("run", "forward-unix: both directions closed"), "\(world.log("run"))")
     }
 
     @Test("refuse service: the channel is never opened, ping fails with a timeout, the refusal is logged once")
@@ -148,7 +138,7 @@ struct ServiceEndToEndTests {
         let agent = try world.spawnAgent(["run", "--wait", "block", "--poll-ms", "20", "--services", services] + world.agentOptions("right"),
                                          log: "run")
         defer { stopProcess(agent) }
-        #expect(waitForLog(world, "run", "refused by \(services):1"), "\(world.log("run"))")
+        #expect(world.waitForLog("run", "refused by \(services):1"), "\(world.log("run"))")
         let ping = try Binaries.run(Binaries.guestAgent, ["ping", "--channel", "legacy-1", "--count", "1", "--timeout", "2", "--wait", "block"]
                                     + world.agentOptions("left"), timeout: 30)
         #expect(ping.status == 1)
@@ -168,23 +158,23 @@ struct ServiceEndToEndTests {
         let agent = try world.spawnAgent(["run", "--wait", "block", "--poll-ms", "20", "--services", services] + world.agentOptions("right"),
                                          log: "run")
         defer { stopProcess(agent) }
-        #expect(waitForLog(world, "run", "refused by"), "\(world.log("run"))")
+        #expect(world.waitForLog("run", "refused by"), "\(world.log("run"))")
 
         _ = servicesFile(world, "hup-*  sink\n")
         kill(agent.processIdentifier, SIGHUP)
-        #expect(waitForLog(world, "run", "SIGHUP: re-read"), "\(world.log("run"))")
+        #expect(world.waitForLog("run", "SIGHUP: re-read"), "\(world.log("run"))")
         let (first, _) = try cat(world, domain: "left", channel: "hup-1", input: Array(repeating: 7, count: 1000), tag: "hup1")
         #expect(first.status == 0, "the refused channel is served under the new rules: \(first.stderr) \(world.log("run"))")
-        #expect(waitForLog(world, "run", "1000 bytes"), "\(world.log("run"))")
+        #expect(world.waitForLog("run", "1000 bytes"), "\(world.log("run"))")
 
         _ = servicesFile(world, "hup-*  teleport\n")
         kill(agent.processIdentifier, SIGHUP)
-        #expect(waitForLog(world, "run", "keeping the previous rules"), "\(world.log("run"))")
+        #expect(world.waitForLog("run", "keeping the previous rules"), "\(world.log("run"))")
         #expect(world.log("run").contains("\(services):1: unknown service 'teleport'"), "\(world.log("run"))")
         try world.chanctl("channel", "create", "hup-2", "--between", "left", "right", "--pages", "4")
         let (second, _) = try cat(world, domain: "left", channel: "hup-2", input: Array(repeating: 9, count: 2000), tag: "hup2")
         #expect(second.status == 0, "\(second.stderr) \(world.log("run"))")
-        #expect(waitForLog(world, "run", "2000 bytes"), "still a sink under the kept rules: \(world.log("run"))")
+        #expect(world.waitForLog("run", "2000 bytes"), "still a sink under the kept rules: \(world.log("run"))")
         #expect(agent.isRunning)
     }
 
@@ -214,7 +204,7 @@ struct ServiceEndToEndTests {
         let ping = try world.spawnAgent(["ping", "--channel", "probe", "--count", "1000000", "--wait", "block", "--timeout", "20"]
                                         + world.agentOptions("left"), log: "ping")
         defer { stopProcess(ping) }
-        #expect(waitForLog(world, "run", "channel open"), "\(world.log("run")) \(world.log("ping"))")
+        #expect(world.waitForLog("run", "channel open"), "\(world.log("run")) \(world.log("ping"))")
         usleep(500_000)
         #expect(ping.isRunning, "ping must be mid-way: \(world.log("ping"))")
 
@@ -247,7 +237,7 @@ struct ServiceEndToEndTests {
         let ping = try world.spawnAgent(["ping", "--channel", "p", "--count", "100000000", "--wait", "block", "--timeout", "20"]
                                         + world.agentOptions("left"), log: "ping")
         defer { stopProcess(ping) }
-        #expect(waitForLog(world, "run", "channel open"), "\(world.log("run")) \(world.log("ping"))")
+        #expect(world.waitForLog("run", "channel open"), "\(world.log("run")) \(world.log("ping"))")
         usleep(300_000)
         ping.terminate()  // SIGTERM
         #expect(waitForExit(ping, seconds: 3), "ping must stop within 3 s: \(world.log("ping"))")

@@ -180,7 +180,7 @@ struct PhaseAttackTests {
         let recorded = try #require(old.first { $0.0.ring == ring && $0.0.number == 0 }?.1)
         // Now the same message of a new session is replaced by the old one.
         try handshakeAttack("replay message \(ring + 1)",
-                            initiator: ring == 0 ? .authenticationFailed : .authenticationFailed,
+                            initiator: .authenticationFailed,
                             responder: .anyFailure, setup: setup) { frame, bytes in
             guard frame.ring == ring, frame.number == 0, bytes.count == recorded.count else { return false }
             recorded.withUnsafeBytes { bytes.copyMemory(from: $0) }
