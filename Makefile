@@ -3,6 +3,8 @@
 #   make demo    the main job (a ping-pong between two agents)
 #   make test    the whole test suite (the model checks first)
 #   make model   model-check the ring and wake-up protocol with spin (model/ring.pml)
+#   make fuzz    libFuzzer on every fuzz target for FUZZ_SECONDS each (default 300;
+#                docs/SECURITY.md, "Fuzzing")
 #   make build   a debug build
 #   make bench   chanctl bench, written into docs/BENCHMARKS.md (see there)
 #   make mutate  weakens each security check in turn; its tests must fail
@@ -16,7 +18,12 @@ APT_PACKAGES := libsodium-dev libxen-dev pkg-config spin gcc
 SWIFT ?= swift
 RELEASE_FLAGS := -c release -Xswiftc -enforce-exclusivity=unchecked
 
-.PHONY: setup build release test model mutate bench bench-quick bench-components bench-crypto bench-channel demo clean
+FUZZ_SECONDS ?= 300
+# What make test gives each fuzz target: enough to fail on a regression
+# that the corpus reaches quickly, short enough for every CI run.
+TEST_FUZZ_SECONDS ?= 20
+
+.PHONY: setup build release test model fuzz mutate bench bench-quick bench-components bench-crypto bench-channel demo clean
 
 setup:
 	@./scripts/setup.sh
@@ -33,6 +40,13 @@ test: setup
 	./scripts/model.sh
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --no-parallel
+	FUZZ_SECONDS=$(TEST_FUZZ_SECONDS) ./scripts/fuzz.sh
+
+# Coverage-guided fuzzing with the address sanitizer: each target of
+# Fuzz/Targets for FUZZ_SECONDS; a crash or broken oracle fails the run and
+# is kept in .build-fuzz/crashes/ (docs/SECURITY.md, "Fuzzing").
+fuzz: setup
+	FUZZ_SECONDS=$(FUZZ_SECONDS) ./scripts/fuzz.sh
 
 # Each mutation of scripts/mutations.toml in a scratch copy (.build-mutate/,
 # never the working tree), with its tests under a time limit; fails unless

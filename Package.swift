@@ -62,6 +62,9 @@ let package = Package(
             name: "XenBackend",
             dependencies: ["Altp2m", "CXen", "CPlatform"]
         ),
+        // guest-agent's `--services` rules, parsed apart from the agent so
+        // the fuzzer reaches them.
+        .target(name: "AgentServices"),
 
         // MARK: Benchmarks (run with scripts/bench-crypto.sh, in release)
         .target(
@@ -98,7 +101,7 @@ let package = Package(
         .executableTarget(
             name: "guest-agent",
             dependencies: [
-                "Altp2m", "Altp2mSim", "SecureChannel", "ChannelCrypto", "XenBackend",
+                "Altp2m", "Altp2mSim", "SecureChannel", "ChannelCrypto", "XenBackend", "AgentServices",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -161,6 +164,21 @@ let package = Package(
             path: "Benchmarks/ChannelBench"
         ),
 
+        // MARK: Fuzzing (docs/SECURITY.md, "Fuzzing"; scripts/fuzz.sh builds it with libFuzzer)
+        // The targets: each feeds bytes to the real code and checks an oracle.
+        .target(
+            name: "FuzzTargets",
+            dependencies: ["Altp2m", "Altp2mSim", "Altp2mGrant", "AgentServices", "ChannelCrypto", "SecureChannel", "CPlatform"],
+            path: "Fuzz/Targets"
+        ),
+        // Built normally it replays inputs (`securechannel-fuzz TARGET FILE...`);
+        // built with -DFUZZING and -sanitize=fuzzer it is the libFuzzer binary.
+        .executableTarget(
+            name: "securechannel-fuzz",
+            dependencies: ["FuzzTargets"],
+            path: "Fuzz/Driver"
+        ),
+
         // MARK: Tests
         // Runs the built chanctl and guest-agent (swift build first).
         .testTarget(
@@ -187,6 +205,11 @@ let package = Package(
         .testTarget(
             name: "SimPlatformTests",
             dependencies: ["Altp2mSim", "Altp2mGrant", "SecureChannel", "ChannelCrypto"]
+        ),
+        // Replays every seed and regression input of Fuzz/corpus through its target.
+        .testTarget(
+            name: "FuzzRegressionTests",
+            dependencies: ["FuzzTargets"]
         ),
         .testTarget(
             name: "Altp2mGrantTests",

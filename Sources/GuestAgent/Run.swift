@@ -1,3 +1,4 @@
+import AgentServices
 import Altp2m
 import ArgumentParser
 import ChannelCrypto

@@ -1,3 +1,4 @@
+import AgentServices
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -8,7 +9,7 @@ import Glibc
 /// (the bridge polls them).
 enum UnixSockets {
     /// The longest path a socket address holds, terminator included.
-    static var maximumPathBytes: Int { MemoryLayout.size(ofValue: sockaddr_un().sun_path) }
+    static var maximumPathBytes: Int { ServiceConfig.socketPathCapacity }
 
     static func errorText() -> String { String(cString: strerror(errno)) }
 

@@ -196,7 +196,15 @@ public final class SimDaemon {
     private func serve(_ connection: Connection) -> Bool {
         guard let bytes = connection.socket.receiveAvailable(maximum: 65536) else { return false }
         connection.input += bytes
-        while let length = WireFrame.length(prefix: connection.input[...]) {
+        return answerBuffered(connection)
+    }
+
+    /// Answers every complete request in the connection's input buffer and
+    /// keeps an incomplete one for later. Returns false when the connection
+    /// is finished (a frame over the size limit, or its answer undeliverable).
+    func answerBuffered(_ connection: Connection, limit: Int = .max) -> Bool {
+        var answered = 0
+        while answered < limit, let length = WireFrame.length(prefix: connection.input[...]) {
             guard length <= WireFrame.maximumLength else { return false }
             guard connection.input.count >= 4 + length else { break }
             let body = connection.input[4..<(4 + length)]
@@ -215,6 +223,7 @@ public final class SimDaemon {
                 return false
             }
             reply.closeDescriptors()
+            answered += 1
             if stopRequested { return true }
         }
         return true

@@ -1,9 +1,11 @@
 #if canImport(Glibc)
 import Glibc
+#elseif canImport(Musl)
+import Musl
 #endif
 
 /// What `run` does with one channel.
-enum ChannelService: Equatable, Sendable, CustomStringConvertible {
+package enum ChannelService: Equatable, Sendable, CustomStringConvertible {
     /// Send every message back.
     case echo
     /// Read and discard; count messages and bytes.
@@ -14,7 +16,7 @@ enum ChannelService: Equatable, Sendable, CustomStringConvertible {
     /// Never open the channel.
     case refuse
 
-    var description: String {
+    package var description: String {
         switch self {
         case .echo: "echo"
         case .sink: "sink"
@@ -31,56 +33,43 @@ enum ChannelService: Equatable, Sendable, CustomStringConvertible {
 /// The whole file is checked when it is read, so a mistake stops the agent
 /// before it attaches (or, on a reload, keeps the rules in force) instead of
 /// surfacing when some channel happens to match the broken line.
-struct ServiceConfig: Sendable {
-    struct Rule: Sendable, Equatable {
-        var pattern: String
-        var service: ChannelService
+package struct ServiceConfig: Sendable {
+    package struct Rule: Sendable, Equatable {
+        package var pattern: String
+        package var service: ChannelService
         /// 1-based line in the file, for the log.
-        var line: Int
+        package var line: Int
     }
 
     /// A mistake in the file's content: where and what.
-    struct ContentError: Error, CustomStringConvertible {
-        var file: String
-        var line: Int
-        var problem: String
-        var description: String { "\(file):\(line): \(problem)" }
+    package struct ContentError: Error, CustomStringConvertible {
+        package var file: String
+        package var line: Int
+        package var problem: String
+        package var description: String { "\(file):\(line): \(problem)" }
     }
 
     /// The file the rules came from (for the log); nil for the default.
-    var file: String?
-    var rules: [Rule]
+    package var file: String?
+    package var rules: [Rule]
+
+    /// Bytes in a Unix socket address's path, its terminating zero included.
+    package static var socketPathCapacity: Int { MemoryLayout.size(ofValue: sockaddr_un().sun_path) }
 
     /// No file: echo on every channel.
-    static let echoEverywhere = ServiceConfig(file: nil, rules: [])
+    package static let echoEverywhere = ServiceConfig(file: nil, rules: [])
 
     /// The service for `channel` and, unless it is the default, where the
     /// rule that chose it is ("FILE:LINE").
-    func service(for channel: String) -> (service: ChannelService, rule: String?) {
+    package func service(for channel: String) -> (service: ChannelService, rule: String?) {
         for rule in rules where ServiceConfig.matches(rule.pattern, channel) {
             return (rule.service, "\(file ?? "services"):\(rule.line)")
         }
         return (.echo, nil)
     }
 
-    /// Reads and checks `path`: an unreadable file is a failure (exit 1),
-    /// bad content a usage error (exit 2) naming FILE:LINE.
-    static func load(_ path: String) throws(AgentFailure) -> ServiceConfig {
-        let text: String
-        do {
-            text = try readSmallFile(path)
-        } catch {
-            throw .failure("cannot read the services file \(path): \(error.message); check the path and its permissions")
-        }
-        do {
-            return try parse(text, file: path)
-        } catch {
-            throw .usage("bad services file \(error.description)")
-        }
-    }
-
     /// The rules in `text`; `file` names it in errors.
-    static func parse(_ text: String, file: String) throws(ContentError) -> ServiceConfig {
+    package static func parse(_ text: String, file: String) throws(ContentError) -> ServiceConfig {
         var rules: [Rule] = []
         var number = 0
         for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
@@ -120,8 +109,8 @@ struct ServiceConfig: Sendable {
                 guard path.hasPrefix("/") else {
                     throw fail("forward-unix path '\(path)' is relative; give an absolute path (the agent's working directory is not a reliable anchor)")
                 }
-                guard path.utf8.count < UnixSockets.maximumPathBytes else {
-                    throw fail("forward-unix path '\(path)' is longer than a socket address holds (at most \(UnixSockets.maximumPathBytes - 1) bytes)")
+                guard path.utf8.count < ServiceConfig.socketPathCapacity else {
+                    throw fail("forward-unix path '\(path)' is longer than a socket address holds (at most \(ServiceConfig.socketPathCapacity - 1) bytes)")
                 }
                 service = .forwardUnix(path: path)
             default:
@@ -138,7 +127,7 @@ struct ServiceConfig: Sendable {
 
     /// Glob match: `*` any run of characters (empty too), `?` exactly one,
     /// everything else itself. Channel names are ASCII, so bytes will do.
-    static func matches(_ pattern: String, _ name: String) -> Bool {
+    package static func matches(_ pattern: String, _ name: String) -> Bool {
         let p = Array(pattern.utf8), n = Array(name.utf8)
         var pi = 0, ni = 0
         // The last `*` seen and the name position it was tried at: on a
@@ -158,31 +147,4 @@ struct ServiceConfig: Sendable {
         while pi < p.count, p[pi] == UInt8(ascii: "*") { pi += 1 }
         return pi == p.count
     }
-}
-
-struct FileReadError: Error {
-    var message: String
-}
-
-/// The whole of a small text file (at most 1 MiB: a services file is a few
-/// lines; anything larger is a wrong path).
-func readSmallFile(_ path: String) throws(FileReadError) -> String {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { throw FileReadError(message: String(cString: strerror(errno))) }
-    defer { close(fd) }
-    var info = stat()
-    if fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFDIR { throw FileReadError(message: "it is a directory") }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 16 * 1024)
-    while true {
-        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if n < 0 {
-            if errno == EINTR { continue }
-            throw FileReadError(message: String(cString: strerror(errno)))
-        }
-        if n == 0 { break }
-        bytes += chunk[0..<n]
-        if bytes.count > 1 << 20 { throw FileReadError(message: "larger than 1 MiB; is it the right file?") }
-    }
-    return String(decoding: bytes, as: UTF8.self)
 }

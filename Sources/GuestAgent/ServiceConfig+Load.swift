@@ -1,0 +1,49 @@
+import AgentServices
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension ServiceConfig {
+    /// Reads and checks `path`: an unreadable file is a failure (exit 1),
+    /// bad content a usage error (exit 2) naming FILE:LINE.
+    static func load(_ path: String) throws(AgentFailure) -> ServiceConfig {
+        let text: String
+        do {
+            text = try readSmallFile(path)
+        } catch {
+            throw .failure("cannot read the services file \(path): \(error.message); check the path and its permissions")
+        }
+        do {
+            return try parse(text, file: path)
+        } catch {
+            throw .usage("bad services file \(error.description)")
+        }
+    }
+}
+
+struct FileReadError: Error {
+    var message: String
+}
+
+/// The whole of a small text file (at most 1 MiB: a services file is a few
+/// lines; anything larger is a wrong path).
+func readSmallFile(_ path: String) throws(FileReadError) -> String {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw FileReadError(message: String(cString: strerror(errno))) }
+    defer { close(fd) }
+    var info = stat()
+    if fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFDIR { throw FileReadError(message: "it is a directory") }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 16 * 1024)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 {
+            if errno == EINTR { continue }
+            throw FileReadError(message: String(cString: strerror(errno)))
+        }
+        if n == 0 { break }
+        bytes += chunk[0..<n]
+        if bytes.count > 1 << 20 { throw FileReadError(message: "larger than 1 MiB; is it the right file?") }
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
