@@ -123,7 +123,11 @@ extension Altp2mEngine {
                 let converted = current == .noneToReadWriteExecute
                 if converted { setCurrentAccess(&domain, view: view, gfn: gfn, to: .readWriteExecute) }
                 guard let ring = domain.monitor else {
-                    if domain.accessRequired {
+                    // The flag of the p2m in use (`p2m_mem_access_check`,
+                    // Xen 4.17.0): the view's own, not the host's.
+                    let required = view.map { domain.views[Int($0.rawValue)].accessRequired }
+                        ?? domain.host.accessRequired
+                    if required {
                         domain.isCrashed = true
                         return .domainCrashed
                     }

@@ -137,8 +137,19 @@ extension Altp2mEngine {
     /// Sets `access_required` (`xc_domain_set_access_required`): with it, a
     /// violation with no monitor ring crashes the domain instead of relaxing
     /// the entry (spec §4.3).
+    ///
+    /// Follows `arch_p2m_set_access_required` (Xen 4.17.0, unchanged to
+    /// 4.21): the flag belongs to each p2m. The host p2m's is always written;
+    /// every view's (active or not) only while altp2m is active. A flag set
+    /// while altp2m is inactive therefore never reaches the views, and one
+    /// cleared while inactive stays set in them; the fault path reads the
+    /// flag of the p2m the vCPU runs on.
     public func setAccessRequired(_ id: DomainID, _ required: Bool) throws(XenErrno) {
-        try withDomain(id) { domain throws(XenErrno) in domain.accessRequired = required }
+        try withDomain(id) { domain throws(XenErrno) in
+            domain.host.accessRequired = required
+            guard domain.isActive else { return }
+            for index in domain.views.indices { domain.views[index].accessRequired = required }
+        }
     }
 
     /// Crashes a domain (`domain_crash`): its vCPUs stop; its state stays

@@ -61,7 +61,7 @@ extension Altp2mEngine {
         return ViewInfo(index: view, isActive: table.isActive, isVisible: table.isVisible,
                         defaultAccess: table.defaultAccess, minRemappedGFN: table.minRemappedGFN,
                         maxRemappedGFN: table.maxRemappedGFN, activeVCPUs: table.activeVCPUs,
-                        entryCount: table.entries.count)
+                        entryCount: table.entries.count, accessRequired: table.accessRequired)
     }
 
     /// A vCPU's state.
@@ -83,7 +83,7 @@ extension Altp2mEngine {
                             vcpuCount: domain.vcpus.count, mode: domain.mode,
                             viewCount: domain.viewCount, isActive: domain.isActive,
                             hostDefaultAccess: domain.host.defaultAccess, isCrashed: domain.isCrashed,
-                            pauseCount: domain.pauseCount, accessRequired: domain.accessRequired,
+                            pauseCount: domain.pauseCount, accessRequired: domain.host.accessRequired,
                             hasMonitorRing: domain.monitor != nil,
                             mappedPageCount: domain.host.mappedPageCount, generation: domain.generation)
     }

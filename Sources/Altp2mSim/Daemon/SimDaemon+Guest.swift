@@ -165,6 +165,7 @@ extension SimDaemon {
                 fields["view_visible"] = .bool(info.isVisible)
                 fields["view_active_vcpus"] = .int(Int64(info.activeVCPUs))
                 fields["view_default_access"] = .string(info.defaultAccess.description)
+                fields["view_access_required"] = .bool(info.accessRequired)
                 fields["remapped_range"] = info.remappedRange.map { .array([$0.lowerBound.json, $0.upperBound.json]) } ?? .null
             }
             return Reply(fields: fields)

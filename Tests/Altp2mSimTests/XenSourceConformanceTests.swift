@@ -1,0 +1,51 @@
+import Altp2m
+@testable import Altp2mSim
+import Testing
+
+/// Rules read off Xen's source, one test per Xen function, on every profile
+/// the function applies to. Each names the function and the release its
+/// behaviour is taken from (RELEASE-4.17.0 for the 4.17 profile, the release
+/// tags for 4.19 and 4.21).
+@Suite("Xen source conformance")
+struct XenSourceConformanceTests {
+    // MARK: access_required is a flag of each p2m
+
+    @Test("arch_p2m_set_access_required: the views get the flag only while altp2m is active",
+          arguments: XenVersion.allCases)
+    func archP2MSetAccessRequired(xen: XenVersion) throws {
+        let b = try Baseline(xen: xen, monitor: false)
+        // Set while inactive: the host p2m has it, the views never will.
+        try b.engine.setAccessRequired(b.d, true)
+        try b.engine.setDomainState(b.d, active: true)
+        #expect(try b.engine.domainStatus(b.d).accessRequired)
+        _ = try b.engine.createView(b.d, defaultAccess: .readWriteExecute)
+        try b.engine.setMemAccess(b.d, view: 1, gfn: G1, access: .read)
+        try b.engine.switchToView(b.d, view: 1)
+        #expect(try b.engine.guestWrite(b.d, vcpu: v0, gfn: G1, bytes: [1])
+                == .relaxed(mfn: try b.hostMFN(G1), view: 1, from: .read, to: .readWriteExecute))
+
+        // Set while active: every view, active or not, gets it.
+        try b.engine.setAccessRequired(b.d, true)
+        try b.engine.setMemAccess(b.d, view: 1, gfn: G2, access: .read)
+        #expect(try b.engine.guestWrite(b.d, vcpu: v0, gfn: G2, bytes: [1]) == .domainCrashed)
+    }
+
+    @Test("p2m_mem_access_check reads the flag of the p2m in use; deactivation leaves the views' flags",
+          arguments: XenVersion.allCases)
+    func p2mMemAccessCheckReadsCurrentView(xen: XenVersion) throws {
+        let b = try Baseline(xen: xen, active: true, monitor: false)
+        try b.engine.setAccessRequired(b.d, true)
+        try b.engine.setDomainState(b.d, active: false)
+        // Cleared while inactive: only the host p2m.
+        try b.engine.setAccessRequired(b.d, false)
+        try b.engine.setHostMemAccess(b.d, gfn: G3, access: .read)
+        #expect(try b.engine.guestWrite(b.d, vcpu: v1, gfn: G3, bytes: [1])
+                == .relaxed(mfn: try b.hostMFN(G3), view: nil, from: .read, to: .readWriteExecute))
+        // Activation and create_p2m do not reset a view's flag.
+        try b.engine.setDomainState(b.d, active: true)
+        #expect(try b.engine.createView(b.d, defaultAccess: .readWriteExecute) == 1)
+        try b.engine.setMemAccess(b.d, view: 1, gfn: G1, access: .read)
+        try b.engine.switchToView(b.d, view: 1)
+        #expect(try b.engine.guestWrite(b.d, vcpu: v0, gfn: G1, bytes: [1]) == .domainCrashed)
+    }
+}
