@@ -228,9 +228,15 @@ extension Altp2mEngine {
     }
 
     /// A `VM_EVENT_REASON_MEM_ACCESS` request (§7).
+    ///
+    /// A write carries `MEM_ACCESS_R | MEM_ACCESS_W`: `ept_handle_violation`
+    /// (Xen 4.17.0, unchanged to 4.21) builds the fault's `read_access` as
+    /// "read or write", and `p2m_mem_access_check` turns each of the fault's
+    /// bits into a flag.
     private func memAccessRequest(_ domain: Domain, vcpu: Int, gfn: GFN, offset: UInt64, kind: AccessKind,
                                   gla: UInt64?, duringPageWalk: Bool, synchronous: Bool) -> VMEventRequest {
         var flags = MemAccessEventFlags(kind)
+        if kind == .write { flags.insert(.read) }
         if gla != nil { flags.insert(.glaValid) }
         if duringPageWalk {
             flags.insert(.faultInGPT)

@@ -23,7 +23,7 @@ struct ScenariosVMEventTests {
         }
         #expect(request.flags == [.vcpuPaused, .alternateP2M])
         #expect(request.altp2mIndex == 2)
-        #expect(request.memAccess?.flags == MemAccessEventFlags.write)
+        #expect(request.memAccess?.flags == [.read, .write], "a write is reported as read and write")
         try b.engine.respond(b.d, VMEventResponse(answering: request, flags: [.vcpuPaused]))
         _ = try b.engine.takeMonitorRequests(b.d)
 

@@ -48,4 +48,25 @@ struct XenSourceConformanceTests {
         try b.engine.switchToView(b.d, view: 1)
         #expect(try b.engine.guestWrite(b.d, vcpu: v0, gfn: G1, bytes: [1]) == .domainCrashed)
     }
+
+    // MARK: What a mem_access event reports
+
+    @Test("ept_handle_violation: a write violation is reported as MEM_ACCESS_R | MEM_ACCESS_W",
+          arguments: XenVersion.allCases)
+    func eptHandleViolationWriteIsReadAndWrite(xen: XenVersion) throws {
+        let b = try Baseline(xen: xen, active: true)
+        _ = try b.engine.createView(b.d, defaultAccess: .readWriteExecute)
+        try b.engine.setMemAccess(b.d, view: 1, gfn: G1, access: .none)
+        try b.engine.switchToView(b.d, view: 1)
+        var reported: [AccessKind: MemAccessEventFlags] = [:]
+        for (vcpu, kind) in [(v0, AccessKind.write), (v1, .read)] {
+            guard case .vmEvent(let request, nil) = try b.engine.guestAccess(b.d, vcpu: vcpu, gfn: G1, kind: kind) else {
+                Issue.record("\(kind): expected a synchronous event")
+                continue
+            }
+            reported[kind] = request.memAccess?.flags
+        }
+        #expect(reported[.write] == [.read, .write])
+        #expect(reported[.read] == [.read])
+    }
 }
