@@ -137,6 +137,7 @@ extension GrantModule {
                 throw StepFailure(.policy, .invalidRequest,
                                   "\(info.name) (\(info.id)) has altp2m disabled; set altp2m=\"external\" in its xl.cfg (simulator: create the domain with --altp2m external)")
             }
+            try refuseLogDirty(info)
         }
         var keysInOrder: [Curve25519.KeyAgreement.PublicKey] = []
         let ordered = first.id < second.id ? [first, second] : [second, first]
@@ -148,6 +149,24 @@ extension GrantModule {
             keysInOrder.append(key)
         }
         return ResolvedPair(infos: ordered, agentKeys: keysInOrder, warnings: warnings)
+    }
+
+    /// Refuses a domain in log-dirty mode (live migration, or a device model
+    /// tracking VRAM). There, a write fault on a log-dirty entry makes Xen
+    /// run `p2m_change_type_one`, which gives the host entry the default
+    /// access and pushes it into every view holding the gfn: the window's
+    /// `n` would become the default in every view and the channel view's
+    /// remap would be replaced (docs/XEN.md). A backend that cannot tell
+    /// (`nil`, Xen) is not refused; docs/XEN.md tells the operator.
+    func refuseLogDirty(_ info: DomainInfo) throws(StepFailure) {
+        let who = "\(info.name) (\(info.id))"
+        let logDirty = try during(.policy, "\(who): reading whether it is in log-dirty mode") { () throws(XenErrno) in
+            try host.logDirtyMode(info.id)
+        }
+        guard logDirty != true else {
+            throw StepFailure(.policy, .invalidRequest,
+                              "\(who) is in log-dirty mode (live migration or VRAM tracking), where a write fault resets the access of the gfn in every view and would undo the lock-out; create the channel once the migration has finished or been cancelled")
+        }
     }
 
     /// Finds a domain by name, or by id (`7` or `d7`) when no domain has that name.

@@ -92,6 +92,7 @@ extension Altp2mEngine {
             let accessAllows = entry.access.permits(kind)
                 || (entry.access == .readPageWalkWrite && kind == .write && duringPageWalk)
             let typeAllows = entry.type.permissionBits & UInt8(kind.bit) != 0
+                || (entry.type == .ramLogDirty && kind == .write && logDirtyEntryWritable(domain))
             if accessAllows && typeAllows {
                 retireInstruction(&domain, vcpu: vcpu)
                 if let asyncEvent { return .vmEvent(asyncEvent, completedAt: entry.mfn) }
@@ -152,7 +153,7 @@ extension Altp2mEngine {
 
             // The access type allows it but the p2m type does not.
             if kind == .write && entry.type == .ramLogDirty {
-                fixUpLogDirty(&domain, view: view, gfn: gfn)
+                fixUpLogDirty(&domain, gfn: gfn)
                 continue
             }
             if kind == .write && (entry.type == .ramRO || entry.type == .grantMapRO) {
@@ -164,8 +165,10 @@ extension Altp2mEngine {
             domain.isCrashed = true
             return .domainCrashed
         }
-        // Unreachable by construction (every retry changes the entry); a
-        // guest that kept faulting would livelock, which this reports.
+        // Every retry but one changes the entry: a write to a view entry left
+        // log-dirty while the host entry is not (p2m_change_type_one gives
+        // EBUSY and nothing fixes the view) faults for ever in Xen; this
+        // reports that livelock.
         return .faultSwallowed(view: view ?? .invalid)
     }
 
@@ -193,19 +196,16 @@ extension Altp2mEngine {
         }
     }
 
-    /// The log-dirty write fix-up: the page is marked dirty and the host
-    /// entry goes back to `p2m_ram_rw` (a host write, which propagates to the
-    /// views holding the gfn). A view entry left log-dirty while the host was
-    /// already fixed is fixed directly, so the retried write succeeds.
-    private func fixUpLogDirty(_ domain: inout Domain, view: ViewID?, gfn: GFN) {
-        if var entry = domain.host.entries[gfn], entry.type == .ramLogDirty {
-            entry.type = .ramRW
-            hostWrite(&domain, at: gfn, entry)
-        }
-        if let view, domain.views[Int(view.rawValue)].entries[gfn]?.type == .ramLogDirty {
-            domain.views[Int(view.rawValue)].entries[gfn]?.type = .ramRW
-            domain.bumpGeneration()
-        }
+    /// The log-dirty write fix-up of `hvm_hap_nested_page_fault` (Xen
+    /// 4.17.0 to 4.21): the page is marked dirty and `p2m_change_type_one`
+    /// turns the **host** entry from log-dirty back to `p2m_ram_rw` with the
+    /// host's default access, a host write that propagates into every view
+    /// holding the gfn (so a view's own restriction, or a remap, at that gfn
+    /// is replaced). `EBUSY` (the host entry is not log-dirty) is ignored,
+    /// and nothing rewrites the view's entry directly: the fault is retried
+    /// as it is.
+    private func fixUpLogDirty(_ domain: inout Domain, gfn: GFN) {
+        try? changeTypeOne(&domain, gfn: gfn, from: .ramLogDirty, to: .ramRW)
     }
 
     /// Delivers a hardware #VE if the SDM conditions hold (§4.4): a CPU with

@@ -69,16 +69,14 @@ extension Altp2mEngine {
         }
     }
 
-    /// Changes the type of a mapped host gfn (`p2m_change_type_one`), for
-    /// example to `.ramLogDirty` to model log-dirty tracking; mfn, access and
-    /// sve are kept.
-    /// - Throws: ``XenErrno/invalid`` if the gfn maps no frame or `type` has none.
+    /// Changes the type of a mapped host gfn, whatever it is now: a
+    /// ``changeHostType(_:gfn:from:to:)`` from its current type. As
+    /// `p2m_change_type_one` does, the entry gets the host p2m's default
+    /// access (mfn and sve are kept), and the write propagates to the views.
+    /// - Throws: ``XenErrno/invalid`` if the gfn maps no frame or either
+    ///   type is not RAM.
     public func setHostType(_ domain: DomainID, gfn: GFN, type: P2MType) throws(XenErrno) {
-        guard type.hasFrame else { throw .invalid }
-        try withDomain(domain) { domain throws(XenErrno) in
-            guard var entry = domain.host.validEntry(gfn) else { throw .invalid }
-            entry.type = type
-            hostWrite(&domain, at: gfn, entry)
-        }
+        guard let current = try entry(domain, .host, gfn: gfn), current.entry.hasValidFrame else { throw .invalid }
+        try changeHostType(domain, gfn: gfn, from: current.type, to: type)
     }
 }

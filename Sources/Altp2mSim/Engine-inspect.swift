@@ -84,7 +84,7 @@ extension Altp2mEngine {
                             viewCount: domain.viewCount, isActive: domain.isActive,
                             hostDefaultAccess: domain.host.defaultAccess, isCrashed: domain.isCrashed,
                             pauseCount: domain.pauseCount, accessRequired: domain.host.accessRequired,
-                            hasMonitorRing: domain.monitor != nil,
+                            hasMonitorRing: domain.monitor != nil, logDirty: domain.logDirty,
                             mappedPageCount: domain.host.mappedPageCount, generation: domain.generation)
     }
 

@@ -121,6 +121,8 @@ public struct DomainStatus: Hashable, Sendable {
     public var accessRequired: Bool
     /// Whether a monitor ring is enabled.
     public var hasMonitorRing: Bool
+    /// Whether the domain is in log-dirty mode (``Altp2mEngine/enableLogDirty(_:)``).
+    public var logDirty: Bool
     /// The number of host p2m gfns that map a frame.
     public var mappedPageCount: Int
     /// See ``Altp2mEngine/generation(of:)``.

@@ -69,4 +69,63 @@ struct XenSourceConformanceTests {
         #expect(reported[.write] == [.read, .write])
         #expect(reported[.read] == [.read])
     }
+
+    // MARK: Log-dirty
+
+    @Test("p2m_change_type_one: a log-dirty write fault gives the gfn the host's default access, host and views",
+          arguments: XenVersion.allCases)
+    func p2mChangeTypeOneResetsAccess(xen: XenVersion) throws {
+        let b = try Baseline(xen: xen, active: true)
+        _ = try b.engine.createView(b.d, defaultAccess: .readWriteExecute)
+        try b.engine.switchToView(b.d, view: 1)
+        try b.engine.setHostType(b.d, gfn: G1, type: .ramLogDirty)
+        #expect(try b.engine.guestAccess(b.d, vcpu: v0, gfn: G1, kind: .read).completedMFN != nil)
+        // The host entry, and by propagation view 1's copy: rw, log-dirty.
+        try b.engine.setMemAccess(b.d, view: 0, gfn: G1, access: .readWrite)
+        #expect(try b.viewEntry(1, G1)?.access == .readWrite)
+        #expect(try b.engine.guestWrite(b.d, vcpu: v0, gfn: G1, bytes: [5]).completedMFN == (try b.hostMFN(G1)))
+        for table in [P2MTable.host, .view(1)] {
+            let entry = try #require(try b.engine.entry(b.d, table, gfn: G1))
+            #expect(entry.type == .ramRW, "\(table)")
+            #expect(entry.access == .readWriteExecute, "\(table): the host default, not rw")
+        }
+    }
+
+    @Test("Log-dirty mode: global type change in host and views, EBUSY, a remap replaced, PML writes do not fault")
+    func logDirtyMode() throws {
+        let noPML = CPUProfile(name: "intel-no-pml", hasEPT: true, hasVMFUNC: true, hasVE: true, hasMTF: true,
+                               hasPML: false)
+        for cpu in [noPML, .intel] {
+            let b = try Baseline(cpu: cpu, active: true)
+            _ = try b.engine.createView(b.d, defaultAccess: .readWriteExecute)
+            _ = try b.engine.createView(b.d, defaultAccess: .readWriteExecute)
+            try b.engine.setMemAccess(b.d, view: 0, gfn: G1, access: .readWrite)
+            try b.engine.changeGFN(b.d, view: 1, oldGFN: G1, newGFN: G2)
+            try b.engine.setMemAccess(b.d, view: 2, gfn: G1, access: .none)
+            try b.engine.enableLogDirty(b.d)
+            #expect(rc { try b.engine.enableLogDirty(b.d) } == EINVAL)
+            for table in [P2MTable.host, .view(1), .view(2)] {
+                #expect(try b.engine.entry(b.d, table, gfn: G1)?.type == .ramLogDirty, "\(table)")
+            }
+            try b.engine.switchToView(b.d, view: 1)
+            let wrote = try b.engine.guestWrite(b.d, vcpu: v0, gfn: G1, bytes: [9])
+            if cpu.hasPML {
+                // The write is logged by the CPU; nothing changes.
+                #expect(wrote == .ok(mfn: try b.hostMFN(G2), view: 1))
+                #expect(try b.viewEntry(2, G1)?.access == MemAccess.none)
+            } else {
+                // The fault resets G1 everywhere: view 1 loses its remap,
+                // view 2 its n, the host its rw.
+                #expect(wrote.completedMFN == (try b.hostMFN(G1)))
+                #expect(try b.viewEntry(1, G1)?.mfn == (try b.hostMFN(G1)))
+                #expect(try b.viewEntry(2, G1)?.access == .readWriteExecute)
+                #expect(try b.engine.getMemAccess(b.d, view: 0, gfn: G1) == .readWriteExecute)
+                #expect(rc { try b.engine.changeHostType(b.d, gfn: G1, from: .ramLogDirty, to: .ramRW) } == EBUSY)
+            }
+            #expect(rc { try b.engine.changeHostType(b.d, gfn: H, from: .ramRW, to: .ramLogDirty) } == EBUSY)
+            try b.engine.disableLogDirty(b.d)
+            #expect(try b.engine.entry(b.d, .host, gfn: G3)?.type == .ramRW)
+        }
+    }
 }
+
