@@ -27,14 +27,23 @@ extension Altp2mEngine {
         }
     }
 
-    /// Disables the ring (`xc_monitor_disable`): pending requests are
-    /// discarded and vCPUs paused by them resume.
-    /// - Throws: ``XenErrno/noDevice`` if the domain has no ring.
+    /// Disables the ring (`xc_monitor_disable`), as `vm_event_domctl`
+    /// (`XEN_VM_EVENT_DISABLE` of the monitor) and `vm_event_disable` do in
+    /// Xen 4.17.0 (unchanged to 4.21): the ring and its pending requests are
+    /// gone and `arch_monitor_cleanup_domain` clears the monitor options.
+    /// vCPUs waiting for a response stay paused: Xen unblocks only vCPUs
+    /// waiting for room on the ring (which the simulator's unbounded ring
+    /// never has), so a vCPU paused by a synchronous event runs again only
+    /// after a response on a ring enabled anew. From now on a violation
+    /// finds no listener: `access_required` decides between a crash and a
+    /// relaxation (spec §4.3).
+    /// - Throws: ``XenErrno/notFound`` for an unknown domain;
+    ///   ``XenErrno/invalid`` if the domain has no ring (the domctl's result
+    ///   when there is nothing to disable).
     public func disableMonitor(_ domain: DomainID) throws(XenErrno) {
         try withDomain(domain) { domain throws(XenErrno) in
-            guard domain.monitor != nil else { throw .noDevice }
+            guard domain.monitor != nil else { throw .invalid }
             domain.monitor = nil
-            for vcpu in domain.vcpus.indices { domain.vcpus[vcpu].pausedByVMEvent = false }
         }
     }
 

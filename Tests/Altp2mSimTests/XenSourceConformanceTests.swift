@@ -127,5 +127,27 @@ struct XenSourceConformanceTests {
             #expect(try b.engine.entry(b.d, .host, gfn: G3)?.type == .ramRW)
         }
     }
+
+    // MARK: The monitor ring
+
+    @Test("vm_event_disable: the ring goes, a vCPU waiting for a response stays paused, EINVAL without a ring",
+          arguments: XenVersion.allCases)
+    func vmEventDisable(xen: XenVersion) throws {
+        let b = try Baseline(xen: xen, active: true)
+        try b.engine.setAccessRequired(b.d, true)
+        let request = try b.pauseOnSyncEvent(v0)
+        try b.engine.disableMonitor(b.d)
+        #expect(rc { try b.engine.disableMonitor(b.d) } == EINVAL)
+        #expect(try b.engine.vcpuInfo(b.d, vcpu: v0).pausedByVMEvent, "only a response unpauses it")
+        #expect(try b.engine.guestAccess(b.d, vcpu: v0, gfn: G1, kind: .read) == .vcpuPaused)
+        // A ring enabled anew can still answer the paused vCPU.
+        try b.engine.enableMonitor(b.d)
+        try b.engine.respond(b.d, VMEventResponse(answering: request, flags: [.vcpuPaused]))
+        #expect(try !b.engine.vcpuInfo(b.d, vcpu: v0).pausedByVMEvent)
+        // No listener and access_required: the next violation crashes the domain.
+        // (G3 is r in view 0's table since the event above.)
+        try b.engine.disableMonitor(b.d)
+        #expect(try b.engine.guestAccess(b.d, vcpu: v1, gfn: G3, kind: .write) == .domainCrashed)
+    }
 }
 
