@@ -79,7 +79,11 @@ extension Altp2mEngine {
         return id
     }
 
-    /// The ≥4.19 `arch_sanitise_domain_config` checks of the altp2m fields.
+    /// The ≥4.19 `arch_sanitise_domain_config` checks of the altp2m fields
+    /// (RELEASE-4.19.0 and RELEASE-4.21.0): option bits outside the mask;
+    /// with a mode, altp2m support (4.21 only), HAP, no nested virt and
+    /// (4.21) a count in 1...512; without one, a count of 0. A PV domain has
+    /// no HAP, so it fails the HAP check.
     private func checkCreationAltp2m(_ config: DomainConfig) throws(XenErrno) -> (Altp2mMode, Int) {
         guard config.altp2mOptions & ~3 == 0 else { throw .invalid }
         let mode = config.altp2mMode
@@ -92,7 +96,10 @@ extension Altp2mEngine {
             count = Self.defaultViewCount
         }
         if enabled {
-            guard host.altp2mSupported, config.hap, !config.nestedVirt, config.kind == .hvm else { throw .invalid }
+            if host.xen.creationChecksAltp2mSupport {
+                guard host.altp2mSupported else { throw .invalid }
+            }
+            guard config.hap, !config.nestedVirt, config.kind == .hvm else { throw .invalid }
             guard count != 0 else { throw .invalid }
         }
         if host.xen.configurableViewCount {

@@ -130,8 +130,15 @@ extension Altp2mEngine {
     /// view (skipped if altp2m or the view is inactive), turns single-stepping
     /// off, and sends **no** event; otherwise a synchronous `SINGLESTEP`
     /// event is sent if the monitor asked for them.
+    ///
+    /// On 4.17, `hvm_monitor_debug` returns before the fast single-step when
+    /// the monitor did not ask for single-step events: the vCPU keeps
+    /// single-stepping with the switch pending and nothing happens (the
+    /// reorder came in 4.19, ``XenVersion/fastSinglestepWithoutSinglestepEvents``).
     func retireInstruction(_ domain: inout Domain, vcpu: Int) {
         guard domain.vcpus[vcpu].singlestep else { return }
+        let eventsWanted = domain.monitor?.options.singlestepEvents == true
+        if !eventsWanted && !host.xen.fastSinglestepWithoutSinglestepEvents { return }
         if let target = domain.vcpus[vcpu].fastSinglestepView {
             domain.vcpus[vcpu].fastSinglestepView = nil
             domain.vcpus[vcpu].singlestep = false
@@ -141,7 +148,7 @@ extension Altp2mEngine {
             }
             return
         }
-        guard domain.monitor?.options.singlestepEvents == true else { return }
+        guard eventsWanted else { return }
         let request = monitorRequest(domain, vcpu: vcpu, reason: .singlestep, synchronous: true, memAccess: nil)
         domain.monitor?.pending.append(request)
         domain.vcpus[vcpu].pausedByVMEvent = true

@@ -149,5 +149,38 @@ struct XenSourceConformanceTests {
         try b.engine.disableMonitor(b.d)
         #expect(try b.engine.guestAccess(b.d, vcpu: v1, gfn: G3, kind: .write) == .domainCrashed)
     }
+
+    // MARK: Version differences
+
+    @Test("hvm_monitor_debug: on 4.17 a fast single-step needs single-step events; from 4.19 it does not",
+          arguments: XenVersion.allCases)
+    func hvmMonitorDebugFastSinglestep(xen: XenVersion) throws {
+        let (b, request) = try ScenariosVMEventTests.pausedOnView1(xen)
+        try b.engine.respond(b.d, VMEventResponse(answering: request, flags: [.fastSinglestep, .vcpuPaused],
+                                                  fastSinglestepView: 0))
+        #expect(try b.engine.guestExecute(b.d, vcpu: v0))
+        let state = try b.engine.vcpuInfo(b.d, vcpu: v0)
+        #expect(try b.engine.pendingMonitorRequests(b.d).isEmpty)
+        if xen >= .v4_19 {
+            #expect(state.view == 0 && !state.singlestep && state.fastSinglestepView == nil)
+        } else {
+            // The MTF trap returns early: still stepping, the switch pending.
+            #expect(state.view == 1 && state.singlestep && state.fastSinglestepView == 0)
+        }
+    }
+
+    @Test("arch_sanitise_domain_config: 4.19 creates an altp2m domain on a host without altp2m; 4.21 refuses it",
+          arguments: XenVersion.allCases)
+    func archSanitiseDomainConfigSupport(xen: XenVersion) throws {
+        let engine = try Altp2mEngine(host: HostProfile(altp2mBootOption: false, xen: xen), frameCount: 1024)
+        let result = rc { try engine.createDomain(Baseline.config(mode: .external)) }
+        #expect(result == (xen >= .v4_21 ? EINVAL : OK))
+        // Still refused on every release: no HAP, nested virtualization.
+        if xen.modeFixedAtCreation {
+            let plain = try Altp2mEngine(host: HostProfile(xen: xen), frameCount: 1024)
+            #expect(rc { try plain.createDomain(Baseline.config(name: "a", mode: .external, hap: false)) } == EINVAL)
+            #expect(rc { try plain.createDomain(Baseline.config(name: "b", mode: .external, nestedVirt: true)) } == EINVAL)
+        }
+    }
 }
 
