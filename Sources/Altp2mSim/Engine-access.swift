@@ -44,7 +44,9 @@ extension Altp2mEngine {
         guard offset >= 0, count >= 0, offset + count <= MachineFrame.size else { throw .invalid }
         let outcome = try guestAccess(domain, vcpu: vcpu, gfn: gfn, kind: .read, offset: UInt64(offset))
         return GuestReadResult(outcome: outcome,
-                               bytes: outcome.completedMFN.map { memory.read($0, offset: offset, count: count) })
+                               bytes: outcome.completedMFN.flatMap {
+                                   isRAMFrame($0) ? memory.read($0, offset: offset, count: count) : nil
+                               })
     }
 
     /// Writes `bytes` at `offset` of `gfn` as the guest on `vcpu` would. The
@@ -56,7 +58,7 @@ extension Altp2mEngine {
                            bytes: some Collection<UInt8>) throws(XenErrno) -> GuestAccessOutcome {
         guard offset >= 0, offset + bytes.count <= MachineFrame.size else { throw .invalid }
         let outcome = try guestAccess(domain, vcpu: vcpu, gfn: gfn, kind: .write, offset: UInt64(offset))
-        if let mfn = outcome.completedMFN { memory.write(mfn, offset: offset, bytes: bytes) }
+        if let mfn = outcome.completedMFN, isRAMFrame(mfn) { memory.write(mfn, offset: offset, bytes: bytes) }
         return outcome
     }
 

@@ -120,7 +120,8 @@ extension Altp2mEngine {
         for vcpu in domain.vcpus {
             if let page = vcpu.notify { releaseFrame(page.mfn) }
         }
-        for entry in domain.host.entries.values where entry.hasValidFrame {
+        for entry in domain.host.entries.values where entry.hasValidFrame && isRAMFrame(entry.mfn) {
+            if !entry.type.isSpecial { m2p[entry.mfn] = nil }
             releaseFrame(entry.mfn)
         }
     }

@@ -59,6 +59,24 @@ extension Altp2mEngine {
         }
     }
 
+    /// Maps a device frame outside machine memory at a gfn as direct MMIO
+    /// (`p2m_mmio_direct`, as `XEN_DOMCTL_memory_mapping` does for a
+    /// passed-through device's BAR), removing what was mapped there. The
+    /// frame has an mfn, so lazy copy and propagation treat it as present,
+    /// but it is not RAM (`mfn_valid` is false): set_mem_access and
+    /// change_gfn on a view, set/get_suppress_ve and the revert of
+    /// change_gfn treat such an entry as absent.
+    /// - Throws: ``XenErrno/notFound`` for an unknown domain;
+    ///   ``XenErrno/invalid`` for `INVALID_GFN` or a frame of machine memory
+    ///   (map those with ``mapFrame(_:into:at:type:)``).
+    public func mapDirectMMIO(_ domain: DomainID, at gfn: GFN, mfn: MFN) throws(XenErrno) {
+        guard !gfn.isInvalid, !mfn.isInvalid, !isRAMFrame(mfn) else { throw .invalid }
+        try withDomain(domain) { domain throws(XenErrno) in
+            if domain.host.entries[gfn] != nil { hostWrite(&domain, at: gfn, nil) }
+            hostWrite(&domain, at: gfn, P2MEntry(mfn: mfn, type: .mmioDirect, access: domain.host.defaultAccess))
+        }
+    }
+
     /// Makes a gfn emulated MMIO (`p2m_mmio_dm`, no frame), removing what
     /// was mapped there. Guest accesses find no mapping and views never copy it.
     public func mapEmulatedMMIO(_ domain: DomainID, at gfn: GFN) throws(XenErrno) {

@@ -52,6 +52,12 @@ extension Altp2mEngine {
         return P2MEntry(mfn: hostEntry.mfn, type: hostEntry.type, access: access, suppressVE: true)
     }
 
+    /// The M2P entry of a machine frame (`get_gpfn_from_mfn`): the gfn a
+    /// host p2m maps it at as RAM, or `nil` (`INVALID_M2P_ENTRY`) for a free
+    /// frame, a frame mapped only as a grant or foreign mapping, or one whose
+    /// entry a change_gfn revert cleared (``revertEntry(_:view:gfn:)``).
+    public func m2pEntry(of mfn: MFN) -> GFN? { m2p[mfn] }
+
     /// A view's state.
     /// - Throws: as ``entry(_:_:gfn:)``.
     public func viewInfo(_ domain: DomainID, view: ViewID) throws(XenErrno) -> ViewInfo {

@@ -44,9 +44,11 @@ extension Altp2mEngine {
     /// - view 0: the host entry is rewritten (sve kept) and the change
     ///   propagates. On a gfn with no frame the host write still happens, as a
     ///   write of an invalid mfn, so it propagates like a dropped page.
-    /// - view k: the view's entry gets the access (sve kept); with no entry,
-    ///   a valid `p2m_ram_rw` host entry is copied first (sve 1), and anything
-    ///   else is silently skipped.
+    /// - view k: the view's entry gets the access (sve kept); with no entry
+    ///   whose mfn is valid (`altp2m_get_effective_entry` uses `mfn_valid`,
+    ///   so a direct-MMIO device frame does not count), a valid `p2m_ram_rw`
+    ///   host entry is copied first (sve 1), and anything else is silently
+    ///   skipped (`p2m_set_altp2m_mem_access`, Xen 4.17.0).
     ///
     /// `default` always means the host's default access.
     func applyMemAccess(_ domain: inout Domain, view: ViewID, gfn: GFN, access requested: MemAccess) {
@@ -62,7 +64,7 @@ extension Altp2mEngine {
             return
         }
         let index = Int(view.rawValue)
-        if var entry = domain.views[index].entries[gfn] {
+        if var entry = domain.views[index].entries[gfn], isRAMFrame(entry.mfn) {
             entry.access = access
             domain.views[index].entries[gfn] = entry
         } else if let hostEntry = domain.host.usableEntry(gfn) {

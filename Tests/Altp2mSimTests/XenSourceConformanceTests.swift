@@ -182,5 +182,62 @@ struct XenSourceConformanceTests {
             #expect(rc { try plain.createDomain(Baseline.config(name: "b", mode: .external, nestedVirt: true)) } == EINVAL)
         }
     }
+
+    // MARK: change_gfn's revert and mfn_valid
+
+    @Test("p2m_remove_entry: a revert refuses a direct-MMIO RAM entry with EILSEQ", arguments: XenVersion.allCases)
+    func p2mRemoveEntryRefusesDirectMMIO(xen: XenVersion) throws {
+        let b = try Baseline(xen: xen, active: true)
+        _ = try b.engine.createView(b.d, defaultAccess: .readWriteExecute)
+        try b.engine.mapFrame(try b.hostMFN(G2), into: b.d, at: H, type: .mmioDirect)
+        try b.engine.switchToView(b.d, view: 1)
+        _ = try b.engine.guestAccess(b.d, vcpu: v0, gfn: H, kind: .read)
+        #expect(try b.viewEntry(1, H)?.type == .mmioDirect)
+        #expect(rc { try b.engine.changeGFN(b.d, view: 1, oldGFN: H, newGFN: .invalid) } == -84)
+        #expect(try b.viewEntry(1, H) != nil)
+    }
+
+    @Test("p2m_remove_entry: reverting an entry clears its frame's M2P entry while the host still maps it",
+          arguments: XenVersion.allCases)
+    func p2mRemoveEntryClearsM2P(xen: XenVersion) throws {
+        let b = try Baseline(xen: xen, active: true)
+        _ = try b.engine.createView(b.d, defaultAccess: .readWriteExecute)
+        let frame = try b.hostMFN(G1)
+        #expect(b.engine.m2pEntry(of: frame) == G1)
+        try b.engine.setMemAccess(b.d, view: 1, gfn: G1, access: .read)
+        try b.engine.changeGFN(b.d, view: 1, oldGFN: G1, newGFN: .invalid)
+        #expect(try b.viewEntry(1, G1) == nil)
+        #expect(try b.hostMFN(G1) == frame)
+        #expect(b.engine.m2pEntry(of: frame) == nil, "the side effect of the revert")
+        // Nothing to remove: no change, 0.
+        try b.engine.changeGFN(b.d, view: 1, oldGFN: G2, newGFN: .invalid)
+        #expect(b.engine.m2pEntry(of: try b.hostMFN(G2)) == G2)
+        // Mapping the frame again restores it.
+        try b.engine.setMemAccess(b.d, view: 0, gfn: G1, access: .readWriteExecute)
+        #expect(b.engine.m2pEntry(of: frame) == G1)
+    }
+
+    @Test("altp2m_get_effective_entry, p2m_get_suppress_ve: a direct-MMIO device frame is not mfn_valid",
+          arguments: XenVersion.allCases)
+    func mfnValidExcludesDeviceFrames(xen: XenVersion) throws {
+        let b = try Baseline(xen: xen, active: true)
+        _ = try b.engine.createView(b.d, defaultAccess: .readWriteExecute)
+        let device = MFN(UInt64(b.engine.frameCounts.total) + 0x10)
+        try b.engine.mapDirectMMIO(b.d, at: H, mfn: device)
+        #expect(rc { try b.engine.getSuppressVE(b.d, view: 0, gfn: H) } == ESRCH)
+        // Lazy copy only asks for an mfn: the view gets the device frame.
+        try b.engine.switchToView(b.d, view: 1)
+        #expect(try b.engine.guestAccess(b.d, vcpu: v0, gfn: H, kind: .read) == .lazyCopyThenOK(mfn: device, view: 1))
+        let copied = try #require(try b.viewEntry(1, H))
+        #expect(rc { try b.engine.getSuppressVE(b.d, view: 1, gfn: H) } == ESRCH)
+        // set_mem_access falls back to the host, which is not ram_rw: skipped.
+        try b.engine.setMemAccess(b.d, view: 1, gfn: H, access: .none)
+        #expect(try b.viewEntry(1, H) == copied)
+        #expect(rc { try b.engine.setSuppressVE(b.d, view: 1, gfn: H, suppress: false) } == ESRCH)
+        #expect(rc { try b.engine.changeGFN(b.d, view: 1, oldGFN: G1, newGFN: H) } == ESRCH)
+        // The revert removes only entries with a valid mfn: 0, and it stays.
+        try b.engine.changeGFN(b.d, view: 1, oldGFN: H, newGFN: .invalid)
+        #expect(try b.viewEntry(1, H) == copied)
+    }
 }
 

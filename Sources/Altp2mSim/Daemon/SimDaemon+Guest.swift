@@ -159,6 +159,8 @@ extension SimDaemon {
                 fields["type"] = .string(entry.type.description)
                 fields["access"] = .string(entry.access.description)
                 fields["suppress_ve"] = .bool(entry.suppressVE)
+                // The frame's M2P entry: a change_gfn revert clears it (docs/SIMULATOR.md).
+                fields["m2p"] = engine.m2pEntry(of: entry.mfn).map(\.json) ?? "invalid"
             }
             if case .view(let view) = table, let info = try? engine.viewInfo(id, view: view) {
                 fields["view_active"] = .bool(info.isActive)
