@@ -26,13 +26,13 @@ extension Altp2mEngine {
 
     /// `p2m_change_altp2m_gfn`, spec §5.1 (Xen 4.17.0; `altp2m.c` from 4.19).
     ///
-    /// Remap: the old gfn's effective entry is found *with* prepopulate (a
-    /// view without a usable entry copies a valid `p2m_ram_rw` host page in
-    /// with the host's access and sve 1, else `ESRCH`), the new gfn's
-    /// *without* (else `ESRCH`; a prepopulated old gfn stays even then, and
-    /// nothing else is left behind). The old gfn then gets the new gfn's mfn,
-    /// type and access, with sve 0 if the guest itself made the call and 1
-    /// otherwise, and the remapped range grows to include the new gfn.
+    /// Remap: the old gfn's effective entry must exist (else `ESRCH`), then
+    /// the new gfn's (else `ESRCH`). Xen's lookup of the old gfn
+    /// "prepopulates" only a host superpage; the simulator's host pages are
+    /// 4 KiB, so a failed lookup of the new gfn leaves the view exactly as it
+    /// was. The old gfn then gets the new gfn's mfn, type and access, with
+    /// sve 0 if the guest itself made the call and 1 otherwise, and the
+    /// remapped range grows to include the new gfn.
     ///
     /// Revert (`new == INVALID_GFN`): see ``revertEntry(_:view:gfn:)``.
     func changeGFN(_ domain: inout Domain, view index: Int, old: GFN, new: GFN, guestCaller: Bool) throws(XenErrno) {
@@ -41,13 +41,6 @@ extension Altp2mEngine {
             return
         }
         if effectiveEntry(domain, view: index, gfn: old) == nil { throw .notFound }
-        if domain.views[index].entries[old].map({ isRAMFrame($0.mfn) }) != true {
-            let hostEntry = domain.host.usableEntry(old)!
-            // Prepopulate (≤4.21): the host page with the host's access and sve 1.
-            domain.views[index].entries[old] = P2MEntry(mfn: hostEntry.mfn, type: hostEntry.type,
-                                                        access: hostEntry.access, suppressVE: true)
-            domain.bumpGeneration()
-        }
         guard let target = effectiveEntry(domain, view: index, gfn: new) else { throw .notFound }
         domain.views[index].entries[old] = P2MEntry(mfn: target.mfn, type: target.type,
                                                     access: target.access, suppressVE: !guestCaller)

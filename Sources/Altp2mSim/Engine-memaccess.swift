@@ -33,6 +33,16 @@ extension Altp2mEngine {
             guard let gfn = buffers.word(pfnList, index: Int(index)),
                   let raw = buffers.byte(accessList, index: Int(index)) else { throw .badAddress }
             guard let access = MemAccess(abiValue: UInt16(raw), for: host.xen) else { throw .invalid }
+            // p2m_set_mem_access_multi (Xen 4.17.0) has no INVALID_GFN case:
+            // an all-ones gfn is an ordinary element. On the host p2m,
+            // ept_set_entry refuses a gfn beyond the EPT's reach (EINVAL,
+            // which stops the list); on a view the lookup finds nothing and
+            // the element is skipped like any unusable gfn.
+            if GFN(gfn).isInvalid {
+                if view == .hostOrView0 { throw .invalid }
+                index += 1
+                continue
+            }
             applyMemAccess(&domain, view: view, gfn: GFN(gfn), access: access)
             index += 1
         }

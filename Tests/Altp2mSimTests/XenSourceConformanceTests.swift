@@ -239,5 +239,37 @@ struct XenSourceConformanceTests {
         try b.engine.changeGFN(b.d, view: 1, oldGFN: H, newGFN: .invalid)
         #expect(try b.viewEntry(1, H) == copied)
     }
+
+    // MARK: Points the model left open
+
+    @Test("p2m_set_mem_access_multi: an all-ones gfn is no default-access request; EINVAL on the host, skipped on a view",
+          arguments: XenVersion.allCases)
+    func p2mSetMemAccessMultiAllOnes(xen: XenVersion) throws {
+        let b = try Baseline(xen: xen, active: true)
+        _ = try b.engine.createView(b.d, defaultAccess: .readWriteExecute)
+        var buffers = HypercallBuffers()
+        let pfns = buffers.add(words: [G1.rawValue, ~0, G2.rawValue])
+        let accesses = buffers.add([1, 1, 1])
+        let host = HVMAltp2mOp.setMemAccessMulti(b.d, view: 0, count: 3, pfnList: pfns, accessList: accesses)
+        #expect(b.hypercall(host, buffers: buffers).rc == EINVAL)
+        #expect(try b.engine.getMemAccess(b.d, view: 0, gfn: G1) == .read)
+        #expect(try b.engine.getMemAccess(b.d, view: 0, gfn: .invalid) == .readWriteExecute, "default unchanged")
+        #expect(try b.engine.getMemAccess(b.d, view: 0, gfn: G2) == .readWriteExecute, "the list stopped")
+        let view = HVMAltp2mOp.setMemAccessMulti(b.d, view: 1, count: 3, pfnList: pfns, accessList: accesses)
+        #expect(b.hypercall(view, buffers: buffers).rc == OK)
+        #expect(try b.engine.getMemAccess(b.d, view: 1, gfn: G2) == .read)
+        #expect(try b.engine.getMemAccess(b.d, view: 1, gfn: .invalid) == .readWriteExecute)
+    }
+
+    @Test("p2m_change_altp2m_gfn: a failed lookup of the new gfn leaves nothing behind", arguments: XenVersion.allCases)
+    func p2mChangeAltp2mGFNLeavesNothing(xen: XenVersion) throws {
+        let b = try Baseline(xen: xen, active: true)
+        _ = try b.engine.createView(b.d, defaultAccess: .readWriteExecute)
+        let generation = try b.engine.generation(of: b.d)
+        #expect(rc { try b.engine.changeGFN(b.d, view: 1, oldGFN: G1, newGFN: H) } == ESRCH)
+        #expect(try b.viewEntry(1, G1) == nil)
+        #expect(try b.engine.viewInfo(b.d, view: 1).entryCount == 0)
+        #expect(try b.engine.generation(of: b.d) == generation)
+    }
 }
 
