@@ -34,6 +34,13 @@ public protocol ChannelHost: HypervisorControl {
     /// read it (Xen can only set it).
     func accessRequired(_ domain: DomainID) throws(XenErrno) -> Bool?
 
+    /// Whether the domain is in log-dirty mode (live migration, or a device
+    /// model tracking VRAM), or `nil` if the backend cannot tell (Xen has no
+    /// call that only reads it). In that mode a write fault on a log-dirty
+    /// entry resets the gfn's access to the host default in every view
+    /// (`p2m_change_type_one`), which would undo a channel's lock-out.
+    func logDirtyMode(_ domain: DomainID) throws(XenErrno) -> Bool?
+
     /// Sets `access_required`: with it, a p2m access violation that no
     /// monitor ring receives crashes the domain instead of silently relaxing
     /// the entry to `rwx` (spec §4.3).
@@ -187,4 +194,7 @@ extension ChannelHost {
 
     /// Unknown by default.
     public func accessRequired(_ domain: DomainID) throws(XenErrno) -> Bool? { nil }
+
+    /// Unknown by default.
+    public func logDirtyMode(_ domain: DomainID) throws(XenErrno) -> Bool? { nil }
 }

@@ -11,12 +11,17 @@ public struct CPUProfile: Hashable, Sendable, CustomStringConvertible {
     public var hasVE: Bool
     /// The monitor trap flag (single-stepping for vm_event).
     public var hasMTF: Bool
+    /// Page-modification logging (Broadwell and later; Xen's `ept=pml`
+    /// defaults to on). In log-dirty mode Xen then leaves 4-KiB log-dirty
+    /// entries writable and lets the CPU log the writes (`ept_p2m_type_to_flags`).
+    public var hasPML: Bool
     /// A short name for messages.
     public var name: String
 
     /// Creates a profile from its features.
-    public init(name: String, hasEPT: Bool, hasVMFUNC: Bool, hasVE: Bool, hasMTF: Bool) {
+    public init(name: String, hasEPT: Bool, hasVMFUNC: Bool, hasVE: Bool, hasMTF: Bool, hasPML: Bool = false) {
         self.name = name
+        self.hasPML = hasPML && hasEPT
         self.hasEPT = hasEPT
         self.hasVMFUNC = hasVMFUNC
         self.hasVE = hasVE && hasVMFUNC   // Xen masks #VE off without VMFUNC (§1.6)
@@ -24,7 +29,8 @@ public struct CPUProfile: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// An Intel CPU with EPT, VMFUNC and #VE (Broadwell and later): the default.
-    public static let intel = CPUProfile(name: "intel", hasEPT: true, hasVMFUNC: true, hasVE: true, hasMTF: true)
+    public static let intel = CPUProfile(name: "intel", hasEPT: true, hasVMFUNC: true, hasVE: true, hasMTF: true,
+                                         hasPML: true)
 
     /// An Intel CPU with VMFUNC but no #VE (Haswell). `vcpu_enable_notify`
     /// fails, so guests never get hardware VMFUNC (spec §11.3).

@@ -50,6 +50,9 @@ public struct XenErrno: Error, RawRepresentable, Hashable, Sendable, CustomStrin
     public static var noDevice: XenErrno { XenErrno(rawValue: 19) }
     /// `EINVAL` (22): an invalid argument.
     public static var invalid: XenErrno { XenErrno(rawValue: 22) }
+    /// `EILSEQ` (84): an entry that may not be removed this way (for example
+    /// a directly mapped MMIO frame in `p2m_remove_entry`).
+    public static var illegalSequence: XenErrno { XenErrno(rawValue: 84) }
     /// `ENOSPC` (28): no space left.
     public static var noSpace: XenErrno { XenErrno(rawValue: 28) }
     /// `ERANGE` (34): a value out of range.
@@ -79,6 +82,7 @@ public struct XenErrno: Error, RawRepresentable, Hashable, Sendable, CustomStrin
         22: ("EINVAL", "invalid argument"),
         28: ("ENOSPC", "no space left"),
         34: ("ERANGE", "result out of range"),
+        84: ("EILSEQ", "illegal byte sequence"),
         95: ("EOPNOTSUPP", "operation not supported"),
     ]
 

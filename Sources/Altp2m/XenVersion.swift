@@ -31,6 +31,18 @@ public enum XenVersion: Int, CaseIterable, Comparable, Hashable, Sendable, Custo
     /// 1...512), instead of the constant 10 (≥4.21).
     public var configurableViewCount: Bool { self >= .v4_21 }
 
+    /// A fast single-step switches the vCPU's view even when the monitor did
+    /// not ask for single-step events: `hvm_monitor_debug` checks the fast
+    /// single-step before `singlestep_enabled` (≥4.19, commit 410ef33439;
+    /// 4.17 returns early and the pending switch never happens).
+    public var fastSinglestepWithoutSinglestepEvents: Bool { self >= .v4_19 }
+
+    /// Domain creation refuses an altp2m mode on a host without altp2m
+    /// support (`hvm_altp2m_supported()` in `arch_sanitise_domain_config`,
+    /// ≥4.21, commit 06cf6cdab4; 4.19 and 4.20 create the domain, whose
+    /// altp2m calls then fail with `EOPNOTSUPP`).
+    public var creationChecksAltp2mSupport: Bool { self >= .v4_21 }
+
     /// `XENMEM_access_default` in this version's ABI.
     public var accessDefaultABIValue: UInt16 { hasReadPageWalkWrite ? 11 : 10 }
 

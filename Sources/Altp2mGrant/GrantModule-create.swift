@@ -30,8 +30,8 @@ extension GrantModule {
     ///    altp2m mode is external or limited (mixed only with `allowMixed`),
     ///    the policy allows the pair with these settings, both agents have
     ///    registered keys;
-    /// 2. per domain: altp2m activated if it was not, its one channel view
-    ///    found or created, `access_required` set;
+    /// 2. per domain: altp2m activated if it was not, then `access_required` set while altp2m is active
+    ///    (Xen keeps it per p2m), its one channel view found or created;
     /// 3. the channel view made visible, #VE (and with it VMFUNC) enabled on
     ///    every vCPU with an info page per vCPU; other visible views reported;
     /// 4. `N` shared frames obtained, a window of `N` gfns reserved in each
@@ -137,6 +137,7 @@ extension GrantModule {
                 throw StepFailure(.policy, .invalidRequest,
                                   "\(info.name) (\(info.id)) has altp2m disabled; set altp2m=\"external\" in its xl.cfg (simulator: create the domain with --altp2m external)")
             }
+            try refuseLogDirty(info)
         }
         var keysInOrder: [Curve25519.KeyAgreement.PublicKey] = []
         let ordered = first.id < second.id ? [first, second] : [second, first]
@@ -148,6 +149,24 @@ extension GrantModule {
             keysInOrder.append(key)
         }
         return ResolvedPair(infos: ordered, agentKeys: keysInOrder, warnings: warnings)
+    }
+
+    /// Refuses a domain in log-dirty mode (live migration, or a device model
+    /// tracking VRAM). There, a write fault on a log-dirty entry makes Xen
+    /// run `p2m_change_type_one`, which gives the host entry the default
+    /// access and pushes it into every view holding the gfn: the window's
+    /// `n` would become the default in every view and the channel view's
+    /// remap would be replaced (docs/XEN.md). A backend that cannot tell
+    /// (`nil`, Xen) is not refused; docs/XEN.md tells the operator.
+    func refuseLogDirty(_ info: DomainInfo) throws(StepFailure) {
+        let who = "\(info.name) (\(info.id))"
+        let logDirty = try during(.policy, "\(who): reading whether it is in log-dirty mode") { () throws(XenErrno) in
+            try host.logDirtyMode(info.id)
+        }
+        guard logDirty != true else {
+            throw StepFailure(.policy, .invalidRequest,
+                              "\(who) is in log-dirty mode (live migration or VRAM tracking), where a write fault resets the access of the gfn in every view and would undo the lock-out; create the channel once the migration has finished or been cancelled")
+        }
     }
 
     /// Finds a domain by name, or by id (`7` or `d7`) when no domain has that name.
@@ -265,6 +284,16 @@ extension GrantModule {
 
     /// Step 2 for one domain. The work record is appended before anything
     /// changes, so a failure half-way is undone too.
+    ///
+    /// Order, and why: `access_required` is a flag of each p2m on Xen, and
+    /// `arch_p2m_set_access_required` writes the views' flags only while
+    /// altp2m is active (spec §2.2). So altp2m is activated first, and the
+    /// flag is set after it, every time: also when it reads as set already
+    /// (someone may have set it while altp2m was inactive, so the host has it
+    /// and the views do not) and when the domain already carries channels
+    /// (an activation the grant module did not do may lie between). Setting
+    /// it again is harmless; a view without it would relax a stray access to
+    /// `rwx` when no monitor listens, which the lock-out must never allow.
     private func prepareDomain(_ info: DomainInfo, into domains: inout [DomainWork]) throws(StepFailure) {
         let who = "\(info.name) (\(info.id))"
         if let existing = registry.contents.domains[info.id] {
@@ -275,6 +304,9 @@ extension GrantModule {
             guard views.contains(where: { $0.view == existing.view }) else {
                 throw StepFailure(.channelView, .verification,
                                   "\(who): its channel \(existing.view) no longer exists (altp2m was reset outside the grant module); destroy its channels first: chanctl channel destroy <name>")
+            }
+            try during(.accessRequired, "\(who): setting access_required again (altp2m is active)") {
+                () throws(XenErrno) in try host.setAccessRequired(info.id, true)
             }
             return
         }
@@ -292,6 +324,15 @@ extension GrantModule {
             work.state.activatedByUs = true
             domains[index] = work
         }
+        let required = try during(.accessRequired, "\(who): reading access_required") { () throws(XenErrno) in
+            try host.accessRequired(info.id)
+        }
+        // Recorded before the call, so that a failure half-way is undone.
+        work.state.accessRequiredByUs = required != true
+        domains[index] = work
+        try during(.accessRequired, "\(who): setting access_required (altp2m is active, so every view gets it)") {
+            () throws(XenErrno) in try host.setAccessRequired(info.id, true)
+        }
         do {
             work.state.view = try host.createView(info.id, defaultAccess: .default)
         } catch {
@@ -301,16 +342,6 @@ extension GrantModule {
             throw StepFailure(.channelView, .hypervisor(error), detail)
         }
         domains[index] = work
-        let required = try during(.accessRequired, "\(who): reading access_required") { () throws(XenErrno) in
-            try host.accessRequired(info.id)
-        }
-        if required != true {
-            try during(.accessRequired, "\(who): setting access_required") { () throws(XenErrno) in
-                try host.setAccessRequired(info.id, true)
-            }
-            work.state.accessRequiredByUs = true
-            domains[index] = work
-        }
     }
 
     /// Step 4's #VE part for one domain: an info page and `vcpu_enable_notify`

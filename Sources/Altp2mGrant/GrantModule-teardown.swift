@@ -338,11 +338,12 @@ extension GrantModule {
 
     /// Removes what the grant module added to a domain that carries no more
     /// channels: the channel view is hidden (so no VMFUNC can re-enter it),
-    /// every vCPU moved to view 0, the view destroyed; #VE is disabled on the
-    /// vCPUs the module enabled (or altp2m deactivated, if the module
-    /// activated it and no other view exists, which also turns VMFUNC off),
-    /// their info pages released, and `access_required` cleared if the
-    /// module set it.
+    /// every vCPU moved to view 0, the view destroyed; `access_required`
+    /// cleared if the module set it, while altp2m is still active (see
+    /// `clearAccessRequired`); then #VE is disabled on the vCPUs the module
+    /// enabled (or altp2m deactivated, if the module activated it and no
+    /// other view exists, which also turns VMFUNC off), and their info pages
+    /// released.
     func retireDomain(_ state: DomainState, problems: inout [String]) {
         let domain = state.domain
         let who = "\(state.name) (\(domain))"
@@ -366,6 +367,9 @@ extension GrantModule {
                 try host.destroyView(domain, view: state.view)
             }
         }
+        if state.accessRequiredByUs {
+            clearAccessRequired(state, problems: &problems)
+        }
         let others = ((try? host.activeViews(domain)) ?? []).filter { $0.view != .hostOrView0 }
         if state.activatedByUs && others.isEmpty {
             note(&problems, "\(who): deactivating altp2m") { () throws(XenErrno) in
@@ -383,10 +387,22 @@ extension GrantModule {
                 try host.releaseVEInfoPage(domain, gfn: page)
             }
         }
-        if state.accessRequiredByUs {
-            note(&problems, "\(who): clearing access_required") { () throws(XenErrno) in
-                try host.setAccessRequired(domain, false)
-            }
+    }
+
+    /// Clears `access_required` while altp2m is still active: Xen keeps the
+    /// flag per p2m and `arch_p2m_set_access_required` reaches the views only
+    /// while altp2m is active, and deactivation leaves the views' flags as
+    /// they are. Cleared after deactivating, the views would keep it, and a
+    /// later activation without a monitor would crash the domain on its
+    /// first violation.
+    private func clearAccessRequired(_ state: DomainState, problems: inout [String]) {
+        let domain = state.domain
+        let who = "\(state.name) (\(domain))"
+        if (try? host.getDomainState(domain)) == false {
+            problems.append("\(who): altp2m was deactivated outside the grant module, so clearing access_required reaches only the host p2m and its views keep it; activate altp2m and run xc_domain_set_access_required(\(domain.rawValue), 0) to clear them")
+        }
+        note(&problems, "\(who): clearing access_required") { () throws(XenErrno) in
+            try host.setAccessRequired(domain, false)
         }
     }
 }

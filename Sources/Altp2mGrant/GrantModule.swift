@@ -175,6 +175,9 @@ public final class GrantModule {
                 problems.append("\(side.domainName) (\(side.domain)): cannot list views: \(error)")
                 continue
             }
+            if (try? host.logDirtyMode(side.domain)) == true {
+                problems.append("\(side.domainName) (\(side.domain)) is in log-dirty mode (live migration or VRAM tracking): a write fault there resets the channel's gfns to the default access in every view; destroy it (chanctl channel destroy \(channel.name)) and create it again once the migration has finished")
+            }
             problems += verifyWindow(side, pageCount: channel.pageCount)
             if let visible = views[side.domain]?.first(where: { $0.view == side.view })?.isVisible, !visible {
                 problems.append("\(side.domainName) (\(side.domain)): the channel \(side.view) is hidden from VMFUNC")

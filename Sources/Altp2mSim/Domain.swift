@@ -49,9 +49,9 @@ struct Domain {
     var isCrashed = false
     /// Toolstack pauses (`xc_domain_pause`); vm_event pauses are per vCPU.
     var pauseCount = 0
-    /// `access_required`: crash instead of relaxing when no monitor listens.
-    /// Xen sets it on the host and every view at once, so one flag suffices.
-    var accessRequired = false
+    /// Log-dirty mode (`paging_mode_log_dirty`): live migration or a device
+    /// model tracking VRAM.
+    var logDirty = false
     var monitor: MonitorRing?
     /// Increases whenever what a guest could observe of its views changes
     /// (see `Altp2mEngine.generation(of:)`).

@@ -44,7 +44,9 @@ extension Altp2mEngine {
         guard offset >= 0, count >= 0, offset + count <= MachineFrame.size else { throw .invalid }
         let outcome = try guestAccess(domain, vcpu: vcpu, gfn: gfn, kind: .read, offset: UInt64(offset))
         return GuestReadResult(outcome: outcome,
-                               bytes: outcome.completedMFN.map { memory.read($0, offset: offset, count: count) })
+                               bytes: outcome.completedMFN.flatMap {
+                                   isRAMFrame($0) ? memory.read($0, offset: offset, count: count) : nil
+                               })
     }
 
     /// Writes `bytes` at `offset` of `gfn` as the guest on `vcpu` would. The
@@ -56,7 +58,7 @@ extension Altp2mEngine {
                            bytes: some Collection<UInt8>) throws(XenErrno) -> GuestAccessOutcome {
         guard offset >= 0, offset + bytes.count <= MachineFrame.size else { throw .invalid }
         let outcome = try guestAccess(domain, vcpu: vcpu, gfn: gfn, kind: .write, offset: UInt64(offset))
-        if let mfn = outcome.completedMFN { memory.write(mfn, offset: offset, bytes: bytes) }
+        if let mfn = outcome.completedMFN, isRAMFrame(mfn) { memory.write(mfn, offset: offset, bytes: bytes) }
         return outcome
     }
 
@@ -92,6 +94,7 @@ extension Altp2mEngine {
             let accessAllows = entry.access.permits(kind)
                 || (entry.access == .readPageWalkWrite && kind == .write && duringPageWalk)
             let typeAllows = entry.type.permissionBits & UInt8(kind.bit) != 0
+                || (entry.type == .ramLogDirty && kind == .write && logDirtyEntryWritable(domain))
             if accessAllows && typeAllows {
                 retireInstruction(&domain, vcpu: vcpu)
                 if let asyncEvent { return .vmEvent(asyncEvent, completedAt: entry.mfn) }
@@ -123,7 +126,11 @@ extension Altp2mEngine {
                 let converted = current == .noneToReadWriteExecute
                 if converted { setCurrentAccess(&domain, view: view, gfn: gfn, to: .readWriteExecute) }
                 guard let ring = domain.monitor else {
-                    if domain.accessRequired {
+                    // The flag of the p2m in use (`p2m_mem_access_check`,
+                    // Xen 4.17.0): the view's own, not the host's.
+                    let required = view.map { domain.views[Int($0.rawValue)].accessRequired }
+                        ?? domain.host.accessRequired
+                    if required {
                         domain.isCrashed = true
                         return .domainCrashed
                     }
@@ -148,7 +155,7 @@ extension Altp2mEngine {
 
             // The access type allows it but the p2m type does not.
             if kind == .write && entry.type == .ramLogDirty {
-                fixUpLogDirty(&domain, view: view, gfn: gfn)
+                fixUpLogDirty(&domain, gfn: gfn)
                 continue
             }
             if kind == .write && (entry.type == .ramRO || entry.type == .grantMapRO) {
@@ -160,8 +167,10 @@ extension Altp2mEngine {
             domain.isCrashed = true
             return .domainCrashed
         }
-        // Unreachable by construction (every retry changes the entry); a
-        // guest that kept faulting would livelock, which this reports.
+        // Every retry but one changes the entry: a write to a view entry left
+        // log-dirty while the host entry is not (p2m_change_type_one gives
+        // EBUSY and nothing fixes the view) faults for ever in Xen; this
+        // reports that livelock.
         return .faultSwallowed(view: view ?? .invalid)
     }
 
@@ -189,19 +198,16 @@ extension Altp2mEngine {
         }
     }
 
-    /// The log-dirty write fix-up: the page is marked dirty and the host
-    /// entry goes back to `p2m_ram_rw` (a host write, which propagates to the
-    /// views holding the gfn). A view entry left log-dirty while the host was
-    /// already fixed is fixed directly, so the retried write succeeds.
-    private func fixUpLogDirty(_ domain: inout Domain, view: ViewID?, gfn: GFN) {
-        if var entry = domain.host.entries[gfn], entry.type == .ramLogDirty {
-            entry.type = .ramRW
-            hostWrite(&domain, at: gfn, entry)
-        }
-        if let view, domain.views[Int(view.rawValue)].entries[gfn]?.type == .ramLogDirty {
-            domain.views[Int(view.rawValue)].entries[gfn]?.type = .ramRW
-            domain.bumpGeneration()
-        }
+    /// The log-dirty write fix-up of `hvm_hap_nested_page_fault` (Xen
+    /// 4.17.0 to 4.21): the page is marked dirty and `p2m_change_type_one`
+    /// turns the **host** entry from log-dirty back to `p2m_ram_rw` with the
+    /// host's default access, a host write that propagates into every view
+    /// holding the gfn (so a view's own restriction, or a remap, at that gfn
+    /// is replaced). `EBUSY` (the host entry is not log-dirty) is ignored,
+    /// and nothing rewrites the view's entry directly: the fault is retried
+    /// as it is.
+    private func fixUpLogDirty(_ domain: inout Domain, gfn: GFN) {
+        try? changeTypeOne(&domain, gfn: gfn, from: .ramLogDirty, to: .ramRW)
     }
 
     /// Delivers a hardware #VE if the SDM conditions hold (§4.4): a CPU with
@@ -224,9 +230,15 @@ extension Altp2mEngine {
     }
 
     /// A `VM_EVENT_REASON_MEM_ACCESS` request (§7).
+    ///
+    /// A write carries `MEM_ACCESS_R | MEM_ACCESS_W`: `ept_handle_violation`
+    /// (Xen 4.17.0, unchanged to 4.21) builds the fault's `read_access` as
+    /// "read or write", and `p2m_mem_access_check` turns each of the fault's
+    /// bits into a flag.
     private func memAccessRequest(_ domain: Domain, vcpu: Int, gfn: GFN, offset: UInt64, kind: AccessKind,
                                   gla: UInt64?, duringPageWalk: Bool, synchronous: Bool) -> VMEventRequest {
         var flags = MemAccessEventFlags(kind)
+        if kind == .write { flags.insert(.read) }
         if gla != nil { flags.insert(.glaValid) }
         if duringPageWalk {
             flags.insert(.faultInGPT)

@@ -79,7 +79,11 @@ extension Altp2mEngine {
         return id
     }
 
-    /// The ≥4.19 `arch_sanitise_domain_config` checks of the altp2m fields.
+    /// The ≥4.19 `arch_sanitise_domain_config` checks of the altp2m fields
+    /// (RELEASE-4.19.0 and RELEASE-4.21.0): option bits outside the mask;
+    /// with a mode, altp2m support (4.21 only), HAP, no nested virt and
+    /// (4.21) a count in 1...512; without one, a count of 0. A PV domain has
+    /// no HAP, so it fails the HAP check.
     private func checkCreationAltp2m(_ config: DomainConfig) throws(XenErrno) -> (Altp2mMode, Int) {
         guard config.altp2mOptions & ~3 == 0 else { throw .invalid }
         let mode = config.altp2mMode
@@ -92,7 +96,10 @@ extension Altp2mEngine {
             count = Self.defaultViewCount
         }
         if enabled {
-            guard host.altp2mSupported, config.hap, !config.nestedVirt, config.kind == .hvm else { throw .invalid }
+            if host.xen.creationChecksAltp2mSupport {
+                guard host.altp2mSupported else { throw .invalid }
+            }
+            guard config.hap, !config.nestedVirt, config.kind == .hvm else { throw .invalid }
             guard count != 0 else { throw .invalid }
         }
         if host.xen.configurableViewCount {
@@ -113,7 +120,8 @@ extension Altp2mEngine {
         for vcpu in domain.vcpus {
             if let page = vcpu.notify { releaseFrame(page.mfn) }
         }
-        for entry in domain.host.entries.values where entry.hasValidFrame {
+        for entry in domain.host.entries.values where entry.hasValidFrame && isRAMFrame(entry.mfn) {
+            if !entry.type.isSpecial { m2p[entry.mfn] = nil }
             releaseFrame(entry.mfn)
         }
     }
@@ -137,8 +145,19 @@ extension Altp2mEngine {
     /// Sets `access_required` (`xc_domain_set_access_required`): with it, a
     /// violation with no monitor ring crashes the domain instead of relaxing
     /// the entry (spec §4.3).
+    ///
+    /// Follows `arch_p2m_set_access_required` (Xen 4.17.0, unchanged to
+    /// 4.21): the flag belongs to each p2m. The host p2m's is always written;
+    /// every view's (active or not) only while altp2m is active. A flag set
+    /// while altp2m is inactive therefore never reaches the views, and one
+    /// cleared while inactive stays set in them; the fault path reads the
+    /// flag of the p2m the vCPU runs on.
     public func setAccessRequired(_ id: DomainID, _ required: Bool) throws(XenErrno) {
-        try withDomain(id) { domain throws(XenErrno) in domain.accessRequired = required }
+        try withDomain(id) { domain throws(XenErrno) in
+            domain.host.accessRequired = required
+            guard domain.isActive else { return }
+            for index in domain.views.indices { domain.views[index].accessRequired = required }
+        }
     }
 
     /// Crashes a domain (`domain_crash`): its vCPUs stop; its state stays

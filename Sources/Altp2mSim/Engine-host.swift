@@ -59,6 +59,24 @@ extension Altp2mEngine {
         }
     }
 
+    /// Maps a device frame outside machine memory at a gfn as direct MMIO
+    /// (`p2m_mmio_direct`, as `XEN_DOMCTL_memory_mapping` does for a
+    /// passed-through device's BAR), removing what was mapped there. The
+    /// frame has an mfn, so lazy copy and propagation treat it as present,
+    /// but it is not RAM (`mfn_valid` is false): set_mem_access and
+    /// change_gfn on a view, set/get_suppress_ve and the revert of
+    /// change_gfn treat such an entry as absent.
+    /// - Throws: ``XenErrno/notFound`` for an unknown domain;
+    ///   ``XenErrno/invalid`` for `INVALID_GFN` or a frame of machine memory
+    ///   (map those with ``mapFrame(_:into:at:type:)``).
+    public func mapDirectMMIO(_ domain: DomainID, at gfn: GFN, mfn: MFN) throws(XenErrno) {
+        guard !gfn.isInvalid, !mfn.isInvalid, !isRAMFrame(mfn) else { throw .invalid }
+        try withDomain(domain) { domain throws(XenErrno) in
+            if domain.host.entries[gfn] != nil { hostWrite(&domain, at: gfn, nil) }
+            hostWrite(&domain, at: gfn, P2MEntry(mfn: mfn, type: .mmioDirect, access: domain.host.defaultAccess))
+        }
+    }
+
     /// Makes a gfn emulated MMIO (`p2m_mmio_dm`, no frame), removing what
     /// was mapped there. Guest accesses find no mapping and views never copy it.
     public func mapEmulatedMMIO(_ domain: DomainID, at gfn: GFN) throws(XenErrno) {
@@ -69,16 +87,14 @@ extension Altp2mEngine {
         }
     }
 
-    /// Changes the type of a mapped host gfn (`p2m_change_type_one`), for
-    /// example to `.ramLogDirty` to model log-dirty tracking; mfn, access and
-    /// sve are kept.
-    /// - Throws: ``XenErrno/invalid`` if the gfn maps no frame or `type` has none.
+    /// Changes the type of a mapped host gfn, whatever it is now: a
+    /// ``changeHostType(_:gfn:from:to:)`` from its current type. As
+    /// `p2m_change_type_one` does, the entry gets the host p2m's default
+    /// access (mfn and sve are kept), and the write propagates to the views.
+    /// - Throws: ``XenErrno/invalid`` if the gfn maps no frame or either
+    ///   type is not RAM.
     public func setHostType(_ domain: DomainID, gfn: GFN, type: P2MType) throws(XenErrno) {
-        guard type.hasFrame else { throw .invalid }
-        try withDomain(domain) { domain throws(XenErrno) in
-            guard var entry = domain.host.validEntry(gfn) else { throw .invalid }
-            entry.type = type
-            hostWrite(&domain, at: gfn, entry)
-        }
+        guard let current = try entry(domain, .host, gfn: gfn), current.entry.hasValidFrame else { throw .invalid }
+        try changeHostType(domain, gfn: gfn, from: current.type, to: type)
     }
 }

@@ -52,6 +52,12 @@ extension Altp2mEngine {
         return P2MEntry(mfn: hostEntry.mfn, type: hostEntry.type, access: access, suppressVE: true)
     }
 
+    /// The M2P entry of a machine frame (`get_gpfn_from_mfn`): the gfn a
+    /// host p2m maps it at as RAM, or `nil` (`INVALID_M2P_ENTRY`) for a free
+    /// frame, a frame mapped only as a grant or foreign mapping, or one whose
+    /// entry a change_gfn revert cleared (``revertEntry(_:view:gfn:)``).
+    public func m2pEntry(of mfn: MFN) -> GFN? { m2p[mfn] }
+
     /// A view's state.
     /// - Throws: as ``entry(_:_:gfn:)``.
     public func viewInfo(_ domain: DomainID, view: ViewID) throws(XenErrno) -> ViewInfo {
@@ -61,7 +67,7 @@ extension Altp2mEngine {
         return ViewInfo(index: view, isActive: table.isActive, isVisible: table.isVisible,
                         defaultAccess: table.defaultAccess, minRemappedGFN: table.minRemappedGFN,
                         maxRemappedGFN: table.maxRemappedGFN, activeVCPUs: table.activeVCPUs,
-                        entryCount: table.entries.count)
+                        entryCount: table.entries.count, accessRequired: table.accessRequired)
     }
 
     /// A vCPU's state.
@@ -83,8 +89,8 @@ extension Altp2mEngine {
                             vcpuCount: domain.vcpus.count, mode: domain.mode,
                             viewCount: domain.viewCount, isActive: domain.isActive,
                             hostDefaultAccess: domain.host.defaultAccess, isCrashed: domain.isCrashed,
-                            pauseCount: domain.pauseCount, accessRequired: domain.accessRequired,
-                            hasMonitorRing: domain.monitor != nil,
+                            pauseCount: domain.pauseCount, accessRequired: domain.host.accessRequired,
+                            hasMonitorRing: domain.monitor != nil, logDirty: domain.logDirty,
                             mappedPageCount: domain.host.mappedPageCount, generation: domain.generation)
     }
 

@@ -33,6 +33,16 @@ extension Altp2mEngine {
             guard let gfn = buffers.word(pfnList, index: Int(index)),
                   let raw = buffers.byte(accessList, index: Int(index)) else { throw .badAddress }
             guard let access = MemAccess(abiValue: UInt16(raw), for: host.xen) else { throw .invalid }
+            // p2m_set_mem_access_multi (Xen 4.17.0) has no INVALID_GFN case:
+            // an all-ones gfn is an ordinary element. On the host p2m,
+            // ept_set_entry refuses a gfn beyond the EPT's reach (EINVAL,
+            // which stops the list); on a view the lookup finds nothing and
+            // the element is skipped like any unusable gfn.
+            if GFN(gfn).isInvalid {
+                if view == .hostOrView0 { throw .invalid }
+                index += 1
+                continue
+            }
             applyMemAccess(&domain, view: view, gfn: GFN(gfn), access: access)
             index += 1
         }
@@ -44,9 +54,11 @@ extension Altp2mEngine {
     /// - view 0: the host entry is rewritten (sve kept) and the change
     ///   propagates. On a gfn with no frame the host write still happens, as a
     ///   write of an invalid mfn, so it propagates like a dropped page.
-    /// - view k: the view's entry gets the access (sve kept); with no entry,
-    ///   a valid `p2m_ram_rw` host entry is copied first (sve 1), and anything
-    ///   else is silently skipped.
+    /// - view k: the view's entry gets the access (sve kept); with no entry
+    ///   whose mfn is valid (`altp2m_get_effective_entry` uses `mfn_valid`,
+    ///   so a direct-MMIO device frame does not count), a valid `p2m_ram_rw`
+    ///   host entry is copied first (sve 1), and anything else is silently
+    ///   skipped (`p2m_set_altp2m_mem_access`, Xen 4.17.0).
     ///
     /// `default` always means the host's default access.
     func applyMemAccess(_ domain: inout Domain, view: ViewID, gfn: GFN, access requested: MemAccess) {
@@ -62,7 +74,7 @@ extension Altp2mEngine {
             return
         }
         let index = Int(view.rawValue)
-        if var entry = domain.views[index].entries[gfn] {
+        if var entry = domain.views[index].entries[gfn], isRAMFrame(entry.mfn) {
             entry.access = access
             domain.views[index].entries[gfn] = entry
         } else if let hostEntry = domain.host.usableEntry(gfn) {

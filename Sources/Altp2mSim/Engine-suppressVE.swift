@@ -34,9 +34,7 @@ extension Altp2mEngine {
             return
         }
         let index = Int(view.rawValue)
-        guard var entry = domain.views[index].entries[gfn] ?? domain.host.usableEntry(gfn) else {
-            throw .notFound
-        }
+        guard var entry = effectiveEntry(domain, view: index, gfn: gfn) else { throw .notFound }
         entry.suppressVE = suppress
         domain.views[index].entries[gfn] = entry
         domain.bumpGeneration()
@@ -49,9 +47,11 @@ extension Altp2mEngine {
         guard view == .hostOrView0 || domain.isValidView(view) else { throw .invalid }
         let gfn = GFN(op.field(UInt64.self, at: 8))
         let entry = view == .hostOrView0
-            ? domain.host.validEntry(gfn)
+            ? domain.host.entries[gfn]
             : domain.views[Int(view.rawValue)].entries[gfn]
-        guard let entry else { throw .notFound }
+        // `p2m_get_suppress_ve` (Xen 4.17.0): ESRCH unless `mfn_valid`, so a
+        // direct-MMIO device frame reads as absent.
+        guard let entry, isRAMFrame(entry.mfn) else { throw .notFound }
         op.setField(UInt8(entry.suppressVE ? 1 : 0), at: 2)
     }
 
@@ -99,7 +99,7 @@ extension Altp2mEngine {
                 result.insert(gfn)
             }
         } else {
-            for gfn in domain.views[Int(view.rawValue)].entries.keys where range.contains(gfn) {
+            for (gfn, entry) in domain.views[Int(view.rawValue)].entries where range.contains(gfn) && isRAMFrame(entry.mfn) {
                 result.insert(gfn)
             }
             for (gfn, entry) in domain.host.entries where range.contains(gfn) && entry.isUsableRAM {

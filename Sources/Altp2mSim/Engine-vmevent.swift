@@ -27,14 +27,23 @@ extension Altp2mEngine {
         }
     }
 
-    /// Disables the ring (`xc_monitor_disable`): pending requests are
-    /// discarded and vCPUs paused by them resume.
-    /// - Throws: ``XenErrno/noDevice`` if the domain has no ring.
+    /// Disables the ring (`xc_monitor_disable`), as `vm_event_domctl`
+    /// (`XEN_VM_EVENT_DISABLE` of the monitor) and `vm_event_disable` do in
+    /// Xen 4.17.0 (unchanged to 4.21): the ring and its pending requests are
+    /// gone and `arch_monitor_cleanup_domain` clears the monitor options.
+    /// vCPUs waiting for a response stay paused: Xen unblocks only vCPUs
+    /// waiting for room on the ring (which the simulator's unbounded ring
+    /// never has), so a vCPU paused by a synchronous event runs again only
+    /// after a response on a ring enabled anew. From now on a violation
+    /// finds no listener: `access_required` decides between a crash and a
+    /// relaxation (spec §4.3).
+    /// - Throws: ``XenErrno/notFound`` for an unknown domain;
+    ///   ``XenErrno/invalid`` if the domain has no ring (the domctl's result
+    ///   when there is nothing to disable).
     public func disableMonitor(_ domain: DomainID) throws(XenErrno) {
         try withDomain(domain) { domain throws(XenErrno) in
-            guard domain.monitor != nil else { throw .noDevice }
+            guard domain.monitor != nil else { throw .invalid }
             domain.monitor = nil
-            for vcpu in domain.vcpus.indices { domain.vcpus[vcpu].pausedByVMEvent = false }
         }
     }
 
@@ -121,8 +130,15 @@ extension Altp2mEngine {
     /// view (skipped if altp2m or the view is inactive), turns single-stepping
     /// off, and sends **no** event; otherwise a synchronous `SINGLESTEP`
     /// event is sent if the monitor asked for them.
+    ///
+    /// On 4.17, `hvm_monitor_debug` returns before the fast single-step when
+    /// the monitor did not ask for single-step events: the vCPU keeps
+    /// single-stepping with the switch pending and nothing happens (the
+    /// reorder came in 4.19, ``XenVersion/fastSinglestepWithoutSinglestepEvents``).
     func retireInstruction(_ domain: inout Domain, vcpu: Int) {
         guard domain.vcpus[vcpu].singlestep else { return }
+        let eventsWanted = domain.monitor?.options.singlestepEvents == true
+        if !eventsWanted && !host.xen.fastSinglestepWithoutSinglestepEvents { return }
         if let target = domain.vcpus[vcpu].fastSinglestepView {
             domain.vcpus[vcpu].fastSinglestepView = nil
             domain.vcpus[vcpu].singlestep = false
@@ -132,7 +148,7 @@ extension Altp2mEngine {
             }
             return
         }
-        guard domain.monitor?.options.singlestepEvents == true else { return }
+        guard eventsWanted else { return }
         let request = monitorRequest(domain, vcpu: vcpu, reason: .singlestep, synchronous: true, memAccess: nil)
         domain.monitor?.pending.append(request)
         domain.vcpus[vcpu].pausedByVMEvent = true

@@ -34,6 +34,11 @@ public final class Altp2mEngine {
     public let memory: any MachineMemory
 
     var frames: FrameAllocator
+    /// The machine-to-physical table (`set_gpfn_from_mfn` /
+    /// `get_gpfn_from_mfn`): for a RAM frame mapped as RAM in a host p2m, the
+    /// gfn it is mapped at. Host writes keep it; reverting a view entry
+    /// clears it (`p2m_remove_entry`), which the view-entry inspector shows.
+    var m2p: [MFN: GFN] = [:]
     /// Domains by raw id. Ids are small and handed out in increasing order,
     /// so a slot array finds a domain with an index instead of a hash (the
     /// guest access path looks one up on every call); it holds at most one
@@ -151,8 +156,16 @@ public final class Altp2mEngine {
 
     /// Drops one reference to `mfn`, scrubbing the frame if that freed it.
     func releaseFrame(_ mfn: MFN) {
-        if frames.release(mfn) { memory.zero(mfn) }
+        if frames.release(mfn) {
+            memory.zero(mfn)
+            m2p[mfn] = nil
+        }
     }
+
+    /// `mfn_valid`: whether `mfn` is a frame of machine memory (RAM, with a
+    /// page structure), not a device frame mapped as direct MMIO.
+    @inline(__always)
+    func isRAMFrame(_ mfn: MFN) -> Bool { !mfn.isInvalid && mfn.rawValue < UInt64(frames.totalCount) }
 
     /// The frame allocator's counts.
     public var frameCounts: FrameCounts {
@@ -174,10 +187,12 @@ public final class Altp2mEngine {
     ///   removes the mapping, which views see as a dropped page.
     func hostWrite(_ domain: inout Domain, at gfn: GFN, _ new: P2MEntry?) {
         let old = domain.host.entries[gfn]
-        let oldFrame = old.flatMap { $0.hasValidFrame ? $0.mfn : nil }
-        let newFrame = new.flatMap { $0.hasValidFrame ? $0.mfn : nil }
+        let oldFrame = old.flatMap { $0.hasValidFrame && isRAMFrame($0.mfn) ? $0.mfn : nil }
+        let newFrame = new.flatMap { $0.hasValidFrame && isRAMFrame($0.mfn) ? $0.mfn : nil }
         if let newFrame, newFrame != oldFrame { frames.retain(newFrame) }
         domain.host.entries[gfn] = new
+        if let old, let oldFrame, oldFrame != newFrame, !old.type.isSpecial { m2p[oldFrame] = nil }
+        if let new, let newFrame, !new.type.isSpecial { m2p[newFrame] = gfn }
         if let oldFrame, oldFrame != newFrame { releaseFrame(oldFrame) }
         domain.propagateHostChange(at: gfn, new: new)
         domain.bumpGeneration()

@@ -11,6 +11,10 @@ struct HostP2M {
     /// The default access of new host entries and of `XENMEM_access_default`
     /// (`rwx` initially, spec §2.2).
     var defaultAccess: MemAccess = .readWriteExecute
+    /// This p2m's `access_required`: what `p2m_mem_access_check` reads while
+    /// a vCPU runs on the host p2m (altp2m inactive). Each view has its own
+    /// (``View/accessRequired``).
+    var accessRequired = false
 
     /// The entry at `gfn` if it maps a frame (any type): what lazy copy and
     /// vCPU #VE registration look up.

@@ -40,6 +40,11 @@ public enum P2MType: UInt8, CaseIterable, Hashable, Sendable, CustomStringConver
         }
     }
 
+    /// `p2m_is_special`: grant and foreign mappings and direct MMIO, whose
+    /// frames' M2P entries belong to someone else and are never changed.
+    @inlinable
+    public var isSpecial: Bool { self == .grantMapRW || self == .grantMapRO || self == .mapForeign || self == .mmioDirect }
+
     /// RAM that can back a #VE information page (`p2m_ram_rw` or log-dirty).
     @inlinable
     public var isPageableRAM: Bool { self == .ramRW || self == .ramLogDirty }

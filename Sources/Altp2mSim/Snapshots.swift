@@ -64,6 +64,10 @@ public struct ViewInfo: Hashable, Sendable {
     public var activeVCPUs: Int
     /// The number of entries in the view's own table.
     public var entryCount: Int
+    /// The view's own `access_required`, which the fault path reads while a
+    /// vCPU is on this view (it can differ from the host's, see
+    /// ``Altp2mEngine/setAccessRequired(_:_:)``).
+    public var accessRequired: Bool
 
     /// The remapped range, or `nil` when it is empty.
     public var remappedRange: ClosedRange<GFN>? {
@@ -113,10 +117,12 @@ public struct DomainStatus: Hashable, Sendable {
     public var isCrashed: Bool
     /// Toolstack pause count.
     public var pauseCount: Int
-    /// `access_required`.
+    /// The host p2m's `access_required` (each view has its own: ``ViewInfo/accessRequired``).
     public var accessRequired: Bool
     /// Whether a monitor ring is enabled.
     public var hasMonitorRing: Bool
+    /// Whether the domain is in log-dirty mode (``Altp2mEngine/enableLogDirty(_:)``).
+    public var logDirty: Bool
     /// The number of host p2m gfns that map a frame.
     public var mappedPageCount: Int
     /// See ``Altp2mEngine/generation(of:)``.

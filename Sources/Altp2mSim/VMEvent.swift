@@ -47,7 +47,8 @@ public struct MemAccessEventFlags: OptionSet, Hashable, Sendable {
 
     /// `MEM_ACCESS_R` (1): the access was a read.
     public static let read = MemAccessEventFlags(rawValue: 1 << 0)
-    /// `MEM_ACCESS_W` (2): the access was a write.
+    /// `MEM_ACCESS_W` (2): the access was a write (which Xen reports with
+    /// `MEM_ACCESS_R` as well).
     public static let write = MemAccessEventFlags(rawValue: 1 << 1)
     /// `MEM_ACCESS_X` (4): the access was an instruction fetch.
     public static let execute = MemAccessEventFlags(rawValue: 1 << 2)

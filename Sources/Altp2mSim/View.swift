@@ -20,6 +20,13 @@ struct View {
     var maxRemappedGFN: GFN = 0
     /// The number of vCPUs whose current view this is.
     var activeVCPUs = 0
+    /// This view's own `access_required` (a flag of every p2m in Xen, not of
+    /// the domain). `p2m_init_altp2m` copies the host's value once, when the
+    /// domain is created; `arch_p2m_set_access_required` writes it only
+    /// while altp2m is active. Activation, create_p2m, the flushes and
+    /// deactivation leave it alone, so none of the functions below touch it
+    /// (Xen 4.17.0 to 4.21, `xen/arch/x86/mm/mem_access.c`, `altp2m.c`).
+    var accessRequired = false
 
     /// `p2m_activate_altp2m`: an empty, visible view (spec §2.5).
     mutating func activate(defaultAccess: MemAccess) {

@@ -6,22 +6,23 @@ import ArgumentParser
 struct MonitorCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "monitor",
-        abstract: "The vm_event monitor ring: enable it, take events, respond.",
-        subcommands: [Enable.self, Events.self, Respond.self]
+        abstract: "The vm_event monitor ring: enable it, take events, respond, disable it.",
+        subcommands: [Enable.self, Events.self, Respond.self, Disable.self]
     )
 
     struct Enable: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Enable the monitor ring (mem_access events go to it).")
         @OptionGroup var options: GlobalOptions
         @Argument(help: "The domain (name or id).") var domain: String
-        @Flag(name: .customLong("access-required"), help: "Set access_required: a violation with no listener crashes the domain.")
+        @Flag(name: .customLong("access-required"), help: "Also set access_required: a violation with no listener crashes the domain (without the flag it is left as it is).")
         var accessRequired = false
         @Flag(name: .customLong("singlestep-events"), help: "Also send SINGLESTEP events.")
         var singlestepEvents = false
         func run() throws {
             let session = try Session(options)
-            try session.run("monitor.enable", ["domain": domainArgument(domain), "access_required": .bool(accessRequired),
-                                               "singlestep_events": .bool(singlestepEvents)]) { _ in "monitor enabled on \(domain)" }
+            var arguments: [String: JSONValue] = ["domain": domainArgument(domain), "singlestep_events": .bool(singlestepEvents)]
+            if accessRequired { arguments["access_required"] = .bool(true) }
+            try session.run("monitor.enable", arguments) { _ in "monitor enabled on \(domain)" }
         }
     }
 
@@ -61,6 +62,16 @@ struct MonitorCommand: ParsableCommand {
             if let fastSinglestep { arguments["fast_singlestep"] = .int(Int64(fastSinglestep)) }
             let session = try Session(options)
             try session.run("monitor.respond", arguments) { r in "vcpu \(vcpu) now on view \(renderScalar(r["view"] ?? .null))" }
+        }
+    }
+
+    struct Disable: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Disable the monitor ring (xc_monitor_disable): pending events are dropped, vCPUs waiting for a response stay paused, and from now on access_required decides what a violation does.")
+        @OptionGroup var options: GlobalOptions
+        @Argument(help: "The domain (name or id).") var domain: String
+        func run() throws {
+            try Session(options).run("monitor.disable", ["domain": domainArgument(domain)]) { _ in "monitor disabled on \(domain)" }
         }
     }
 }

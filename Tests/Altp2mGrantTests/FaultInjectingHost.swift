@@ -49,6 +49,7 @@ final class FaultInjectingHost: ChannelHost {
     func vcpuCount(_ d: DomainID) throws(XenErrno) -> UInt32 { try gate("vcpuCount"); return try base.vcpuCount(d) }
     func activeViews(_ d: DomainID) throws(XenErrno) -> [ActiveView] { try gate("activeViews"); return try base.activeViews(d) }
     func accessRequired(_ d: DomainID) throws(XenErrno) -> Bool? { try gate("accessRequired"); return try base.accessRequired(d) }
+    func logDirtyMode(_ d: DomainID) throws(XenErrno) -> Bool? { try gate("logDirtyMode"); return try base.logDirtyMode(d) }
     func setAccessRequired(_ d: DomainID, _ r: Bool) throws(XenErrno) { try gate("setAccessRequired"); try base.setAccessRequired(d, r) }
     func pauseDomain(_ d: DomainID) throws(XenErrno) { try gate("pauseDomain"); try base.pauseDomain(d) }
     func unpauseDomain(_ d: DomainID) throws(XenErrno) { try gate("unpauseDomain"); try base.unpauseDomain(d) }

@@ -36,9 +36,10 @@ let INFO: GFN = 0x180
 let v0: VCPUID = 0
 let v1: VCPUID = 1
 
-/// Profiles whose difference the scenarios pin: 4.17 and current upstream
-/// (the 4.21 profile: mode at creation, r_pw, view count).
-let bothProfiles: [XenVersion] = [.v4_17, .v4_21]
+/// Every profile: 4.17, 4.19 (mode at creation, lazy copy takes the view
+/// default) and 4.21 (also r_pw, the view count, the altp2m support check at
+/// creation). The scenarios run on each.
+let everyProfile: [XenVersion] = XenVersion.allCases
 
 /// Spec §10 baseline B: Intel with VMFUNC and #VE, `altp2m=1`; domain D is
 /// HVM with 2 vCPUs, gfns 0x100–0x1FF mapped as 4K `p2m_ram_rw` rwx sve 1

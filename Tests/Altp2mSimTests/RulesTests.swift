@@ -442,7 +442,7 @@ struct RulesTests {
             Issue.record("expected an event for an ordinary access, got \(outcome)")
             return
         }
-        #expect(request.memAccess?.flags == [.write, .glaValid, .faultWithGLA])
+        #expect(request.memAccess?.flags == [.read, .write, .glaValid, .faultWithGLA])
         #expect(request.memAccess?.gla == 0x2000)
     }
 

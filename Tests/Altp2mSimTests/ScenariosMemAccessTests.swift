@@ -5,7 +5,7 @@ import Testing
 /// Spec §10 E: mem_access and lazy population.
 @Suite("E. mem_access and lazy population")
 struct ScenariosMemAccessTests {
-    @Test("S37 get_mem_access reads one p2m with no fallback; index 0 is the host", arguments: bothProfiles)
+    @Test("S37 get_mem_access reads one p2m with no fallback; index 0 is the host", arguments: everyProfile)
     func s37(xen: XenVersion) throws {
         let b = try Baseline(xen: xen, active: true)
         #expect(try b.engine.createView(b.d, defaultAccess: .readExecute) == 1)
@@ -18,7 +18,7 @@ struct ScenariosMemAccessTests {
     }
 
     @Test("S39 set_mem_access on a view copies the host page in with sve 1; the host is unchanged",
-          arguments: bothProfiles)
+          arguments: everyProfile)
     func s39(xen: XenVersion) throws {
         let b = try Baseline(xen: xen, active: true)
         _ = try b.engine.createView(b.d, defaultAccess: .readWriteExecute)
@@ -30,7 +30,7 @@ struct ScenariosMemAccessTests {
         #expect(try b.viewEntry(1, G1)?.mfn == b.hostMFN(G1))
     }
 
-    @Test("S40 set_mem_access checks; an unusable gfn is silently skipped", arguments: bothProfiles)
+    @Test("S40 set_mem_access checks; an unusable gfn is silently skipped", arguments: everyProfile)
     func s40(xen: XenVersion) throws {
         let b = try Baseline(xen: xen, active: true)
         _ = try b.engine.createView(b.d, defaultAccess: .readWriteExecute)
@@ -43,7 +43,7 @@ struct ScenariosMemAccessTests {
     }
 
     @Test("S43 set_mem_access_multi stops at an invalid access with earlier elements applied",
-          arguments: bothProfiles)
+          arguments: everyProfile)
     func s43(xen: XenVersion) throws {
         let b = try Baseline(xen: xen, active: true)
         _ = try b.engine.createView(b.d, defaultAccess: .readWriteExecute)
@@ -63,7 +63,7 @@ struct ScenariosMemAccessTests {
         #expect(b.hypercall(unmapped, buffers: buffers).rc == EFAULT)
     }
 
-    @Test("S44 rx2rw becomes rw on the first write, with no event", arguments: bothProfiles)
+    @Test("S44 rx2rw becomes rw on the first write, with no event", arguments: everyProfile)
     func s44(xen: XenVersion) throws {
         let b = try Baseline(xen: xen, active: true)
         _ = try b.engine.createView(b.d, defaultAccess: .readWriteExecute)
@@ -77,7 +77,7 @@ struct ScenariosMemAccessTests {
         #expect(try b.engine.getMemAccess(b.d, view: 0, gfn: G1) == .readWriteExecute)
     }
 
-    @Test("S45 n2rwx becomes rwx on the first access and sends one asynchronous event", arguments: bothProfiles)
+    @Test("S45 n2rwx becomes rwx on the first access and sends one asynchronous event", arguments: everyProfile)
     func s45(xen: XenVersion) throws {
         let b = try Baseline(xen: xen, active: true)
         _ = try b.engine.createView(b.d, defaultAccess: .readWriteExecute)
@@ -105,7 +105,7 @@ struct ScenariosMemAccessTests {
     }
 
     @Test("S46 with no monitor ring a violation relaxes the entry, or crashes the domain if access is required",
-          arguments: bothProfiles)
+          arguments: everyProfile)
     func s46(xen: XenVersion) throws {
         for required in [false, true] {
             let b = try Baseline(xen: xen, active: true, monitor: false)

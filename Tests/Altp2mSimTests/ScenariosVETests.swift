@@ -5,7 +5,7 @@ import Testing
 /// Spec §10 D: #VE and suppress_ve.
 @Suite("D. #VE and suppress_ve")
 struct ScenariosVETests {
-    @Test("S29 vcpu_enable_notify and vcpu_disable_notify checks", arguments: bothProfiles)
+    @Test("S29 vcpu_enable_notify and vcpu_disable_notify checks", arguments: everyProfile)
     func s29(xen: XenVersion) throws {
         let b = try Baseline(xen: xen, active: true)
         #expect(b.hypercall(.vcpuEnableNotify(b.d, vcpu: 2, gfn: INFO.rawValue)).rc == EINVAL)
@@ -28,7 +28,7 @@ struct ScenariosVETests {
         }
     }
 
-    @Test("S30 a violation on an sve-0 entry delivers #VE with no vm_event", arguments: bothProfiles)
+    @Test("S30 a violation on an sve-0 entry delivers #VE with no vm_event", arguments: everyProfile)
     func s30(xen: XenVersion) throws {
         let b = try Baseline(xen: xen, active: true)
         _ = try b.engine.createView(b.d, defaultAccess: .readWriteExecute)
@@ -62,7 +62,7 @@ struct ScenariosVETests {
         #expect(b.engine.memory.read(try b.hostMFN(G2), offset: 0x10, count: 4) == g2Before)
     }
 
-    @Test("S33 set_suppress_ve checks", arguments: bothProfiles)
+    @Test("S33 set_suppress_ve checks", arguments: everyProfile)
     func s33(xen: XenVersion) throws {
         let b = try Baseline(xen: xen, active: true)
         _ = try b.engine.createView(b.d, defaultAccess: .readWriteExecute)
@@ -73,7 +73,7 @@ struct ScenariosVETests {
         #expect(try b.viewEntry(1, G1) == nil)
     }
 
-    @Test("S36 set_suppress_ve_multi goes on past failures and reports the first", arguments: bothProfiles)
+    @Test("S36 set_suppress_ve_multi goes on past failures and reports the first", arguments: everyProfile)
     func s36(xen: XenVersion) throws {
         let b = try Baseline(xen: xen, active: true)
         _ = try b.engine.createView(b.d, defaultAccess: .readWriteExecute)

@@ -5,7 +5,7 @@ import Testing
 /// Spec §10 B: view lifecycle.
 @Suite("B. View lifecycle")
 struct ScenariosViewLifecycleTests {
-    @Test("S14 views take the lowest free slot; a re-created view has its new default", arguments: bothProfiles)
+    @Test("S14 views take the lowest free slot; a re-created view has its new default", arguments: everyProfile)
     func s14(xen: XenVersion) throws {
         let b = try Baseline(xen: xen, active: true)
         let created = try (0..<3).map { _ in try b.engine.createView(b.d, defaultAccess: .readWriteExecute) }
@@ -18,7 +18,7 @@ struct ScenariosViewLifecycleTests {
         #expect(try b.engine.getMemAccess(b.d, view: 2, gfn: .invalid) == .read)
     }
 
-    @Test("S15 ten views: nine creations succeed, the tenth gives EINVAL", arguments: bothProfiles)
+    @Test("S15 ten views: nine creations succeed, the tenth gives EINVAL", arguments: everyProfile)
     func s15(xen: XenVersion) throws {
         let b = try Baseline(xen: xen, active: true, viewCount: xen.configurableViewCount ? 10 : nil)
         for expected in 1...9 {
@@ -27,7 +27,7 @@ struct ScenariosViewLifecycleTests {
         #expect(rc { try b.engine.createView(b.d, defaultAccess: .readWriteExecute) } == EINVAL)
     }
 
-    @Test("S16 default-access bounds of create_p2m", arguments: bothProfiles)
+    @Test("S16 default-access bounds of create_p2m", arguments: everyProfile)
     func s16(xen: XenVersion) throws {
         let b = try Baseline(xen: xen, active: true)
         let defaultNumber = xen.accessDefaultABIValue
@@ -43,7 +43,7 @@ struct ScenariosViewLifecycleTests {
         #expect(try b.engine.viewInfo(b.d, view: ViewID(ten.op.viewOutput)).defaultAccess == expectedTen)
     }
 
-    @Test("S19 destroy_p2m refuses a view a vCPU is on (EBUSY) until it is left", arguments: bothProfiles)
+    @Test("S19 destroy_p2m refuses a view a vCPU is on (EBUSY) until it is left", arguments: everyProfile)
     func s19(xen: XenVersion) throws {
         let b = try Baseline(xen: xen, active: true)
         _ = try b.engine.createView(b.d, defaultAccess: .readWriteExecute)
@@ -63,7 +63,7 @@ struct ScenariosViewLifecycleTests {
         #expect(try b.engine.viewInfo(b.d, view: 2).isActive == false)
     }
 
-    @Test("S20 switch_p2m to a missing or out-of-range view; to the current view is a no-op", arguments: bothProfiles)
+    @Test("S20 switch_p2m to a missing or out-of-range view; to the current view is a no-op", arguments: everyProfile)
     func s20(xen: XenVersion) throws {
         let b = try Baseline(xen: xen, active: true)
         _ = try b.engine.createView(b.d, defaultAccess: .readWriteExecute)
@@ -78,7 +78,7 @@ struct ScenariosViewLifecycleTests {
         #expect(try b.engine.generation(of: b.d) == generation)
     }
 
-    @Test("S21 get_p2m_idx: vCPU bounds, and every vCPU follows switch_p2m", arguments: bothProfiles)
+    @Test("S21 get_p2m_idx: vCPU bounds, and every vCPU follows switch_p2m", arguments: everyProfile)
     func s21(xen: XenVersion) throws {
         let b = try Baseline(xen: xen, active: true)
         _ = try b.engine.createView(b.d, defaultAccess: .readWriteExecute)

@@ -5,7 +5,7 @@ import Testing
 /// Spec §10 C: visibility and VMFUNC.
 @Suite("C. Visibility and VMFUNC")
 struct ScenariosVisibilityTests {
-    @Test("S22 an invisible view cannot be switched to; showing it again allows it", arguments: bothProfiles)
+    @Test("S22 an invisible view cannot be switched to; showing it again allows it", arguments: everyProfile)
     func s22(xen: XenVersion) throws {
         let b = try Baseline(xen: xen, active: true)
         _ = try b.engine.createView(b.d, defaultAccess: .readWriteExecute)
@@ -20,7 +20,7 @@ struct ScenariosVisibilityTests {
         #expect(try b.engine.vcpuInfo(b.d, vcpu: v0).view == 1)
     }
 
-    @Test("S25 a re-created view is visible by default", arguments: bothProfiles)
+    @Test("S25 a re-created view is visible by default", arguments: everyProfile)
     func s25(xen: XenVersion) throws {
         let b = try Baseline(xen: xen, active: true)
         _ = try b.engine.createView(b.d, defaultAccess: .readWriteExecute)
@@ -31,7 +31,7 @@ struct ScenariosVisibilityTests {
         #expect(rc { try b.engine.switchToView(b.d, view: 1) } == OK)
     }
 
-    @Test("S26 hardware VMFUNC switches the vCPU with no VM exit; counts follow", arguments: bothProfiles)
+    @Test("S26 hardware VMFUNC switches the vCPU with no VM exit; counts follow", arguments: everyProfile)
     func s26(xen: XenVersion) throws {
         let b = try Baseline(xen: xen, active: true)
         _ = try b.engine.createView(b.d, defaultAccess: .readWriteExecute)
@@ -44,7 +44,7 @@ struct ScenariosVisibilityTests {
         #expect(try b.engine.viewInfo(b.d, view: 0).activeVCPUs == 1)
     }
 
-    @Test("S27 VMFUNC with a bad leaf, index or view raises #UD and changes nothing", arguments: bothProfiles)
+    @Test("S27 VMFUNC with a bad leaf, index or view raises #UD and changes nothing", arguments: everyProfile)
     func s27(xen: XenVersion) throws {
         let b = try Baseline(xen: xen, active: true)
         _ = try b.engine.createView(b.d, defaultAccess: .readWriteExecute)

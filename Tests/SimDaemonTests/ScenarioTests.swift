@@ -420,4 +420,22 @@ struct ScenarioTests {
             #expect(sim.ok("monitor", "respond", "d", "0", "--altp2m-idx", "0")["view"]?.int64 == 1)
         }
     }
+
+    @Test("xc_monitor_disable from the CLI: with access_required and no listener a violation crashes the domain")
+    func monitorDisable() throws {
+        try withSimulator { sim in
+            Self.baseline(sim)
+            sim.xenError("EINVAL", -22, "monitor", "disable", "d")
+            sim.ok("monitor", "enable", "d", "--access-required")
+            sim.ok("altp2m", "create-view", "d")
+            sim.ok("altp2m", "set-access", "d", "1", Self.g1, "r")
+            sim.ok("altp2m", "switch-view", "d", "1")
+            #expect(sim.ok("sim", "access", "d", "0", Self.g1, "w")["outcome"]?.string == "vm_event")
+            sim.ok("monitor", "disable", "d")
+            // v0 still waits for the response the ring took with it.
+            #expect(sim.ok("sim", "access", "d", "0", Self.g1, "r")["outcome"]?.string == "vcpu_paused")
+            #expect(sim.ok("sim", "access", "d", "1", Self.g1, "w")["outcome"]?.string == "domain_crashed")
+        }
+    }
 }
+

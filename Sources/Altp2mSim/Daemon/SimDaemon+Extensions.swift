@@ -172,6 +172,7 @@ public final class JournaledChannelHost: ChannelHost {
     public func vcpuCount(_ domain: DomainID) throws(XenErrno) -> UInt32 { try inner.vcpuCount(domain) }
     public func activeViews(_ domain: DomainID) throws(XenErrno) -> [ActiveView] { try inner.activeViews(domain) }
     public func accessRequired(_ domain: DomainID) throws(XenErrno) -> Bool? { try inner.accessRequired(domain) }
+    public func logDirtyMode(_ domain: DomainID) throws(XenErrno) -> Bool? { try inner.logDirtyMode(domain) }
 
     public func setAccessRequired(_ domain: DomainID, _ required: Bool) throws(XenErrno) {
         try journaled("setAccessRequired", ["domain": Self.d(domain), "required": .bool(required)]) { () throws(XenErrno) in

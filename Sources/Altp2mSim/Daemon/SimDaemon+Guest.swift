@@ -159,12 +159,15 @@ extension SimDaemon {
                 fields["type"] = .string(entry.type.description)
                 fields["access"] = .string(entry.access.description)
                 fields["suppress_ve"] = .bool(entry.suppressVE)
+                // The frame's M2P entry: a change_gfn revert clears it (docs/SIMULATOR.md).
+                fields["m2p"] = engine.m2pEntry(of: entry.mfn).map(\.json) ?? "invalid"
             }
             if case .view(let view) = table, let info = try? engine.viewInfo(id, view: view) {
                 fields["view_active"] = .bool(info.isActive)
                 fields["view_visible"] = .bool(info.isVisible)
                 fields["view_active_vcpus"] = .int(Int64(info.activeVCPUs))
                 fields["view_default_access"] = .string(info.defaultAccess.description)
+                fields["view_access_required"] = .bool(info.accessRequired)
                 fields["remapped_range"] = info.remappedRange.map { .array([$0.lowerBound.json, $0.upperBound.json]) } ?? .null
             }
             return Reply(fields: fields)

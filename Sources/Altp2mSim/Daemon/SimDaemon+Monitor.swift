@@ -10,9 +10,13 @@ extension SimDaemon {
         switch op {
         case "monitor.enable":
             let options = MonitorOptions(singlestepEvents: try a.bool("singlestep_events", default: false))
-            let required = try a.bool("access_required", default: false)
             try xen { () throws(XenErrno) in try engine.enableMonitor(id, options: options) }
-            try xen { () throws(XenErrno) in try engine.setAccessRequired(id, required) }
+            // xc_monitor_enable does not touch access_required: only an
+            // explicit argument changes it.
+            if a.fields["access_required"] != nil {
+                let required = try a.bool("access_required", default: false)
+                try xen { () throws(XenErrno) in try engine.setAccessRequired(id, required) }
+            }
             return Reply(fields: [:])
         case "monitor.disable":
             try xen { () throws(XenErrno) in try engine.disableMonitor(id) }

@@ -135,6 +135,10 @@ public final class EngineChannelHost: ChannelHost {
         try engine.domainStatus(domain).accessRequired
     }
 
+    public func logDirtyMode(_ domain: DomainID) throws(XenErrno) -> Bool? {
+        try engine.domainStatus(domain).logDirty
+    }
+
     public func setAccessRequired(_ domain: DomainID, _ required: Bool) throws(XenErrno) {
         try engine.setAccessRequired(domain, required)
     }
