@@ -54,12 +54,16 @@ for target in "${targets[@]}"; do
     log="$scratch/$target.log"
     seeds=("Fuzz/corpus/$target")
     [[ -d Fuzz/corpus/$target/regressions ]] && seeds+=("Fuzz/corpus/$target/regressions")
+    # Scripts (session, daemon) need room from the start: libFuzzer's length
+    # control would otherwise keep them near the seeds' size for many runs.
+    extra=()
+    [[ $target == session || $target == daemon ]] && extra=(-len_control=0 -max_len=2048)
     # -timeout: one input may take at most 10 s (a hang is a failure);
     # the outer limit kills a process that outlives its budget by a minute.
     set +e
     FUZZ_TARGET=$target timeout -s KILL $((seconds + 60)) "$binary" "$work" "${seeds[@]}" \
         -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 -max_len=8192 \
-        -print_final_stats=1 -artifact_prefix="$crashes/" >"$log" 2>&1
+        -print_final_stats=1 -artifact_prefix="$crashes/" "${extra[@]}" >"$log" 2>&1
     status=$?
     set -e
     stats=$(grep -E '^#[0-9]+.*(DONE|cov:)' "$log" | tail -1 || true)
