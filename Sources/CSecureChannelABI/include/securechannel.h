@@ -179,13 +179,13 @@ size_t sc_max_message(const sc_channel *ch);
  * It says nothing about room to send; sc_send waits for room itself.
  *
  * The first call starts the notification machinery (on the simulator, a
- * thread that turns the peer's wake-ups into an eventfd); channels that
+ * thread that turns the peer's wake-ups into a readable pipe); channels that
  * never call sc_fd pay nothing for it.
  *
  * @param ch The channel.
  * @return The descriptor (>= 0), or SC_EINVAL (NULL or closed channel,
  *         the writing end of a one-way channel) or SC_EPLATFORM (the
- *         backend has none, or no eventfd or thread could be made).
+ *         backend has none, or no pipe or thread could be made).
  */
 int sc_fd(const sc_channel *ch);
 
