@@ -120,8 +120,8 @@ void sc_options_init(sc_options *opts);
  *         backend or wait value, no domain on the simulator, a bad channel
  *         name), SC_EPLATFORM, SC_EDESCRIPTOR (no such channel for this
  *         domain, or its descriptor refused), SC_ETIMEDOUT (the peer did not
- *         open its end in time), SC_EAUTH (the peer holds other keys) or
- *         SC_EPROTO.
+ *         open its end in time), SC_EAUTH (the peer holds other keys),
+ *         SC_EPEERDIED (the host tore the channel down meanwhile) or SC_EPROTO.
  */
 sc_channel *sc_open(const char *channel_name, const sc_options *opts, int *error);
 
