@@ -9,6 +9,11 @@
 #   make bench   chanctl bench, written into docs/BENCHMARKS.md (see there)
 #   make mutate  weakens each security check in turn; its tests must fail
 #                (docs/SECURITY.md, "Mutation testing"; not part of make test)
+#   make install-lib  the C interface: securechannel.h, libsecurechannel.so and .a,
+#                securechannel.pc under $(DESTDIR)$(PREFIX) (default /usr/local;
+#                docs/C-API.md; not part of make test)
+#   make bench-c-abi  the C ping beside guest-agent ping, p50 in one run
+#                (docs/BENCHMARKS.md, "The C interface")
 
 SHELL := /bin/bash
 # Swift lives in /opt/swift on the project's machines; use it when PATH lacks it.
@@ -85,6 +90,22 @@ demo: setup
 	$(SWIFT) build $(RELEASE_FLAGS) --product chanctl
 	$(SWIFT) build $(RELEASE_FLAGS) --product guest-agent
 	.build/release/chanctl pingpong
+
+# The C interface (docs/C-API.md): a release build of libsecurechannel.so
+# and its static archive, installed with securechannel.h and securechannel.pc
+# under $(DESTDIR)$(PREFIX). The end-to-end tests install the debug build
+# the same way (scripts/install-lib.sh) into a temporary DESTDIR.
+PREFIX ?= /usr/local
+.PHONY: install-lib bench-c-abi
+install-lib: setup
+	$(SWIFT) build $(RELEASE_FLAGS) --product securechannel
+	$(SWIFT) build $(RELEASE_FLAGS) --product securechannel-static
+	DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" ./scripts/install-lib.sh .build/release
+
+# sc_ping (examples/c, against the installed library) and guest-agent ping
+# against one guest-agent run echo, alternating, both modes, release builds.
+bench-c-abi: setup
+	python3 scripts/bench-c-abi.py $(BENCH_C_ABI_ARGS)
 
 clean:
 	rm -rf .build

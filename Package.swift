@@ -3,6 +3,10 @@
 // modules fit; arrows point one way: executables -> libraries -> C targets.
 import PackageDescription
 
+// The C library's linker script: only the sc_ functions are exported
+// (docs/C-API.md, "Linking"). The linker needs its absolute path.
+let abiExports = String(#filePath.dropLast("Package.swift".count)) + "Sources/SecureChannelABI/exports.map"
+
 let package = Package(
     name: "SecureChannel",
     platforms: [.macOS(.v15)],
@@ -13,6 +17,10 @@ let package = Package(
         .library(name: "Altp2m", targets: ["Altp2m"]),
         .library(name: "Altp2mSim", targets: ["Altp2mSim"]),
         .library(name: "SecureChannel", targets: ["SecureChannel"]),
+        // The C interface (securechannel.h): libsecurechannel.so and a
+        // static archive; make install-lib installs them (docs/C-API.md).
+        .library(name: "securechannel", type: .dynamic, targets: ["SecureChannelABI"]),
+        .library(name: "securechannel-static", type: .static, targets: ["SecureChannelABI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -34,6 +42,12 @@ let package = Package(
         .target(
             name: "CPlatform",
             cSettings: [.define("_GNU_SOURCE")]
+        ),
+        // securechannel.h, the installed C header, as a module so the Swift
+        // side of the C interface uses its types and constants.
+        .systemLibrary(
+            name: "CSecureChannelABI",
+            path: "Sources/CSecureChannelABI"
         ),
 
         // MARK: Libraries
@@ -65,6 +79,21 @@ let package = Package(
         // guest-agent's `--services` rules, parsed apart from the agent so
         // the fuzzer reaches them.
         .target(name: "AgentServices"),
+        // The domain's descriptor replay guard file, shared by guest-agent
+        // and the C interface so every agent of a domain checks one guard.
+        .target(
+            name: "AgentReplayGuard",
+            dependencies: ["Altp2m", "Altp2mSim", "SecureChannel", "CPlatform"]
+        ),
+        // The C interface: @_cdecl functions behind securechannel.h.
+        .target(
+            name: "SecureChannelABI",
+            dependencies: ["CSecureChannelABI", "SecureChannel", "AgentReplayGuard", "Altp2m", "Altp2mSim",
+                           "ChannelCrypto", "XenBackend", "CPlatform"],
+            exclude: ["exports.map"],
+            linkerSettings: [.unsafeFlags(["-Xlinker", "--version-script=\(abiExports)",
+                                           "-Xlinker", "-soname=libsecurechannel.so.1"])]
+        ),
 
         // MARK: Benchmarks (run with scripts/bench-crypto.sh, in release)
         .target(
@@ -101,7 +130,7 @@ let package = Package(
         .executableTarget(
             name: "guest-agent",
             dependencies: [
-                "Altp2m", "Altp2mSim", "SecureChannel", "ChannelCrypto", "XenBackend", "AgentServices",
+                "Altp2m", "Altp2mSim", "SecureChannel", "ChannelCrypto", "XenBackend", "AgentServices", "AgentReplayGuard",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),

@@ -1,3 +1,4 @@
+import AgentReplayGuard
 import Altp2m
 import Altp2mSim
 import ArgumentParser
@@ -262,10 +263,14 @@ func openChannel(_ name: String, options: AgentOptions, platform: GuestPlatform,
 func acceptDescriptor(_ envelope: [UInt8], named name: String, agentKey: Curve25519.KeyAgreement.PrivateKey,
                       hostKey: Curve25519.Signing.PublicKey, platform: GuestPlatform,
                       spec: PlatformSpec) throws(AgentFailure) -> Result<OpenedDescriptor, DescriptorError> {
-    let file = ReplayGuardFile(directory: ReplayGuardFile.directory(backend: spec.backend, stateDir: spec.stateDir),
+    let file = ReplayGuardFile(directory: ReplayGuardFile.directory(onSimulator: spec.backend == .sim, stateDir: spec.stateDir),
                                domain: platform.domain)
-    return try file.open(envelope, named: name,
-                         with: DescriptorOpener(hostKey: hostKey, agentKey: agentKey, domain: platform.domain))
+    do {
+        return try file.open(envelope, named: name,
+                             with: DescriptorOpener(hostKey: hostKey, agentKey: agentKey, domain: platform.domain))
+    } catch {
+        throw .failure(error.description)
+    }
 }
 
 /// Why a descriptor was refused, with what it likely means and the fix.

@@ -42,9 +42,17 @@ final class SimWorld {
 
     /// Starts `guest-agent` with standard output and error going to files.
     func spawnAgent(_ arguments: [String], log name: String) throws -> Process {
+        try spawn(try Binaries.guestAgent, arguments, log: name)
+    }
+
+    /// Starts `executable` with standard output and error going to files
+    /// (`log(name)` reads the error output).
+    func spawn(_ executable: String, _ arguments: [String], log name: String,
+               environment: [String: String] = [:]) throws -> Process {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: try Binaries.guestAgent)
+        process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         _ = FileManager.default.createFile(atPath: tmp.path + "/\(name).out", contents: nil)
         _ = FileManager.default.createFile(atPath: tmp.path + "/\(name).err", contents: nil)
         process.standardOutput = FileHandle(forWritingAtPath: tmp.path + "/\(name).out")

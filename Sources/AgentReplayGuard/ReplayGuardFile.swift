@@ -1,5 +1,6 @@
 import Altp2m
 import Altp2mSim
+import CPlatform
 import Foundation
 import SecureChannel
 #if canImport(Glibc)
@@ -7,13 +8,15 @@ import Glibc
 #endif
 
 /// The domain's ``DescriptorReplayGuard``, kept in a file of the agent's
-/// state directory so that it outlives the process: every `guest-agent`
-/// process of the domain (run, ping, cat, forward, at the same time or one
-/// after another) checks and records descriptors in the same guard.
+/// state directory so that it outlives the process: every agent process of
+/// the domain (guest-agent's run, ping, cat, forward, and programs using
+/// libsecurechannel, at the same time or one after another) checks and
+/// records descriptors in the same guard.
 ///
-/// The agent owns this file, not the library: where an agent keeps state,
-/// and how its processes share it, is the agent's business; the library's
-/// guard is a plain value with its entries public for exactly this.
+/// The agent owns this file, not the channel library: where an agent keeps
+/// state, and how its processes share it, is the agent's business; the
+/// library's guard is a plain value with its entries public for exactly
+/// this; guest-agent and libsecurechannel share this one implementation.
 ///
 /// - `replay-guard-<domid>.json`: mode 0600, owned by the agent's user,
 ///   `{"version":1,"domain":N,"channels":{"<32 hex digits>":GEN,...},"names":{"NAME":GEN,...}}`.
@@ -27,17 +30,17 @@ import Glibc
 /// The lock is held only while the descriptor is checked (milliseconds),
 /// never during the handshake, which may wait for the peer for the whole
 /// handshake timeout while other channels of the domain open.
-struct ReplayGuardFile {
-    static let formatVersion = 1
+package struct ReplayGuardFile {
+    package static let formatVersion = 1
     /// How long to wait for another process of the domain to release the lock.
-    static let lockTimeout: Double = 10
+    package static let lockTimeout: Double = 10
 
-    let path: String
-    let domain: DomainID
-    var lockPath: String { path + ".lock" }
+    package let path: String
+    package let domain: DomainID
+    package var lockPath: String { path + ".lock" }
 
     /// The guard file of `domain` in `directory`.
-    init(directory: String, domain: DomainID) {
+    package init(directory: String, domain: DomainID) {
         self.path = directory + "/replay-guard-\(domain.rawValue).json"
         self.domain = domain
     }
@@ -45,11 +48,8 @@ struct ReplayGuardFile {
     /// The directory the guard lives in: the simulator's state directory
     /// (it is removed with the simulated host, whose registry numbers the
     /// generations); on Xen `--state-dir`, by default /var/lib/guest-agent.
-    static func directory(backend: BackendArgument, stateDir: String?) -> String {
-        switch backend {
-        case .sim: StateDirectory.resolve(explicit: stateDir).path
-        case .xen: stateDir ?? "/var/lib/guest-agent"
-        }
+    package static func directory(onSimulator: Bool, stateDir: String?) -> String {
+        onSimulator ? StateDirectory.resolve(explicit: stateDir).path : stateDir ?? "/var/lib/guest-agent"
     }
 
     /// Opens `envelope` as the channel `name`, checking and recording it in
@@ -57,9 +57,9 @@ struct ReplayGuardFile {
     /// when the descriptor was accepted.
     /// - Returns: the opened descriptor, or why it was refused.
     /// - Throws: when the guard file cannot be locked, read or written.
-    func open(_ envelope: [UInt8], named name: String, with opener: DescriptorOpener,
-              now: UInt64 = UInt64(Date().timeIntervalSince1970)) throws(AgentFailure) -> Result<OpenedDescriptor, DescriptorError> {
-        try withLock { () throws(AgentFailure) in
+    package func open(_ envelope: [UInt8], named name: String, with opener: DescriptorOpener,
+              now: UInt64 = UInt64(Date().timeIntervalSince1970)) throws(ReplayGuardFileError) -> Result<OpenedDescriptor, DescriptorError> {
+        try withLock { () throws(ReplayGuardFileError) in
             var replayGuard = try load()
             let before = replayGuard
             let result = Result { () throws(DescriptorError) in
@@ -72,26 +72,26 @@ struct ReplayGuardFile {
 
     // MARK: Locking
 
-    private func withLock<R>(_ body: () throws(AgentFailure) -> R) throws(AgentFailure) -> R {
+    private func withLock<R>(_ body: () throws(ReplayGuardFileError) -> R) throws(ReplayGuardFileError) -> R {
         try makeDirectory()
         let fd = Glibc.open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else { throw .failure("cannot open the replay guard's lock \(lockPath): \(String(cString: strerror(errno))); check the state directory's owner and permissions") }
         defer { close(fd) }  // closing releases the lock
-        let deadline = monotonicNanoseconds() + UInt64(Self.lockTimeout * 1e9)
+        let deadline = cplatform_monotonic_ns() + UInt64(Self.lockTimeout * 1e9)
         while flock(fd, LOCK_EX | LOCK_NB) != 0 {
             let err = errno
             guard err == EWOULDBLOCK || err == EINTR else {
                 throw .failure("cannot lock \(lockPath): \(String(cString: strerror(err)))")
             }
-            if monotonicNanoseconds() >= deadline {
-                throw .failure("another guest-agent process of this domain has held \(lockPath) for \(Int(Self.lockTimeout)) s; find it with: fuser \(lockPath)")
+            if cplatform_monotonic_ns() >= deadline {
+                throw .failure("another agent process of this domain (guest-agent or a program using libsecurechannel) has held \(lockPath) for \(Int(Self.lockTimeout)) s; find it with: fuser \(lockPath)")
             }
             usleep(5_000)
         }
         return try body()
     }
 
-    private func makeDirectory() throws(AgentFailure) {
+    private func makeDirectory() throws(ReplayGuardFileError) {
         var info = stat()
         if stat(directoryPath, &info) == 0 { return }
         // Only the Xen default may be missing: the simulator's directory
@@ -109,7 +109,7 @@ struct ReplayGuardFile {
     // MARK: Reading
 
     /// The guard in the file; empty when there is no file yet.
-    func load() throws(AgentFailure) -> DescriptorReplayGuard {
+    package func load() throws(ReplayGuardFileError) -> DescriptorReplayGuard {
         let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         if fd < 0 {
             let err = errno
@@ -148,9 +148,9 @@ struct ReplayGuardFile {
         var names: [String: UInt64]
     }
 
-    static func decode(_ bytes: [UInt8], path: String, domain: DomainID) throws(AgentFailure) -> DescriptorReplayGuard {
-        func malformed(_ why: String) -> AgentFailure {
-            .failure("the replay guard \(path) is malformed: \(why). Only guest-agent writes it: restore it from a backup; removing it makes this domain accept every descriptor still published, replays included, so re-issue all its channels (chanctl channel reissue) if you do")
+    package static func decode(_ bytes: [UInt8], path: String, domain: DomainID) throws(ReplayGuardFileError) -> DescriptorReplayGuard {
+        func malformed(_ why: String) -> ReplayGuardFileError {
+            .failure("the replay guard \(path) is malformed: \(why). Only the agents write it: restore it from a backup; removing it makes this domain accept every descriptor still published, replays included, so re-issue all its channels (chanctl channel reissue) if you do")
         }
         let contents: Contents
         do {
@@ -175,7 +175,7 @@ struct ReplayGuardFile {
 
     // MARK: Writing
 
-    static func encode(_ replayGuard: DescriptorReplayGuard, domain: DomainID) -> [UInt8] {
+    package static func encode(_ replayGuard: DescriptorReplayGuard, domain: DomainID) -> [UInt8] {
         let contents = Contents(version: formatVersion, domain: domain.rawValue,
                                 channels: Dictionary(uniqueKeysWithValues: replayGuard.byChannel.map { ($0.key.hex, $0.value) }),
                                 names: replayGuard.byName)
@@ -186,10 +186,10 @@ struct ReplayGuardFile {
     }
 
     /// Replaces the file with `replayGuard`: temporary file, fsync, rename, fsync of the directory.
-    func save(_ replayGuard: DescriptorReplayGuard) throws(AgentFailure) {
+    package func save(_ replayGuard: DescriptorReplayGuard) throws(ReplayGuardFileError) {
         let bytes = Self.encode(replayGuard, domain: domain)
         let temporary = path + ".tmp-\(getpid())"
-        func failed(_ what: String, _ err: Int32) -> AgentFailure {
+        func failed(_ what: String, _ err: Int32) -> ReplayGuardFileError {
             unlink(temporary)
             return .failure("cannot write the replay guard \(path) (\(what) \(temporary): \(String(cString: strerror(err)))); the descriptor was not accepted; check free space and the state directory's permissions")
         }
@@ -219,4 +219,12 @@ struct ReplayGuardFile {
             close(directory)
         }
     }
+}
+
+/// Why the guard file could not be used; the description names the file,
+/// what failed and the fix.
+package struct ReplayGuardFileError: Error, CustomStringConvertible {
+    package let description: String
+
+    static func failure(_ description: String) -> ReplayGuardFileError { ReplayGuardFileError(description: description) }
 }

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Installs the C interface from a build directory (make install-lib builds
+# it in release first): the header, libsecurechannel.so.1 with its
+# libsecurechannel.so link, the static archive libsecurechannel.a and
+# securechannel.pc, under $DESTDIR$PREFIX (docs/C-API.md, "Installing").
+#
+#   scripts/install-lib.sh BUILD_DIR      e.g. .build/release
+#   environment: PREFIX (default /usr/local), LIBDIR (PREFIX/lib),
+#                INCLUDEDIR (PREFIX/include), DESTDIR (default empty)
+#
+# The Swift runtime is not copied: libsecurechannel.so finds it in the
+# toolchain's runtime directory through its RUNPATH, and securechannel.pc
+# names that directory for static linking.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+build=${1:?usage: scripts/install-lib.sh BUILD_DIR (e.g. .build/release)}
+prefix=${PREFIX:-/usr/local}
+libdir=${LIBDIR:-$prefix/lib}
+includedir=${INCLUDEDIR:-$prefix/include}
+destdir=${DESTDIR:-}
+shared=$build/libsecurechannel.so
+archive=$build/libsecurechannel-static.a
+header=Sources/CSecureChannelABI/include/securechannel.h
+for file in "$shared" "$archive"; do
+    [[ -f $file ]] || { echo "install-lib: $file is missing; build it with: swift build --product securechannel and --product securechannel-static (make install-lib does)" >&2; exit 1; }
+done
+
+# The version and soname the library itself reports (Package.swift sets the
+# soname; sc_version the version).
+soname=$(readelf -d "$shared" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')
+version=$(grep -ao 'securechannel [0-9][0-9.]*' "$shared" | head -n1 | cut -d' ' -f2)
+[[ -n $soname && -n $version ]] || { echo "install-lib: cannot read the soname or version of $shared" >&2; exit 1; }
+
+# Where the Swift runtime lives: the RUNPATH entry holding libswiftCore.so.
+runtime=""
+IFS=: read -ra paths <<< "$(readelf -d "$shared" | sed -n 's/.*Library runpath: \[\(.*\)\]/\1/p')"
+for path in "${paths[@]}"; do
+    if [[ -f $path/libswiftCore.so ]]; then runtime=$path; break; fi
+done
+[[ -n $runtime ]] || { echo "install-lib: $shared has no RUNPATH entry with libswiftCore.so; is it a build of this package?" >&2; exit 1; }
+
+# Static linking needs what the shared object needs (its NEEDED entries, as
+# -l flags) and the Swift runtime's image registration object, swiftrt.o.
+# The runtime's directory is given as -Wl,-L: it is the toolchain's, not
+# part of what was installed, and pkg-config leaves -Wl flags as they are
+# (a -L would be listed by --libs-only-L and moved under a sysroot).
+private=""
+while read -r needed; do
+    case $needed in
+        libc.so.*|ld-linux*|libsecurechannel*) ;;
+        *) name=${needed#lib}; private+=" -l${name%%.so*}" ;;
+    esac
+done < <(readelf -d "$shared" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p')
+swiftrt=$runtime/$(uname -m)/swiftrt.o
+[[ -f $swiftrt ]] || { echo "install-lib: no $swiftrt in the Swift toolchain; static linking needs it" >&2; exit 1; }
+
+install -d "$destdir$includedir" "$destdir$libdir/pkgconfig"
+install -m 0644 "$header" "$destdir$includedir/securechannel.h"
+install -m 0755 "$shared" "$destdir$libdir/$soname"
+ln -sf "$soname" "$destdir$libdir/libsecurechannel.so"
+install -m 0644 "$archive" "$destdir$libdir/libsecurechannel.a"
+# Paths under the prefix are written relative to it, so that
+# pkg-config --define-prefix finds a DESTDIR tree (or a moved one) where it is.
+relative() { [[ $1 == "$prefix"/* ]] && echo "\${prefix}${1#"$prefix"}" || echo "$1"; }
+cat > "$destdir$libdir/pkgconfig/securechannel.pc" <<PC
+prefix=$prefix
+libdir=$(relative "$libdir")
+includedir=$(relative "$includedir")
+
+Name: securechannel
+Description: Secure inter-VM channels on Xen altp2m: the C interface (securechannel.h)
+Version: $version
+Cflags: -I\${includedir}
+Libs: -L\${libdir} -lsecurechannel
+Libs.private: $swiftrt -Wl,-L$runtime -Wl,-rpath,$runtime$private
+PC
+echo "installed securechannel $version ($soname) under $destdir$prefix; the Swift runtime stays in $runtime"
