@@ -72,6 +72,7 @@ extension SimDaemon {
             throw .refused("cannot create the files of domain \(name): \(error)")
         }
         domains[id] = domain
+        eventChannels.addDomain(id)
         setEventState(id, EventWordLayout.stateRunning)
         domain.refresh(from: engine, force: true)
         domain.publishViews(from: engine)
@@ -81,6 +82,16 @@ extension SimDaemon {
 
     /// Cleans up after the engine destroyed a domain.
     func domainDestroyed(_ id: DomainID) {
+        // evtchn_destroy: the domain's ports close, its peers' go unbound.
+        eventChannels.destroyDomain(id)
+        for connection in connections {
+            guard let handle = connection.eventChannelHandle, eventChannels.domain(of: handle) == nil else { continue }
+            if let ends = eventChannelPipes.removeValue(forKey: handle) {
+                _ = systemClose(ends.read)
+                _ = systemClose(ends.write)
+            }
+            connection.eventChannelHandle = nil
+        }
         if let domain = domains.removeValue(forKey: id) {
             domain.markDestroyed()
             domain.removeFiles()
