@@ -16,11 +16,6 @@ import Musl
 /// leaves every handle without a connection until its process resumes it
 /// with the key it was given.
 extension SimDaemon {
-    /// The read and write ends of a handle's readiness pipe.
-    struct EventChannelPipe {
-        let read: Int32
-        let write: Int32
-    }
 
     func eventChannelOperation(_ op: String, _ a: RequestArguments, caller: Caller, connection: Connection?,
                                record: inout [String: JSONValue]) throws(RequestError) -> Reply {
@@ -121,21 +116,16 @@ extension SimDaemon {
             record["key"] = .string(key)
         }
         guard let connection else { return Reply(fields: ["handle": .int(Int64(handle))]) }
-        var ends: [Int32] = [-1, -1]
-        guard pipe(&ends) == 0 else {
+        guard let ends = ReadinessPipe.make() else {
             eventChannels.closeHandle(handle)
             throw .refused("cannot create the handle's descriptor: \(SystemCallError("pipe"))")
         }
-        for fd in ends {
-            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-        }
         connection.eventChannelHandle = handle
-        eventChannelPipes[handle] = EventChannelPipe(read: ends[0], write: ends[1])
+        eventChannelPipes[handle] = ends
         refreshEventChannelFD(handle)
         return Reply(fields: ["handle": .int(Int64(handle)), "key": .string(eventChannels.key(of: handle) ?? ""),
                               "domid": .int(Int64(domain.rawValue)), "descriptors": ["evtchn"]],
-                     fds: [ends[0]])
+                     fds: [ends.read])
     }
 
     /// The connection of a handle closed: `evtchn_release` closes its ports.
@@ -149,10 +139,7 @@ extension SimDaemon {
     private func releaseEventChannelHandle(of connection: Connection) {
         guard let handle = connection.eventChannelHandle else { return }
         connection.eventChannelHandle = nil
-        if let ends = eventChannelPipes.removeValue(forKey: handle) {
-            _ = systemClose(ends.read)
-            _ = systemClose(ends.write)
-        }
+        eventChannelPipes.removeValue(forKey: handle)?.close()
     }
 
     /// Makes each handle's descriptor readable (its ring has ports).
@@ -163,13 +150,7 @@ extension SimDaemon {
     /// One byte in the pipe while the handle has delivered ports, none
     /// otherwise: level-triggered, as `poll` on the evtchn device is.
     func refreshEventChannelFD(_ handle: UInt32) {
-        guard let ends = eventChannelPipes[handle] else { return }
-        var sink = [UInt8](repeating: 0, count: 64)
-        while sink.withUnsafeMutableBytes({ read(ends.read, $0.baseAddress, $0.count) }) > 0 {}
-        if eventChannels.hasPending(handle: handle) {
-            var one: UInt8 = 1
-            _ = write(ends.write, &one, 1)
-        }
+        eventChannelPipes[handle]?.set(readable: eventChannels.hasPending(handle: handle))
     }
 
     /// The domain a caller's handle belongs to.

@@ -211,6 +211,7 @@ extension SimDaemon {
     /// died: its domain crashes (its vCPUs stop) and event waiters wake.
     func connectionClosed(_ connection: Connection) {
         eventChannelConnectionClosed(connection)
+        xenstoreConnectionClosed(connection)
         guard let id = connection.attachedDomain else { return }
         connection.attachedDomain = nil
         guard let status = try? engine.domainStatus(id), !status.isCrashed else { return }

@@ -29,6 +29,8 @@ extension SimDaemon {
                 _ = try? engine.vmfunc(domain, vcpu: vcpu, eax: 0, ecx: index)
             case "internal.host":
                 replayHostCall(fields)
+            case "internal.xenstore":
+                replayXenstore(fields)
             case "internal.evtchn-close":
                 eventChannels.closeHandle(UInt32(truncatingIfNeeded: fields["handle"]?.int64 ?? 0))
             case "internal.crash":

@@ -211,7 +211,9 @@ extension SimDaemon {
             return try runExtension(extensionFor(op)!, op, a, caller: caller)
         case _ where op.hasPrefix("evtchn."):
             return try eventChannelOperation(op, a, caller: caller, connection: connection, record: &record)
-        case "internal.vmfunc", "internal.crash", "internal.host", "internal.evtchn-close":
+        case _ where op.hasPrefix("xs."):
+            return try xenstoreOperation(op, a, caller: caller, connection: connection, record: &record)
+        case "internal.vmfunc", "internal.crash", "internal.host", "internal.evtchn-close", "internal.xenstore":
             // Journal-only records: replayed, never accepted from a client.
             throw .refused("\(op) is internal to the daemon's journal")
         default:

@@ -53,7 +53,11 @@ public final class SimDaemon {
     /// Xen's event channels (docs/SIMULATOR.md, "Event channels").
     let eventChannels = XenEventChannels()
     /// The readiness pipe of each event-channel handle held by a connection.
-    var eventChannelPipes: [UInt32: EventChannelPipe] = [:]
+    var eventChannelPipes: [UInt32: ReadinessPipe] = [:]
+    /// xenstored (docs/SIMULATOR.md, "xenstore").
+    let xenstore = XenStore()
+    /// The watch-event readiness pipe of each xenstore connection.
+    var xenstorePipes: [UInt32: ReadinessPipe] = [:]
     private var listener: UnixSocket?
     /// Set by `sim.stop`: leave the loop and power the simulated host off.
     var stopRequested = false
@@ -322,6 +326,8 @@ final class Connection {
     var attachedDomain: DomainID?
     /// The libxenevtchn handle this connection opened (`evtchn.open`).
     var eventChannelHandle: UInt32?
+    /// This connection's xenstored connection (opened by its first `xs.*`).
+    var xenstoreConnection: UInt32?
     /// The peer's process id (SO_PEERCRED), for the log.
     let peerPID: Int32?
 
