@@ -27,13 +27,7 @@ extension SimDaemon {
         let transaction = try a.optionalUInt("transaction").flatMap { $0 == 0 ? nil : UInt32(truncatingIfNeeded: $0) }
         switch op {
         case "xs.open":
-            guard xenstorePipes[id] == nil, let pipe = ReadinessPipe.make() else {
-                throw .refused("this connection already has its xenstore descriptor (or a pipe could not be made)")
-            }
-            xenstorePipes[id] = pipe
-            pipe.set(readable: xenstore.hasEvents(id))
-            return Reply(fields: ["domid": .int(Int64(Self.callingDomain(caller).rawValue)), "descriptors": ["xenstore"]],
-                         fds: [pipe.read])
+            return try openXenstoreDescriptor(id, caller: caller)
         case "xs.read":
             let path = try a.string("path")
             let value = try xen { () throws(XenErrno) in try xenstore.read(id, transaction, path: path) }
@@ -71,6 +65,29 @@ extension SimDaemon {
             let list = try Self.permissionList(a.fields["perms"])
             try xen { () throws(XenErrno) in try xenstore.setPermissions(id, transaction, path: path, list) }
             return Reply(fields: [:])
+        default:
+            return try xenstoreSessionOperation(op, a, connection: id, transaction: transaction)
+        }
+    }
+
+    /// `xs_fileno`: the connection's readiness pipe.
+    private func openXenstoreDescriptor(_ id: UInt32, caller: Caller) throws(RequestError) -> Reply {
+        guard xenstorePipes[id] == nil, let pipe = ReadinessPipe.make() else {
+            throw .refused("this connection already has its xenstore descriptor (or a pipe could not be made)")
+        }
+        xenstorePipes[id] = pipe
+        pipe.set(readable: xenstore.hasEvents(id))
+        return Reply(fields: ["domid": .int(Int64(Self.callingDomain(caller).rawValue)), "descriptors": ["xenstore"]],
+                     fds: [pipe.read])
+    }
+
+    /// Transactions and watches: what belongs to the connection.
+    private func xenstoreSessionOperation(_ op: String, _ a: RequestArguments, connection id: UInt32,
+                                          transaction: UInt32?) throws(RequestError) -> Reply {
+        func xen<R>(_ body: () throws(XenErrno) -> R) throws(RequestError) -> R {
+            do { return try body() } catch { throw .xen(error, "\(op): \(error.description)") }
+        }
+        switch op {
         case "xs.transaction-start":
             let started = try xen { () throws(XenErrno) in try xenstore.transactionStart(id) }
             return Reply(fields: ["transaction": .int(Int64(started))])
