@@ -36,10 +36,14 @@ public struct XenErrno: Error, RawRepresentable, Hashable, Sendable, CustomStrin
     public static var noEntry: XenErrno { XenErrno(rawValue: 2) }
     /// `ESRCH` (3): no such domain, or no such p2m entry.
     public static var notFound: XenErrno { XenErrno(rawValue: 3) }
+    /// `E2BIG` (7): too many (for example, xenstore watches over the quota).
+    public static var tooBig: XenErrno { XenErrno(rawValue: 7) }
     /// `EAGAIN` (11): try again (for example, the page is paged out).
     public static var tryAgain: XenErrno { XenErrno(rawValue: 11) }
     /// `ENOMEM` (12): out of memory.
     public static var noMemory: XenErrno { XenErrno(rawValue: 12) }
+    /// `EACCES` (13): permission denied (xenstore's node permissions).
+    public static var accessDenied: XenErrno { XenErrno(rawValue: 13) }
     /// `EFAULT` (14): a buffer could not be copied.
     public static var badAddress: XenErrno { XenErrno(rawValue: 14) }
     /// `EBUSY` (16): in use.
@@ -59,6 +63,9 @@ public struct XenErrno: Error, RawRepresentable, Hashable, Sendable, CustomStrin
     public static var outOfRange: XenErrno { XenErrno(rawValue: 34) }
     /// `EOPNOTSUPP` (95): not supported here (or altp2m not active).
     public static var notSupported: XenErrno { XenErrno(rawValue: 95) }
+    /// `ENOTCONN` (107): the event channel is not bound by this handle (the
+    /// Linux evtchn driver's answer for another process's port).
+    public static var notConnected: XenErrno { XenErrno(rawValue: 107) }
 
     /// The C name, such as `"EBUSY"`; `"E<number>"` for numbers this type does not name.
     public var name: String { Self.table[rawValue]?.name ?? "E\(rawValue)" }
@@ -73,8 +80,10 @@ public struct XenErrno: Error, RawRepresentable, Hashable, Sendable, CustomStrin
         1: ("EPERM", "operation not permitted"),
         2: ("ENOENT", "no such entry"),
         3: ("ESRCH", "no such domain or entry"),
+        7: ("E2BIG", "argument list too long"),
         11: ("EAGAIN", "try again"),
         12: ("ENOMEM", "out of memory"),
+        13: ("EACCES", "permission denied"),
         14: ("EFAULT", "bad address"),
         16: ("EBUSY", "device or resource busy"),
         17: ("EEXIST", "already exists"),
@@ -84,6 +93,7 @@ public struct XenErrno: Error, RawRepresentable, Hashable, Sendable, CustomStrin
         34: ("ERANGE", "result out of range"),
         84: ("EILSEQ", "illegal byte sequence"),
         95: ("EOPNOTSUPP", "operation not supported"),
+        107: ("ENOTCONN", "not connected"),
     ]
 
     /// Matches an error against a named value in a `catch` or `switch`.
@@ -98,6 +108,12 @@ public struct XenErrno: Error, RawRepresentable, Hashable, Sendable, CustomStrin
     public static var ENOENT: XenErrno { noEntry }
     @available(*, unavailable, renamed: "notFound")
     public static var ESRCH: XenErrno { notFound }
+    @available(*, unavailable, renamed: "tooBig")
+    public static var E2BIG: XenErrno { tooBig }
+    @available(*, unavailable, renamed: "accessDenied")
+    public static var EACCES: XenErrno { accessDenied }
+    @available(*, unavailable, renamed: "notConnected")
+    public static var ENOTCONN: XenErrno { notConnected }
     @available(*, unavailable, renamed: "tryAgain")
     public static var EAGAIN: XenErrno { tryAgain }
     @available(*, unavailable, renamed: "noMemory")

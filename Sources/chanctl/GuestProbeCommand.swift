@@ -18,6 +18,10 @@ import Glibc
 ///     probe GFN r|w                 would the window fault? (no fault taken)
 ///     sync                          take in dom0's changes (a VM exit)
 ///     notify DOMID PORT | counter PORT | wait PORT SEEN MS | state DOMID
+///     evtchn-bind-unbound REMOTE | evtchn-bind REMOTE PORT | evtchn-notify PORT
+///     evtchn-pending | evtchn-unmask PORT | evtchn-wait MS
+///                                   an event-channel handle of this process
+///                                   (opened at the first evtchn command)
 ///     detach                        detach and exit 0
 ///     exit                          exit without detaching (the domain crashes)
 ///
@@ -50,9 +54,14 @@ struct GuestProbeCommand: ParsableCommand {
         }
         Self.reply(["ok": true, "attached": .string(guest.name), "domid": .int(Int64(guest.domain.rawValue)),
                     "pid": .int(Int64(getpid())), "window_gfns": .int(Int64(guest.windowGFNCount))])
+        var events: SimEventChannel?
         while let line = readLine() {
             let words = line.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
             guard let command = words.first else { continue }
+            if command.hasPrefix("evtchn-") {
+                Self.reply(Self.eventChannel(command, Array(words.dropFirst()), &events, domain: domain, options: options))
+                continue
+            }
             if command == "detach" {
                 guest.detach()
                 Self.reply(["ok": true, "detached": true])
@@ -144,6 +153,47 @@ struct GuestProbeCommand: ParsableCommand {
             return ["ok": true, "state": .string("\(state)")]
         default:
             return usage("unknown command '\(command)'")
+        }
+    }
+
+    /// The event-channel commands, through a handle of this process.
+    static func eventChannel(_ command: String, _ args: [String], _ events: inout SimEventChannel?,
+                             domain: String, options: GlobalOptions) -> JSONValue {
+        func int(_ i: Int) -> UInt32? { args.count > i ? ArgumentValue.integer(args[i]).map { UInt32(truncatingIfNeeded: $0) } : nil }
+        do {
+            if events == nil {
+                let path = options.stateDirectory.tokenPath(domain: domain)
+                events = try SimEventChannel(stateDirectory: options.stateDirectory, token: SimGuest.readToken(path))
+            }
+            let handle = events!
+            switch command {
+            case "evtchn-bind-unbound":
+                guard let remote = int(0) else { return usage("evtchn-bind-unbound REMOTE") }
+                return ["ok": true, "port": .int(Int64(try handle.bindUnboundPort(remote: UInt16(truncatingIfNeeded: remote))))]
+            case "evtchn-bind":
+                guard let remote = int(0), let port = int(1) else { return usage("evtchn-bind REMOTE PORT") }
+                let local = try handle.bindInterdomain(remote: UInt16(truncatingIfNeeded: remote), remotePort: port)
+                return ["ok": true, "port": .int(Int64(local))]
+            case "evtchn-notify":
+                guard let port = int(0) else { return usage("evtchn-notify PORT") }
+                try handle.notify(port)
+                return ["ok": true]
+            case "evtchn-unmask":
+                guard let port = int(0) else { return usage("evtchn-unmask PORT") }
+                try handle.unmask(port)
+                return ["ok": true]
+            case "evtchn-pending":
+                return ["ok": true, "port": try handle.pending().map { .int(Int64($0)) } ?? .null]
+            case "evtchn-wait":
+                guard let ms = int(0) else { return usage("evtchn-wait MS") }
+                return ["ok": true, "readable": .bool(handle.waitReadable(timeoutMilliseconds: Int32(ms)))]
+            default:
+                return usage("unknown command '\(command)'")
+            }
+        } catch let error as SimClientError {
+            return ["ok": false, "errno": error.json["errno"] ?? .null, "error": .string(error.description)]
+        } catch {
+            return ["ok": false, "error": .string("\(error)")]
         }
     }
 

@@ -531,7 +531,7 @@ public final class SimGuest {
         return try s.client.call(op, arguments)
     }
 
-    private static func readToken(_ path: String) -> String? {
+    package static func readToken(_ path: String) -> String? {
         guard let file = fopen(path, "r") else { return nil }
         defer { fclose(file) }
         var buffer = [CChar](repeating: 0, count: 256)

@@ -72,6 +72,12 @@ extension SimDaemon {
             throw .refused("cannot create the files of domain \(name): \(error)")
         }
         domains[id] = domain
+        eventChannels.addDomain(id)
+        // The toolstack's nodes and @introduceDomain; replaying this request
+        // writes them again, so they are not journaled as xenstore changes.
+        xenstore.introduceDomain(id, name: name, memoryKiB: mib * 1024)
+        _ = xenstore.takeChanges()
+        wakeXenstoreWatchers()
         setEventState(id, EventWordLayout.stateRunning)
         domain.refresh(from: engine, force: true)
         domain.publishViews(from: engine)
@@ -81,6 +87,20 @@ extension SimDaemon {
 
     /// Cleans up after the engine destroyed a domain.
     func domainDestroyed(_ id: DomainID) {
+        // evtchn_destroy: the domain's ports close, its peers' go unbound.
+        eventChannels.destroyDomain(id)
+        // libxl's xs_rm and xenstored's destroy_domain, @releaseDomain.
+        xenstore.releaseDomain(id)
+        _ = xenstore.takeChanges()
+        for connection in connections where connection.xenstoreConnection.map({ xenstore.connections[$0] == nil }) == true {
+            xenstoreConnectionClosed(connection)
+        }
+        wakeXenstoreWatchers()
+        for connection in connections {
+            guard let handle = connection.eventChannelHandle, eventChannels.domain(of: handle) == nil else { continue }
+            eventChannelPipes.removeValue(forKey: handle)?.close()
+            connection.eventChannelHandle = nil
+        }
         if let domain = domains.removeValue(forKey: id) {
             domain.markDestroyed()
             domain.removeFiles()
@@ -94,6 +114,9 @@ extension SimDaemon {
     /// A domain has crashed (a guest process died, or the fault handler
     /// crashed it): mark it, and wake every event waiter so that peers notice.
     func domainCrashed(_ id: DomainID) {
+        // xenstored's check_domains sees the crash: @releaseDomain.
+        xenstore.domainShutDown(id)
+        wakeXenstoreWatchers()
         setEventState(id, EventWordLayout.stateCrashed)
         wakeAllEventWaiters()
     }

@@ -210,6 +210,8 @@ extension SimDaemon {
     /// A connection ended. An attached guest process that did not detach has
     /// died: its domain crashes (its vCPUs stop) and event waiters wake.
     func connectionClosed(_ connection: Connection) {
+        eventChannelConnectionClosed(connection)
+        xenstoreConnectionClosed(connection)
         guard let id = connection.attachedDomain else { return }
         connection.attachedDomain = nil
         guard let status = try? engine.domainStatus(id), !status.isCrashed else { return }

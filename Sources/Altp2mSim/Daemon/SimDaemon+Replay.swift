@@ -29,6 +29,10 @@ extension SimDaemon {
                 _ = try? engine.vmfunc(domain, vcpu: vcpu, eax: 0, ecx: index)
             case "internal.host":
                 replayHostCall(fields)
+            case "internal.xenstore":
+                replayXenstore(fields)
+            case "internal.evtchn-close":
+                eventChannels.closeHandle(UInt32(truncatingIfNeeded: fields["handle"]?.int64 ?? 0))
             case "internal.crash":
                 let domain = DomainID(rawValue: UInt16(truncatingIfNeeded: fields["domain"]?.int64 ?? 0))
                 if (try? engine.crashDomain(domain)) != nil { domainCrashed(domain) }
@@ -40,6 +44,8 @@ extension SimDaemon {
             }
             applied += 1
         }
+        // No connection survived the restart: every handle waits to be resumed.
+        eventChannels.detachAllHandles()
         for domain in domains.values {
             domain.refresh(from: engine, force: true)
             domain.publishViews(from: engine)

@@ -12,7 +12,7 @@ extension SimDaemon {
         "hello", "sim.status", "sim.stop", "domain.list", "domain.get-param", "altp2m.get-state",
         "altp2m.get-access", "altp2m.get-suppress-ve", "altp2m.vcpu-view", "guest.ve-info",
         "sim.view-entry", "guest.attach", "guest.detach", "guest.sync",
-        "guest.window", "guest.descriptor-names", "guest.descriptor",
+        "guest.window", "guest.descriptor-names", "guest.descriptor", "evtchn.list",
     ]
 
     /// Answers one request from a connection.
@@ -209,7 +209,11 @@ extension SimDaemon {
             // (`internal.host`), not the request itself.
             record["op"] = nil
             return try runExtension(extensionFor(op)!, op, a, caller: caller)
-        case "internal.vmfunc", "internal.crash", "internal.host":
+        case _ where op.hasPrefix("evtchn."):
+            return try eventChannelOperation(op, a, caller: caller, connection: connection, record: &record)
+        case _ where op.hasPrefix("xs."):
+            return try xenstoreOperation(op, a, caller: caller, connection: connection, record: &record)
+        case "internal.vmfunc", "internal.crash", "internal.host", "internal.evtchn-close", "internal.xenstore":
             // Journal-only records: replayed, never accepted from a client.
             throw .refused("\(op) is internal to the daemon's journal")
         default:

@@ -50,6 +50,14 @@ public final class SimDaemon {
     /// Registered extensions (the grant module), in registration order.
     var extensions: [any SimDaemonExtension] = []
     var connections: [Connection] = []
+    /// Xen's event channels (docs/SIMULATOR.md, "Event channels").
+    let eventChannels = XenEventChannels()
+    /// The readiness pipe of each event-channel handle held by a connection.
+    var eventChannelPipes: [UInt32: ReadinessPipe] = [:]
+    /// xenstored (docs/SIMULATOR.md, "xenstore").
+    let xenstore = XenStore()
+    /// The watch-event readiness pipe of each xenstore connection.
+    var xenstorePipes: [UInt32: ReadinessPipe] = [:]
     private var listener: UnixSocket?
     /// Set by `sim.stop`: leave the loop and power the simulated host off.
     var stopRequested = false
@@ -316,6 +324,10 @@ final class Connection {
     /// The domain a guest process attached as (`guest.attach`); when the
     /// connection closes without `guest.detach`, the domain has crashed.
     var attachedDomain: DomainID?
+    /// The libxenevtchn handle this connection opened (`evtchn.open`).
+    var eventChannelHandle: UInt32?
+    /// This connection's xenstored connection (opened by its first `xs.*`).
+    var xenstoreConnection: UInt32?
     /// The peer's process id (SO_PEERCRED), for the log.
     let peerPID: Int32?
 
