@@ -57,7 +57,7 @@ let package = Package(
         ),
         .target(
             name: "Altp2mSim",
-            dependencies: ["Altp2m", "CPlatform"]
+            dependencies: ["Altp2m", "XenInterface", "CPlatform"]
         ),
         .target(
             name: "ChannelCrypto",
@@ -72,9 +72,16 @@ let package = Package(
             name: "Altp2mGrant",
             dependencies: ["Altp2m", "ChannelCrypto"]
         ),
+        // One Swift protocol per Xen library the backend uses; the C
+        // libraries (XenBackend/C) and the simulator (Altp2mSim/XenLibraries)
+        // implement them.
+        .target(
+            name: "XenInterface",
+            dependencies: ["Altp2m"]
+        ),
         .target(
             name: "XenBackend",
-            dependencies: ["Altp2m", "CXen", "CPlatform"]
+            dependencies: ["Altp2m", "XenInterface", "CXen", "CPlatform"]
         ),
         // guest-agent's `--services` rules, parsed apart from the agent so
         // the fuzzer reaches them.
@@ -118,7 +125,7 @@ let package = Package(
         .executableTarget(
             name: "chanctl",
             dependencies: [
-                "Altp2m", "Altp2mSim", "Altp2mGrant", "ChannelCrypto", "SecureChannel", "XenBackend", "CPlatform",
+                "Altp2m", "Altp2mSim", "Altp2mGrant", "ChannelCrypto", "SecureChannel", "XenBackend", "XenInterface", "CPlatform",
                 // chanctl bench: the C baselines and HdrHistogram.
                 "ChannelBenchBaseline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -28,11 +28,11 @@ struct Altp2mCommand: ParsableCommand {
                         _ arguments: [String: JSONValue] = [:], text: ((JSONValue) -> String)? = nil) throws {
         var all = arguments
         all["domain"] = domainArgument(domain)
-        if backend.backend == .xen {
+        if backend.usesXenBackend {
             guard !caller.asGuest, !caller.asGuestUser else {
                 throw CommandFailure.usage("--as-guest and --as-guest-user exist only on the simulator (--backend sim)")
             }
-            emit(try XenBridge.call(op, all), json: options.json, text: text ?? { _ in "ok" })
+            emit(try XenBridge.call(op, all, backend: backend, options), json: options.json, text: text ?? { _ in "ok" })
             return
         }
         let session = try Session(options, guest: caller, domain: domain)

@@ -85,8 +85,8 @@ struct DomainCommand: ParsableCommand {
         @OptionGroup var backend: BackendOptions
 
         func run() throws {
-            if backend.backend == .xen {
-                emit(try XenBridge.call("domain.list", [:]), json: options.json, text: Self.table)
+            if backend.usesXenBackend {
+                emit(try XenBridge.call("domain.list", [:], backend: backend, options), json: options.json, text: Self.table)
                 return
             }
             let session = try Session(options)
@@ -145,8 +145,9 @@ struct DomainCommand: ParsableCommand {
 
         func run() throws {
             let raw: UInt64 = Altp2mMode(value).map { UInt64($0.rawValue) } ?? UInt64(value)!
-            if backend.backend == .xen {
-                emit(try XenBridge.call("domain.set-param", ["domain": domainArgument(domain), "value": .uint(raw)]),
+            if backend.usesXenBackend {
+                emit(try XenBridge.call("domain.set-param", ["domain": domainArgument(domain), "value": .uint(raw)],
+                                        backend: backend, options),
                      json: options.json) { _ in "HVM_PARAM_ALTP2M of \(domain) set to \(value)" }
                 return
             }
@@ -173,8 +174,9 @@ struct DomainCommand: ParsableCommand {
         }
 
         func run() throws {
-            if backend.backend == .xen {
-                emit(try XenBridge.call("domain.get-param", ["domain": domainArgument(domain)]), json: options.json) {
+            if backend.usesXenBackend {
+                emit(try XenBridge.call("domain.get-param", ["domain": domainArgument(domain)], backend: backend, options),
+                     json: options.json) {
                     renderScalar($0["altp2m"] ?? .null)
                 }
                 return

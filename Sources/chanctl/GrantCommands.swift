@@ -3,13 +3,56 @@ import Altp2mGrant
 import Altp2mSim
 import ArgumentParser
 import XenBackend
+import XenInterface
 
-/// `--backend sim|xen`: which hypervisor the grant commands drive.
+/// `--backend sim|xen|xen-sim`: which hypervisor the commands drive, and how.
 struct BackendOptions: ParsableArguments {
-    enum Backend: String, ExpressibleByArgument, CaseIterable { case sim, xen }
+    enum Backend: String, ExpressibleByArgument, CaseIterable {
+        case sim
+        case xen
+        case xenSim = "xen-sim"
+    }
 
-    @Option(help: "The hypervisor: sim (the simulator daemon) or xen (libxenctrl on a Xen dom0).")
+    @Option(help: ArgumentHelp(
+        "The hypervisor: sim (the simulator daemon), xen (the Xen libraries on a Xen dom0) or xen-sim.",
+        discussion: "xen-sim runs the Xen backend's own code (XenControl) over the simulator's implementation of the Xen libraries, against the simulator at --state-dir."))
     var backend: Backend = .sim
+
+    /// Whether the Xen backend's code runs (on Xen, or on the simulator's Xen libraries).
+    var usesXenBackend: Bool { backend != .sim }
+
+    /// The Xen backend over the chosen libraries.
+    func openXenControl(_ options: GlobalOptions) throws(CommandFailure) -> XenControl {
+        do {
+            switch backend {
+            case .xenSim:
+                let directory = options.stateDirectory
+                let libraries: XenHostLibraries
+                do {
+                    libraries = XenHostLibraries(control: try SimXenControlLibrary(stateDirectory: directory),
+                                                 store: try SimXenStoreLibrary(stateDirectory: directory),
+                                                 foreignMemory: try SimForeignMemoryLibrary(stateDirectory: directory))
+                } catch {
+                    throw CommandFailure(error)
+                }
+                return try XenControl(libraries: libraries)
+            case .xen, .sim:
+                return try XenControl()
+            }
+        } catch let error as XenBackendError {
+            throw .failure(error.description)
+        } catch let error as CommandFailure {
+            throw error
+        } catch {
+            throw .failure("\(error)")
+        }
+    }
+
+    /// Where the grant module keeps its state when it runs in this process
+    /// (on Xen, and on xen-sim apart from the simulator's own grant module).
+    func grantDirectory(_ options: GlobalOptions) -> String {
+        backend == .xenSim ? options.stateDirectory.path + "/grant-xen-sim" : options.stateDirectory.grantPath
+    }
 }
 
 /// Runs one grant operation on the chosen backend.
@@ -18,12 +61,11 @@ func grantCall(_ options: GlobalOptions, _ backend: BackendOptions, _ op: String
     switch backend.backend {
     case .sim:
         return try Session(options).call(op, arguments)
-    case .xen:
-        let control: XenControl
-        do { control = try XenControl() } catch { throw .failure(error.description) }
+    case .xen, .xenSim:
+        let control = try backend.openXenControl(options)
         let service: GrantService
         do {
-            service = GrantService(grants: try GrantModule(host: control, stateDirectory: options.stateDirectory.grantPath))
+            service = GrantService(grants: try GrantModule(host: control, stateDirectory: backend.grantDirectory(options)))
         } catch {
             throw .failure(error.description)
         }

@@ -3,18 +3,19 @@ import Altp2mSim
 import XenBackend
 
 /// `chanctl altp2m ...` and `chanctl domain list|get-param|set-param` with
-/// `--backend xen`: the same operations, with the same JSON, through
-/// libxenctrl instead of the simulator daemon. The simulator's
+/// `--backend xen` or `xen-sim`: the same operations, with the same JSON,
+/// through the Xen backend (`XenControl`) instead of the simulator daemon's
+/// own requests. The simulator's
 /// request names and arguments are the contract, so each command builds its
 /// arguments once and either backend answers.
 enum XenBridge {
     /// Performs `op` (an `altp2m.*` request) as dom0 on real Xen.
-    static func call(_ op: String, _ arguments: [String: JSONValue]) throws(CommandFailure) -> JSONValue {
+    static func call(_ op: String, _ arguments: [String: JSONValue], backend: BackendOptions,
+                     _ options: GlobalOptions) throws(CommandFailure) -> JSONValue {
         guard op != "altp2m.raw" else {
             throw .usage("altp2m raw builds hypercall buffers by hand and exists only on the simulator (--backend sim)")
         }
-        let control: XenControl
-        do { control = try XenControl() } catch { throw .failure(error.description) }
+        let control = try backend.openXenControl(options)
         if op == "domain.list" {
             do {
                 return ["domains": .array(try control.listDomains().map { d in
@@ -45,13 +46,17 @@ enum XenBridge {
         func view() -> ViewID { ViewID(UInt16(truncatingIfNeeded: a["view"]?.int64 ?? 0)) }
         func gfn(_ key: String = "gfn") -> GFN { GFN(a[key]?.uint64 ?? UInt64(bitPattern: a[key]?.int64 ?? -1)) }
         func vcpu() -> VCPUID { VCPUID(UInt32(truncatingIfNeeded: a["vcpu"]?.int64 ?? 0)) }
-        func access(_ value: JSONValue?) throws(XenErrno) -> MemAccess {
-            if let name = value?.string, let parsed = MemAccess(name) { return parsed }
-            if let raw = value?.int64, let parsed = MemAccess(abiValue: UInt16(truncatingIfNeeded: raw), for: x.xenVersion) {
-                return parsed
+        // An access name in this release's numbering; a number is passed
+        // to Xen as it is, so a bad one gets the hypervisor's own answer.
+        func access(_ value: JSONValue?) throws(XenErrno) -> UInt16 {
+            if let name = value?.string, let parsed = MemAccess(name) {
+                guard let abi = parsed.abiValue(for: x.xenVersion) else { throw .invalid }
+                return abi
             }
+            if let raw = value?.int64, let number = UInt16(exactly: raw) { return number }
             throw .invalid
         }
+        let xc = x.controlLibrary
         switch op {
         case "altp2m.get-state":
             let on = try x.getDomainState(d)
@@ -59,19 +64,22 @@ enum XenBridge {
         case "altp2m.set-state":
             try x.setDomainState(d, active: (a["state"]?.int64 ?? 0) != 0)
         case "altp2m.create-view":
-            return ["view": .int(Int64(try x.createView(d, defaultAccess: try access(a["default_access"])).rawValue))]
+            let defaultAccess = a["default_access"] == nil ? x.xenVersion.accessDefaultABIValue : try access(a["default_access"])
+            return ["view": .int(Int64(try xc.altp2mCreateView(d, defaultAccess: defaultAccess)))]
         case "altp2m.destroy-view":
             try x.destroyView(d, view: view())
         case "altp2m.switch-view":
             try x.switchToView(d, view: view())
         case "altp2m.set-access":
-            try x.setMemAccess(d, view: view(), gfn: gfn(), access: try access(a["access"]))
+            try xc.altp2mSetMemAccess(d, view: view().rawValue, gfn: gfn().rawValue, access: try access(a["access"]))
         case "altp2m.set-access-multi":
-            var entries: [(gfn: GFN, access: MemAccess)] = []
+            var gfns: [UInt64] = []
+            var accesses: [UInt8] = []
             for entry in a["entries"]?.array ?? [] {
-                entries.append((GFN(entry["gfn"]?.uint64 ?? 0), try access(entry["access"])))
+                gfns.append(entry["gfn"]?.uint64 ?? 0)
+                accesses.append(UInt8(truncatingIfNeeded: try access(entry["access"])))
             }
-            try x.setMemAccessMulti(d, view: view(), entries: entries)
+            try xc.altp2mSetMemAccessMulti(d, view: view().rawValue, accesses: accesses, gfns: gfns)
         case "altp2m.get-access":
             let value = try x.getMemAccess(d, view: view(), gfn: gfn())
             return ["access": .string(value.description),
@@ -110,12 +118,16 @@ enum XenBridge {
         return .object([:])
     }
 
-    /// A domain name or id, looked up in Xen's domain list.
+    /// A domain id (passed to Xen as it is, so an unknown one gets Xen's
+    /// `ESRCH`), or a name looked up in Xen's domain list.
     private static func resolveDomain(_ text: String, _ x: XenControl) throws(CommandFailure) -> DomainID {
+        let lower = text.lowercased()
+        if let id = lower.hasPrefix("0x") ? UInt16(lower.dropFirst(2), radix: 16) : UInt16(lower) {
+            return DomainID(rawValue: id)
+        }
         let domains: [DomainInfo]
         do { domains = try x.listDomains() } catch { throw .failure("cannot list Xen domains: \(error)") }
         if let match = domains.first(where: { $0.name == text }) { return match.id }
-        if let id = UInt16(text), let match = domains.first(where: { $0.id.rawValue == id }) { return match.id }
         throw .failure("no domain named \(text); see xl list")
     }
 }

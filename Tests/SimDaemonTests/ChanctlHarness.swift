@@ -15,6 +15,9 @@ final class ChanctlHarness: @unchecked Sendable {
     let binary: String
     private let lock = NSLock()
     private var guests: [GuestProcess] = []
+    /// `--backend` for the commands the Xen backend also answers (see
+    /// ``backendArguments(for:)``); nil for the simulator's own requests.
+    var backend: String?
 
     struct Result {
         var status: Int32
@@ -53,9 +56,23 @@ final class ChanctlHarness: @unchecked Sendable {
     @discardableResult
     func run(_ arguments: [String], json: Bool = true, stateDir explicit: String? = nil,
              environment: [String: String]? = nil) -> Result {
-        var full = arguments + ["--state-dir", explicit ?? stateDir]
+        var full = arguments + ["--state-dir", explicit ?? stateDir] + backendArguments(for: arguments)
         if json { full.append("--json") }
         return Self.execute(binary, full, environment: environment)
+    }
+
+    /// `--backend B` for `altp2m` commands (but `raw`, which builds
+    /// hypercall buffers by hand) and `domain list/get-param/set-param`
+    /// made as dom0; nothing for the rest, which only the simulator answers.
+    func backendArguments(for arguments: [String]) -> [String] {
+        guard let backend, arguments.count >= 2,
+              !arguments.contains("--as-guest"), !arguments.contains("--as-guest-user") else { return [] }
+        switch (arguments[0], arguments[1]) {
+        case ("altp2m", "raw"): return []
+        case ("altp2m", _), ("domain", "list"), ("domain", "get-param"), ("domain", "set-param"):
+            return ["--backend", backend]
+        default: return []
+        }
     }
 
     static func execute(_ binary: String, _ arguments: [String], environment: [String: String]? = nil) -> Result {
@@ -131,7 +148,17 @@ final class ChanctlHarness: @unchecked Sendable {
 
 /// Runs `body` with a started simulator and always stops it.
 func withSimulator(_ options: String..., body: (ChanctlHarness) throws -> Void) throws {
+    try withSimulator(backend: nil, options, body: body)
+}
+
+/// The same, with `backend` for the commands the Xen backend answers too.
+func withSimulator(backend: String?, _ options: String..., body: (ChanctlHarness) throws -> Void) throws {
+    try withSimulator(backend: backend, options, body: body)
+}
+
+private func withSimulator(backend: String?, _ options: [String], body: (ChanctlHarness) throws -> Void) throws {
     let sim = try ChanctlHarness()
+    sim.backend = backend
     defer { sim.stop() }
     let result = sim.run(["sim", "start"] + options)
     guard result.status == 0 else { throw HarnessError("sim start failed: \(result.stdout) \(result.stderr)") }

@@ -197,6 +197,8 @@ extension SimDaemon {
             }
             let mode = Altp2mMode(rawValue: UInt32(truncatingIfNeeded: value)).map { JSONValue.string($0.description) } ?? .null
             return Reply(fields: ["altp2m": mode, "value": .uint(value)])
+        case "domain.pause", "domain.unpause", "domain.set-access-required":
+            return try domainControlOperation(op, a, caller: caller)
         case _ where op.hasPrefix("altp2m."):
             return try altp2mOperation(String(op.dropFirst("altp2m.".count)), a, caller: caller)
         case _ where op.hasPrefix("guest.") || op.hasPrefix("host.") || op == "sim.view-entry":

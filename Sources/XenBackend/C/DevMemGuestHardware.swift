@@ -1,0 +1,40 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import Altp2m
+import XenInterface
+internal import CPlatform
+
+/// ``XenGuestHardware`` inside a Xen HVM guest: the `VMFUNC` instruction and
+/// `/dev/mem`.
+final class DevMemGuestHardware: XenGuestHardware {
+    private let memory: Int32
+
+    /// Opens `/dev/mem` (root only).
+    init() throws(XenErrno) {
+        let memory = open("/dev/mem", O_RDWR | O_SYNC | O_CLOEXEC)
+        guard memory >= 0 else { throw currentXenErrno() }
+        self.memory = memory
+    }
+
+    deinit { close(memory) }
+
+    /// A refused switch raises #UD (SIGILL), so this returns only on success.
+    func vmfunc(_ view: UInt16) -> Bool {
+        cplatform_vmfunc_switch_view(UInt32(view))
+        return true
+    }
+
+    func mapPhysical(firstGFN: UInt64, pageCount: Int, view: UInt16) throws(XenErrno) -> UnsafeMutableRawPointer {
+        guard pageCount > 0, firstGFN < (UInt64(1) << 52) else { throw .invalid }
+        let mapping = mmap(nil, pageCount * 4096, PROT_READ | PROT_WRITE, MAP_SHARED, memory, off_t(firstGFN << 12))
+        guard let mapping, mapping != MAP_FAILED else { throw currentXenErrno() }
+        return mapping
+    }
+
+    func unmapPhysical(_ base: UnsafeMutableRawPointer, pageCount: Int) {
+        munmap(base, pageCount * 4096)
+    }
+}

@@ -1,0 +1,29 @@
+import Altp2m
+
+/// The libraries dom0's backend (`XenControl`) uses, opened together.
+public struct XenHostLibraries {
+    public var control: any XenControlLibrary
+    public var store: any XenStoreLibrary
+    public var foreignMemory: any XenForeignMemoryLibrary
+
+    public init(control: any XenControlLibrary, store: any XenStoreLibrary,
+                foreignMemory: any XenForeignMemoryLibrary) {
+        self.control = control
+        self.store = store
+        self.foreignMemory = foreignMemory
+    }
+}
+
+/// What a guest agent's backend (`XenGuestPlatform`) uses: only what a
+/// guest has (no dom0 library).
+public struct XenGuestLibraries {
+    public var store: any XenStoreLibrary
+    public var events: any XenEventChannelLibrary
+    public var hardware: any XenGuestHardware
+
+    public init(store: any XenStoreLibrary, events: any XenEventChannelLibrary, hardware: any XenGuestHardware) {
+        self.store = store
+        self.events = events
+        self.hardware = hardware
+    }
+}
