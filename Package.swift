@@ -92,10 +92,16 @@ let package = Package(
             name: "AgentReplayGuard",
             dependencies: ["Altp2m", "Altp2mSim", "SecureChannel", "CPlatform"]
         ),
+        // How a guest program attaches (sim, xen or xen-sim), shared by
+        // guest-agent and the C interface.
+        .target(
+            name: "AgentPlatform",
+            dependencies: ["Altp2m", "Altp2mSim", "XenBackend", "XenInterface"]
+        ),
         // The C interface: @_cdecl functions behind securechannel.h.
         .target(
             name: "SecureChannelABI",
-            dependencies: ["CSecureChannelABI", "SecureChannel", "AgentReplayGuard", "Altp2m", "Altp2mSim",
+            dependencies: ["CSecureChannelABI", "SecureChannel", "AgentReplayGuard", "AgentPlatform", "Altp2m", "Altp2mSim",
                            "ChannelCrypto", "XenBackend", "CPlatform"],
             exclude: ["exports.map"],
             linkerSettings: [.unsafeFlags(["-Xlinker", "--version-script=\(abiExports)",
@@ -137,7 +143,8 @@ let package = Package(
         .executableTarget(
             name: "guest-agent",
             dependencies: [
-                "Altp2m", "Altp2mSim", "SecureChannel", "ChannelCrypto", "XenBackend", "AgentServices", "AgentReplayGuard",
+                "Altp2m", "Altp2mSim", "SecureChannel", "ChannelCrypto", "XenBackend", "XenInterface", "AgentServices",
+                "AgentReplayGuard", "AgentPlatform",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -223,7 +230,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SimDaemonTests",
-            dependencies: ["Altp2mSim"]
+            dependencies: ["Altp2mSim", "XenBackend", "XenInterface"]
         ),
         .testTarget(
             name: "Altp2mSimTests",

@@ -1,3 +1,4 @@
+import AgentPlatform
 import AgentReplayGuard
 import Altp2m
 import Altp2mSim
@@ -79,9 +80,7 @@ enum WaitArgument: String, ExpressibleByArgument, CaseIterable, Sendable {
     }
 }
 
-enum BackendArgument: String, ExpressibleByArgument, CaseIterable, Sendable {
-    case sim, xen
-}
+extension GuestBackend: ExpressibleByArgument {}
 
 /// How the simulator polices this process's access to channel windows.
 enum EnforcementArgument: String, ExpressibleByArgument, CaseIterable, Sendable {
@@ -111,8 +110,8 @@ struct AgentOptions: ParsableArguments {
     @Option(name: .customLong("host-key"), help: ArgumentHelp("The host's Ed25519 public key, 64 hex digits (chanctl keys show).", valueName: "hex"))
     var hostKey: String
 
-    @Option(help: "The hypervisor backend: sim (the simulator daemon) or xen.")
-    var backend: BackendArgument = .sim
+    @Option(help: "The hypervisor backend: sim (the simulator daemon), xen, or xen-sim (the Xen backend's code over the simulator's Xen libraries).")
+    var backend: GuestBackend = .sim
 
     @Option(name: .customLong("state-dir"), help: ArgumentHelp("The simulator's state directory (default as chanctl); the domain's replay guard (replay-guard-DOMID.json) is kept there. With --backend xen: where the replay guard is kept (default /var/lib/guest-agent).", valueName: "path"))
     var stateDir: String?
@@ -176,27 +175,17 @@ struct AgentOptions: ParsableArguments {
 
 /// How to attach: plain values, so a channel thread can attach on its own.
 struct PlatformSpec: Sendable {
-    let backend: BackendArgument
+    let backend: GuestBackend
     let domain: String
     let stateDir: String?
     let enforcement: SimGuest.Enforcement
 
     func platform(vcpu: UInt32 = 0) throws(AgentFailure) -> GuestPlatform {
-        switch backend {
-        case .sim:
-            do {
-                return try SimGuestPlatform.attach(domain: domain, stateDirectory: stateDir, vcpu: vcpu, enforcement: enforcement)
-            } catch .noToken(_, let path) {
-                throw .failure("no domain \(domain) in the simulator (no token at \(path)); start the simulator with chanctl sim start and create the domain with chanctl domain create \(domain) --altp2m external (same --state-dir)")
-            } catch {
-                throw .failure("cannot attach as domain \(domain) to the simulator: \(error); check it with chanctl sim status and chanctl domain list (same --state-dir); start one with chanctl sim start")
-            }
-        case .xen:
-            do {
-                return try XenGuestPlatform()
-            } catch {
-                throw .failure("cannot use the Xen guest interface: \(error); run inside a Xen HVM guest, or pass --backend sim")
-            }
+        do {
+            return try backend.attach(domain: domain, stateDirectory: stateDir, vcpu: vcpu, enforcement: enforcement,
+                                      option: "--backend")
+        } catch {
+            throw .failure(error.description)
         }
     }
 }
@@ -263,7 +252,7 @@ func openChannel(_ name: String, options: AgentOptions, platform: GuestPlatform,
 func acceptDescriptor(_ envelope: [UInt8], named name: String, agentKey: Curve25519.KeyAgreement.PrivateKey,
                       hostKey: Curve25519.Signing.PublicKey, platform: GuestPlatform,
                       spec: PlatformSpec) throws(AgentFailure) -> Result<OpenedDescriptor, DescriptorError> {
-    let file = ReplayGuardFile(directory: ReplayGuardFile.directory(onSimulator: spec.backend == .sim, stateDir: spec.stateDir),
+    let file = ReplayGuardFile(directory: ReplayGuardFile.directory(onSimulator: spec.backend.isSimulated, stateDir: spec.stateDir),
                                domain: platform.domain)
     do {
         return try file.open(envelope, named: name,

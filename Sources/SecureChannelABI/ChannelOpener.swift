@@ -1,3 +1,4 @@
+import AgentPlatform
 import AgentReplayGuard
 import Altp2m
 import Altp2mSim
@@ -39,25 +40,11 @@ struct ChannelOpener {
     /// (software enforcement: the window is plain shared memory, which the
     /// library touches only inside the channel view), or the Xen guest.
     private func attach() throws(ABIError) -> GuestPlatform {
-        switch request.backend {
-        case .sim:
-            let domain = request.domain ?? ""
-            do {
-                return try SimGuestPlatform.attach(domain: domain, stateDirectory: request.stateDir, vcpu: 0, enforcement: .software)
-            } catch .noToken(_, let path) {
-                throw .platform("sc_open: no domain \(domain) in the simulator (no token at \(path)); start the simulator with chanctl sim start and create the domain with chanctl domain create \(domain) --altp2m external (same state directory)")
-            } catch {
-                throw .platform("sc_open: cannot attach as domain \(domain) to the simulator: \(error); check it with chanctl sim status and chanctl domain list (same state directory)")
-            }
-        case .xen:
-            do {
-                return try XenGuestPlatform()
-            } catch {
-                throw .platform("sc_open: cannot use the Xen guest interface: \(error); run inside a Xen HVM guest, or use the backend \"sim\"")
-            }
-        case .xenSim:
-            // OpenRequest refuses it; kept exhaustive for when it exists.
-            throw .platform("sc_open: the backend \"xen-sim\" is not available in this build")
+        do {
+            return try request.backend.attach(domain: request.domain ?? "", stateDirectory: request.stateDir,
+                                              option: "the backend")
+        } catch {
+            throw .platform("sc_open: \(error)")
         }
     }
 
@@ -84,7 +71,7 @@ struct ChannelOpener {
 
     /// Checks the envelope and records it in the domain's replay guard.
     private func accept(_ envelope: [UInt8], platform: GuestPlatform) throws(ABIError) -> OpenedDescriptor {
-        let file = ReplayGuardFile(directory: ReplayGuardFile.directory(onSimulator: request.backend == .sim, stateDir: request.stateDir),
+        let file = ReplayGuardFile(directory: ReplayGuardFile.directory(onSimulator: request.backend.isSimulated, stateDir: request.stateDir),
                                    domain: platform.domain)
         let opener = DescriptorOpener(hostKey: request.hostKey, agentKey: request.agentKey, domain: platform.domain)
         let result: Result<OpenedDescriptor, DescriptorError>

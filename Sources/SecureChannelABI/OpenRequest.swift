@@ -1,3 +1,4 @@
+import AgentPlatform
 import Altp2m
 import CSecureChannelABI
 import ChannelCrypto
@@ -9,15 +10,8 @@ import Glibc
 /// What sc_open was asked, checked: every C string read once, every value
 /// parsed, so that opening works on Swift values only.
 struct OpenRequest {
-    enum Backend: String {
-        case sim, xen
-        /// The Xen backend over the simulator's hypervisor interface: not
-        /// part of this build.
-        case xenSim = "xen-sim"
-    }
-
     let channel: String
-    let backend: Backend
+    let backend: GuestBackend
     /// The simulator domain's name (nil on Xen: the guest reads its own).
     let domain: String?
     let stateDir: String?
@@ -32,8 +26,7 @@ struct OpenRequest {
     static let defaultTimeoutMilliseconds: Int32 = 10_000
 
     /// Reads and checks `options` for `name`.
-    /// - Throws: SC_EINVAL naming the field and the fix; SC_EPLATFORM for a
-    ///   backend this build does not have.
+    /// - Throws: SC_EINVAL naming the field and the fix.
     init(name: UnsafePointer<CChar>?, options: UnsafePointer<sc_options>?) throws(ABIError) {
         guard let name else { throw .invalid("sc_open: channel_name is NULL; pass the name given to chanctl channel create") }
         guard let options else { throw .invalid("sc_open: opts is NULL; fill an sc_options with sc_options_init and set domain, key_file and host_key_hex") }
@@ -43,15 +36,12 @@ struct OpenRequest {
             throw .invalid("sc_open: '\(channel)' is not a channel name (letters, digits, '_' and '-', not starting with '-')")
         }
         let backendName = o.backend.map { String(cString: $0) } ?? "sim"
-        guard let backend = Backend(rawValue: backendName) else {
+        guard let backend = GuestBackend(rawValue: backendName) else {
             throw .invalid("sc_open: unknown backend '\(backendName)'; use \"sim\", \"xen\" or \"xen-sim\" (NULL means \"sim\")")
-        }
-        if backend == .xenSim {
-            throw .platform("sc_open: the backend \"xen-sim\" (the Xen backend driven through the simulator) is not available in this build of libsecurechannel; use \"sim\" on the simulator or \"xen\" inside a Xen guest")
         }
         self.backend = backend
         domain = o.domain.map { String(cString: $0) }
-        if backend == .sim, domain?.isEmpty ?? true {
+        if backend.isSimulated, domain?.isEmpty ?? true {
             throw .invalid("sc_open: domain is NULL or empty; on the simulator pass this guest's domain name (chanctl domain list)")
         }
         stateDir = o.state_dir.map { String(cString: $0) }

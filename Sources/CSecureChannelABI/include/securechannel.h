@@ -108,8 +108,9 @@ void sc_options_init(sc_options *opts);
  * timeout_ms for the peer to open its end.
  *
  * Backends: "sim" is the simulator (chanctl sim start); "xen" is a Xen
- * HVM guest with altp2m (off Xen: SC_EPLATFORM); "xen-sim" is not
- * available in this build (SC_EPLATFORM).
+ * HVM guest with altp2m (off Xen: SC_EPLATFORM); "xen-sim" is the Xen
+ * backend's code over the simulator's Xen libraries (descriptors are read
+ * from the simulator's xenstore, where chanctl --backend xen-sim puts them).
  *
  * @param channel_name The channel's name (letters, digits, '_' and '-').
  * @param opts The options (sc_options_init, then domain, key_file and

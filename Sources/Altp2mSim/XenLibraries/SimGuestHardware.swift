@@ -1,0 +1,53 @@
+import Altp2m
+import XenInterface
+
+/// ``XenGuestHardware`` on the simulator: `VMFUNC` is the simulated vCPU's
+/// (a refused switch is observed and returns `false` instead of raising
+/// #UD), and "`/dev/mem`" maps the frames the named view holds at those
+/// gfns, with the simulator's enforcement (software or `mprotect`), through
+/// the same ``SimGuestPlatform`` the `sim` backend uses.
+public final class SimGuestHardware: XenGuestHardware {
+    public let platform: SimGuestPlatform
+
+    public init(platform: SimGuestPlatform) {
+        self.platform = platform
+    }
+
+    public func vmfunc(_ view: UInt16) -> Bool {
+        platform.enterView(ViewID(view))
+    }
+
+    public func mapPhysical(firstGFN: UInt64, pageCount: Int, view: UInt16) throws(XenErrno) -> UnsafeMutableRawPointer {
+        do {
+            return try platform.mapWindow(view: ViewID(view), firstGFN: GFN(firstGFN), pageCount: pageCount)
+        } catch {
+            if case .hypervisor(let errno, _) = error { throw errno }
+            throw .invalid
+        }
+    }
+
+    public func unmapPhysical(_ base: UnsafeMutableRawPointer, pageCount: Int) {
+        platform.unmapWindow(base, pageCount: pageCount)
+    }
+}
+
+extension XenGuestLibraries {
+    /// A guest process's Xen libraries on the simulator: xenstore and an
+    /// event-channel handle as `domain` (with its token), and one vCPU of it
+    /// as the hardware.
+    public static func simulator(domain name: String, stateDirectory: String? = nil, vcpu: UInt32 = 0,
+                                 enforcement: SimGuest.Enforcement = .software) throws(SimGuestError) -> XenGuestLibraries {
+        let directory = StateDirectory.resolve(explicit: stateDirectory)
+        let platform = try SimGuestPlatform.attach(domain: name, stateDirectory: stateDirectory, vcpu: vcpu,
+                                                   enforcement: enforcement)
+        let path = directory.tokenPath(domain: name)
+        guard let token = SimGuest.readToken(path) else { throw .noToken(domain: name, path: path) }
+        do {
+            return XenGuestLibraries(store: try SimXenStoreLibrary(stateDirectory: directory, token: token),
+                                     events: try SimXenEventChannelLibrary(stateDirectory: directory, token: token),
+                                     hardware: SimGuestHardware(platform: platform))
+        } catch {
+            throw .simulator(error)
+        }
+    }
+}

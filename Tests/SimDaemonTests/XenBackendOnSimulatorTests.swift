@@ -1,0 +1,100 @@
+import Altp2m
+import Altp2mSim
+import Foundation
+import Testing
+import XenBackend
+import XenInterface
+
+/// The Xen backend's own code (`XenControl`, `XenGuestPlatform`) over the
+/// simulator's implementation of the Xen libraries: what it writes through
+/// one library the other side reads through another, as on a Xen host.
+@Suite("Xen backend on the simulator's Xen libraries", .serialized)
+struct XenBackendOnSimulatorTests {
+    static func control(_ sim: ChanctlHarness) throws -> XenControl {
+        let directory = StateDirectory(path: sim.stateDir)
+        return try XenControl(libraries: XenHostLibraries(
+            control: try SimXenControlLibrary(stateDirectory: directory),
+            store: try SimXenStoreLibrary(stateDirectory: directory),
+            foreignMemory: try SimForeignMemoryLibrary(stateDirectory: directory)))
+    }
+
+    static func guest(_ sim: ChanctlHarness, _ name: String) throws -> XenGuestPlatform {
+        try XenGuestPlatform(libraries: try .simulator(domain: name, stateDirectory: sim.stateDir))
+    }
+
+    @Test("XenControl publishes a descriptor in xenstore that only its domain's XenGuestPlatform reads")
+    func descriptorsThroughXenstore() throws {
+        try withSimulator { sim in
+            sim.ok("domain", "create", "alpha", "--memory-mib", "1", "--altp2m", "external")
+            sim.ok("domain", "create", "beta", "--memory-mib", "1", "--altp2m", "external")
+            let control = try Self.control(sim)
+            let domains = try control.listDomains()
+            let alpha = try #require(domains.first { $0.name == "alpha" }).id
+            let beta = try #require(domains.first { $0.name == "beta" }).id
+            let envelope = (0..<200).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+            try control.publishDescriptor(envelope, for: alpha, name: "chan-1")
+
+            let alphaGuest = try Self.guest(sim, "alpha")
+            #expect(alphaGuest.domain == alpha, "the guest read its own domid from xenstore")
+            #expect(try alphaGuest.descriptorNames() == ["chan-1"])
+            #expect(try alphaGuest.readDescriptor(named: "chan-1") == envelope)
+
+            // beta has no descriptor, and alpha's node is not readable by it
+            // (owner dom0, read for alpha only: xenstored's perm_for_conn).
+            let betaGuest = try Self.guest(sim, "beta")
+            #expect(try betaGuest.descriptorNames().isEmpty)
+            let betaStore = try SimXenStoreLibrary(stateDirectory: StateDirectory(path: sim.stateDir),
+                                                   token: EventChannelTests.token(sim, "beta"))
+            #expect(throws: XenErrno.accessDenied) {
+                try betaStore.read(XenStoreLayout.descriptorDirectory(alpha) + "/chan-1", transaction: 0)
+            }
+            _ = beta
+
+            try control.revokeDescriptor(for: alpha, name: "chan-1")
+            #expect(try alphaGuest.descriptorNames().isEmpty)
+            #expect(throws: GuestPlatformError.self) { try alphaGuest.readDescriptor(named: "chan-1") }
+        }
+    }
+
+    @Test("XenGuestPlatform's event channels: the initiator's unbound port, the responder's bind, a notify wakes the waiter")
+    func eventChannelsBetweenGuests() throws {
+        try withSimulator { sim in
+            sim.ok("domain", "create", "alpha", "--memory-mib", "1", "--altp2m", "external")
+            sim.ok("domain", "create", "beta", "--memory-mib", "1", "--altp2m", "external")
+            let alpha = try Self.guest(sim, "alpha")
+            let beta = try Self.guest(sim, "beta")
+            let port = try alpha.bindUnboundPort(remote: beta.domain)
+            try beta.bindInterdomain(remote: alpha.domain, remotePort: port)
+
+            let word = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
+            defer { word.deallocate() }
+            word.pointee = 1
+            let target = WakeTarget(word: word, port: port)
+            // Without a notification the wait runs out its timeout.
+            var start = Date()
+            alpha.wait(target, expected: 1, timeoutNanoseconds: 300_000_000)
+            #expect(Date().timeIntervalSince(start) >= 0.25, "nothing fired, so the wait lasted its timeout")
+            // beta's notify through its bound port wakes alpha's wait at once.
+            beta.notify(target)
+            start = Date()
+            alpha.wait(target, expected: 1, timeoutNanoseconds: 5_000_000_000)
+            #expect(Date().timeIntervalSince(start) < 2, "the notification woke the waiter")
+        }
+    }
+
+    @Test("xc_version through the simulator: a release outside 4.17 to 4.19 is refused with the reason")
+    func releaseGate() throws {
+        try withSimulator("--xen", "4.21") { sim in
+            do {
+                _ = try Self.control(sim)
+                Issue.record("XenControl accepted Xen 4.21's renumbered xenmem_access_t")
+            } catch {
+                #expect("\(error)".contains("4.21 is not supported"), "\(error)")
+            }
+        }
+        try withSimulator("--xen", "4.19") { sim in
+            let control = try Self.control(sim)
+            #expect(control.xenVersion == .v4_19)
+        }
+    }
+}
