@@ -230,7 +230,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SimDaemonTests",
-            dependencies: ["Altp2mSim", "XenBackend", "XenInterface"]
+            dependencies: ["Altp2mSim", "XenBackend", "XenInterface", "CPlatform"]
         ),
         .testTarget(
             name: "Altp2mSimTests",

@@ -7,6 +7,9 @@
 #include "CPlatform.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <ucontext.h>
 #include <linux/futex.h>
 #include <sched.h>
 #include <string.h>
@@ -130,3 +133,72 @@ int cplatform_peer_pid(int sock) {
     if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &size) != 0) return -1;
     return (int)cred.pid;
 }
+
+// --- VMFUNC with the refusal caught -----------------------------------------
+
+#if defined(__x86_64__)
+// The addresses of the one VMFUNC instruction of cplatform_vmfunc_try and of
+// the instruction after it (labels in the asm below).
+extern const char cplatform_vmfunc_site[];
+extern const char cplatform_vmfunc_resume[];
+
+static struct sigaction cplatform_previous_sigill;
+static pthread_once_t cplatform_sigill_once = PTHREAD_ONCE_INIT;
+
+static void cplatform_sigill(int signal, siginfo_t *info, void *context) {
+    ucontext_t *uc = (ucontext_t *)context;
+    if ((const char *)uc->uc_mcontext.gregs[REG_RIP] == cplatform_vmfunc_site) {
+        // #UD at our VMFUNC: resume after it with eax = 1 ("refused").
+        uc->uc_mcontext.gregs[REG_RAX] = 1;
+        uc->uc_mcontext.gregs[REG_RIP] = (greg_t)cplatform_vmfunc_resume;
+        return;
+    }
+    // Not ours: behave as the handler before us would have.
+    if (cplatform_previous_sigill.sa_flags & SA_SIGINFO) {
+        if (cplatform_previous_sigill.sa_sigaction != NULL) {
+            cplatform_previous_sigill.sa_sigaction(signal, info, context);
+            return;
+        }
+    } else if (cplatform_previous_sigill.sa_handler != SIG_DFL && cplatform_previous_sigill.sa_handler != SIG_IGN) {
+        cplatform_previous_sigill.sa_handler(signal);
+        return;
+    }
+    // Default action: restore it and raise again; the signal stays blocked
+    // until this handler returns, then terminates the process as it would
+    // have without us (a faulting instruction would fault again anyway).
+    struct sigaction fallback;
+    memset(&fallback, 0, sizeof fallback);
+    fallback.sa_handler = SIG_DFL;
+    sigemptyset(&fallback.sa_mask);
+    sigaction(SIGILL, &fallback, NULL);
+    raise(signal);
+}
+
+static void cplatform_install_sigill(void) {
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_sigaction = cplatform_sigill;
+    action.sa_flags = SA_SIGINFO;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGILL, &action, &cplatform_previous_sigill);
+}
+
+// noinline and noclone: the labels must exist exactly once.
+__attribute__((noinline, noclone))
+int cplatform_vmfunc_try(uint32_t view) {
+    pthread_once(&cplatform_sigill_once, cplatform_install_sigill);
+    uint32_t eax = 0;
+    __asm__ __volatile__(".globl cplatform_vmfunc_site\n"
+                         "cplatform_vmfunc_site:\n\t"
+                         ".byte 0x0f, 0x01, 0xd4\n" /* vmfunc */
+                         ".globl cplatform_vmfunc_resume\n"
+                         "cplatform_vmfunc_resume:\n"
+                         : "+a"(eax) : "c"(view) : "memory");
+    return eax == 0;
+}
+#else
+int cplatform_vmfunc_try(uint32_t view) {
+    (void)view;
+    return 0;
+}
+#endif

@@ -13,9 +13,9 @@ import XenInterface
 ///
 /// - `enterView`: the `VMFUNC` instruction (leaf 0). Xen enabled it on every
 ///   vCPU when the grant module made the channel; a view that is not active
-///   and visible raises #UD, which Linux delivers as `SIGILL`, so on
-///   hardware this never returns `false`: enter only the view the
-///   descriptor names.
+///   and visible raises #UD, which Linux delivers as `SIGILL`: the hardware
+///   layer catches that fault at its own instruction and this returns
+///   `false`, as the contract says, instead of the process dying.
 /// - `mapWindow`: the window is a hole in the guest's memory map, so the
 ///   kernel lets root map it through `/dev/mem` even with `STRICT_DEVMEM`
 ///   (which guards only RAM).

@@ -28,6 +28,17 @@ static inline void cplatform_vmfunc_switch_view(uint32_t view) {
 #endif
 }
 
+/// VMFUNC leaf 0 to `view`, with a refusal reported instead of killing the
+/// process: returns 1 when the switch happened, 0 when the CPU raised #UD
+/// (the view is not enabled, not visible, or this is not a Xen HVM guest
+/// with VMFUNC). On hardware a refused VMFUNC is #UD, which Linux delivers
+/// as SIGILL; a process-wide SIGILL handler (installed on first use)
+/// recognises the fault at this function's one VMFUNC instruction, resumes
+/// after it and reports the refusal. A SIGILL anywhere else goes to the
+/// handler that was there before (or the default action), as if ours did
+/// not exist.
+int cplatform_vmfunc_try(uint32_t view);
+
 /// The spin-wait hint (`pause` on x86): lowers power and avoids the memory
 /// order mis-speculation penalty when a spinning loop finally sees the store.
 static inline void cplatform_cpu_relax(void) {

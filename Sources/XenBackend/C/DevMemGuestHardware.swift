@@ -21,10 +21,11 @@ final class DevMemGuestHardware: XenGuestHardware {
 
     deinit { close(memory) }
 
-    /// A refused switch raises #UD (SIGILL), so this returns only on success.
+    /// A refused switch raises #UD; `cplatform_vmfunc_try` catches that
+    /// SIGILL at its own instruction and reports `false`, so the process
+    /// lives and the caller learns the view was not entered.
     func vmfunc(_ view: UInt16) -> Bool {
-        cplatform_vmfunc_switch_view(UInt32(view))
-        return true
+        cplatform_vmfunc_try(UInt32(view)) != 0
     }
 
     func mapPhysical(firstGFN: UInt64, pageCount: Int, view: UInt16) throws(XenErrno) -> UnsafeMutableRawPointer {
