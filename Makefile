@@ -9,6 +9,9 @@
 #   make bench   chanctl bench, written into docs/BENCHMARKS.md (see there)
 #   make mutate  weakens each security check in turn; its tests must fail
 #                (docs/SECURITY.md, "Mutation testing"; not part of make test)
+#   make sanitize  the SecureChannel, SimPlatform and SimDaemon suites under
+#                the address and the thread sanitizer (SANITIZERS="address" or
+#                "thread" for one; docs/SECURITY.md, "Sanitizers"; not part of make test)
 #   make install-lib  the C interface: securechannel.h, libsecurechannel.so and .a,
 #                securechannel.pc under $(DESTDIR)$(PREFIX) (default /usr/local;
 #                docs/C-API.md; not part of make test)
@@ -28,7 +31,7 @@ FUZZ_SECONDS ?= 300
 # that the corpus reaches quickly, short enough for every CI run.
 TEST_FUZZ_SECONDS ?= 20
 
-.PHONY: setup build release test model fuzz mutate bench bench-quick bench-components bench-crypto bench-channel demo clean
+.PHONY: setup build release test model fuzz mutate sanitize bench bench-quick bench-components bench-crypto bench-channel demo clean
 
 setup:
 	@./scripts/setup.sh
@@ -59,6 +62,13 @@ fuzz: setup
 # docs/SECURITY.md" records the table, "--only NAME" picks mutations.
 mutate: setup
 	python3 scripts/mutate.py $(MUTATE_ARGS)
+
+# Three suites under AddressSanitizer and ThreadSanitizer, each built in a
+# scratch path of its own (.build-asan, .build-tsan); any test failure or
+# sanitizer report fails the run (docs/SECURITY.md, "Sanitizers").
+SANITIZERS ?= address thread
+sanitize: setup
+	SANITIZERS="$(SANITIZERS)" ./scripts/sanitize.sh
 
 # The ring and wake-up protocol, model-checked exhaustively for small bounds
 # (about half a minute on two cores); see docs/PROTOCOL.md.
