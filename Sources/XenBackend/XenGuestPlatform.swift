@@ -40,17 +40,7 @@ public final class XenGuestPlatform: GuestPlatform {
         guard access("/dev/xen/xenbus", F_OK) == 0 || access("/dev/xen/privcmd", F_OK) == 0 else {
             throw .unavailable("Xen guest interface not available: /dev/xen/xenbus missing; run the agent inside a Xen HVM guest or use the simulator backend")
         }
-        let store: CXenStoreLibrary
-        let events: CXenEventChannelLibrary
-        let hardware: DevMemGuestHardware
-        do { store = try CXenStoreLibrary() } catch { throw .hypervisor(error, "connecting to xenstore (xs_open)") }
-        do { events = try CXenEventChannelLibrary() } catch {
-            throw .hypervisor(error, "opening the event-channel device (xenevtchn_open)")
-        }
-        do { hardware = try DevMemGuestHardware() } catch {
-            throw .hypervisor(error, "opening /dev/mem (the agent must run as root)")
-        }
-        try self.init(libraries: XenGuestLibraries(store: store, events: events, hardware: hardware))
+        try self.init(libraries: try XenGuestLibraries.openInGuest())
     }
 
     /// Uses the given libraries; reads this guest's domain id from xenstore.
@@ -62,10 +52,15 @@ public final class XenGuestPlatform: GuestPlatform {
         let text = String(decoding: raw, as: UTF8.self)
         guard let id = UInt16(text) else { throw .hypervisor(.invalid, "xenstore's domid '\(text)' is not a domain id") }
         domain = DomainID(rawValue: id)
+        self.libraries = libraries
         store = libraries.store
         events = libraries.events
         hardware = libraries.hardware
     }
+
+    /// The libraries this platform was made with (the frame-flow agent of
+    /// the same process shares them).
+    public let libraries: XenGuestLibraries
 
     // MARK: Views and the window
 
@@ -162,5 +157,30 @@ public final class XenGuestPlatform: GuestPlatform {
         case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
         default: nil
         }
+    }
+}
+
+extension XenGuestLibraries {
+    /// Opens the C libraries and the hardware inside a Xen HVM guest.
+    public static func openInGuest() throws(XenBackendError) -> XenGuestLibraries {
+        let store: CXenStoreLibrary
+        let events: CXenEventChannelLibrary
+        let hardware: DevMemGuestHardware
+        let share: CXenGrantShareLibrary
+        let table: CXenGrantTableLibrary
+        do { store = try CXenStoreLibrary() } catch { throw .hypervisor(error, "connecting to xenstore (xs_open)") }
+        do { events = try CXenEventChannelLibrary() } catch {
+            throw .hypervisor(error, "opening the event-channel device (xenevtchn_open)")
+        }
+        do { hardware = try DevMemGuestHardware() } catch {
+            throw .hypervisor(error, "opening /dev/mem (the agent must run as root)")
+        }
+        do { share = try CXenGrantShareLibrary() } catch {
+            throw .hypervisor(error, "opening the grant-sharing device (xengntshr_open: is the gntalloc module loaded?)")
+        }
+        do { table = try CXenGrantTableLibrary() } catch {
+            throw .hypervisor(error, "opening the grant-mapping device (xengnttab_open: is the gntdev module loaded?)")
+        }
+        return XenGuestLibraries(store: store, events: events, hardware: hardware, grantShare: share, grantTable: table)
     }
 }

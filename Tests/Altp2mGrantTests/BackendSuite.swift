@@ -94,6 +94,20 @@ struct BackendAgnosticTests {
                                    stateDirectory: world.directory.path + "/suite"))
     }
 
+    @Test("xen-sim: the Xen backend's code over the simulator's Xen libraries, agents answering the frame flow")
+    func xenSimulated() throws {
+        let fixture = try XenSimFixture()
+        defer { fixture.stop() }
+        try fixture.addDomain("left")
+        try fixture.addDomain("right")
+        try BackendSuite.run(.init(host: try fixture.control(), first: "left", second: "right",
+                                   stateDirectory: fixture.directory.path + "/suite"))
+        let events = fixture.agents.events.withLock { $0 }
+        #expect(!events.contains { if case .failed = $0 { true } else { false } }, "agent failures: \(events)")
+        #expect(events.contains { if case .shared = $0 { true } else { false } }, "the granting agent shared pages: \(events)")
+        #expect(events.contains { if case .mapped = $0 { true } else { false } }, "the mapping agent mapped them: \(events)")
+    }
+
     @Test("real Xen: isolation through the raw altp2m operations")
     func xen() throws {
         guard ProcessInfo.processInfo.environment["SECURE_CHANNEL_TEST_XEN"] == "1" else {
