@@ -1,4 +1,3 @@
-import AgentPlatform
 import AgentServices
 import Altp2m
 import ArgumentParser
@@ -7,7 +6,6 @@ import Foundation
 import Logging
 import Altp2mSim
 import SecureChannel
-import XenBackend
 import Synchronization
 
 /// `guest-agent run`: serves every channel published for the domain, each
@@ -82,7 +80,7 @@ struct Run: ParsableCommand {
                                              "enforcement": "\((watcher as? SimPlatformInfo)?.enforcementName ?? "hardware")",
                                              "services": "\(servicesFile.map { "\($0) (\(services.rules.count) rules)" } ?? "echo on every channel")"])
 
-        try startFrameFlow(log: log)
+        try agent.startFrameFlow(log: log)
 
         let served = ServedTable()
         var nextVCPU: UInt32 = 0
@@ -155,37 +153,6 @@ struct Run: ParsableCommand {
         }
         try shutDown(served, log: log)
         _ = watcher  // detaches last, once every channel thread has
-    }
-
-    /// On the Xen backends, answers the host's frame-flow requests on a
-    /// thread of its own (docs/XEN.md, "The frame flow"), woken by its
-    /// xenstore watch; each answer is logged.
-    private func startFrameFlow(log: Logger) throws(AgentFailure) {
-        let made: XenFrameFlowAgent?
-        do { made = try agent.backend.frameFlowAgent(domain: agent.domain, stateDirectory: agent.stateDir) } catch {
-            throw .failure(error.description)
-        }
-        guard let made else { return }
-        let flow = HandedOver(made)
-        let thread = Thread {
-            while !AgentSignals.stopRequested {
-                do {
-                    for event in try flow.value.serve(timeoutMilliseconds: 250) {
-                        switch event {
-                        case .failed(let peer, let reason):
-                            log.error("frame flow with \(peer) failed: \(reason)")
-                        default:
-                            log.info("frame flow: \(event)")
-                        }
-                    }
-                } catch {
-                    log.warning("frame flow: \(error)")
-                    usleep(250_000)
-                }
-            }
-        }
-        thread.name = "frame-flow"
-        thread.start()
     }
 
     /// SIGHUP: the new rules, or the old ones if the file no longer checks out.
@@ -277,9 +244,3 @@ extension SimGuestPlatform: SimPlatformInfo {
 }
 
 
-/// A value made on one thread and from then on used only by the thread it
-/// is handed to.
-struct HandedOver<Value>: @unchecked Sendable {
-    let value: Value
-    init(_ value: Value) { self.value = value }
-}
