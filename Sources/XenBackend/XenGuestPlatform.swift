@@ -56,7 +56,18 @@ public final class XenGuestPlatform: GuestPlatform {
         store = libraries.store
         events = libraries.events
         hardware = libraries.hardware
+        // The host's wake-up when it revokes a descriptor (docs/XEN.md): a
+        // watch on this guest's descriptor directory ends every wait.
+        do { try store.watch(XenStoreLayout.descriptorDirectory(domain), token: Self.descriptorWatchToken) } catch {
+            throw .hypervisor(error, "watching \(XenStoreLayout.descriptorDirectory(domain)) in xenstore")
+        }
     }
+
+    deinit {
+        try? store.unwatch(XenStoreLayout.descriptorDirectory(domain), token: Self.descriptorWatchToken)
+    }
+
+    static let descriptorWatchToken = "secure-channel-descriptors"
 
     /// The libraries this platform was made with (the frame-flow agent of
     /// the same process shares them).
@@ -109,12 +120,16 @@ public final class XenGuestPlatform: GuestPlatform {
         try? events.notify(port)
     }
 
+    /// Sleeps until a port of this handle fires, the descriptor directory
+    /// changes (the host revoked a channel), or the timeout passes.
     public func wait(_ wake: WakeTarget, expected: UInt32, timeoutNanoseconds: UInt64?) {
         guard UnsafeMutableRawPointer(wake.word).load(as: UInt32.self) == expected else { return }
-        var poller = pollfd(fd: events.fileDescriptor, events: Int16(POLLIN), revents: 0)
+        var pollers = [pollfd(fd: events.fileDescriptor, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: store.fileDescriptor, events: Int16(POLLIN), revents: 0)]
         let timeout = timeoutNanoseconds.map { Int32(min($0 / 1_000_000, UInt64(Int32.max))) } ?? -1
-        guard poll(&poller, 1, timeout) > 0 else { return }
-        if let pending = try? events.pending() { try? events.unmask(pending) }
+        guard poll(&pollers, 2, timeout) > 0 else { return }
+        if pollers[0].revents != 0, let pending = try? events.pending() { try? events.unmask(pending) }
+        if pollers[1].revents != 0 { while (try? store.checkWatch()) != nil {} }
     }
 
     // MARK: Descriptors
