@@ -152,26 +152,10 @@ public final class XenGuestPlatform: GuestPlatform {
             if error == .noEntry { throw .noDescriptor(name) }
             throw .hypervisor(error, "reading \(path)")
         }
-        guard digits.count % 2 == 0 else { throw .hypervisor(.invalid, "\(path) is not hex") }
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(digits.count / 2)
-        var index = 0
-        while index < digits.count {
-            guard let high = Self.nibble(digits[index]), let low = Self.nibble(digits[index + 1]) else {
-                throw .hypervisor(.invalid, "\(path) is not hex")
-            }
-            bytes.append(high << 4 | low)
-            index += 2
+        guard let bytes = HexDigits.decode(digits, upperCase: false) else {
+            throw .hypervisor(.invalid, "\(path) is not lower-case hex")
         }
         return bytes
-    }
-
-    private static func nibble(_ c: UInt8) -> UInt8? {
-        switch c {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
-        default: nil
-        }
     }
 }
 
