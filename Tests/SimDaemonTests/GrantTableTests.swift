@@ -205,6 +205,37 @@ struct GrantTableTests {
         }
     }
 
+    @Test("domain_kill: gnttab_release_mappings drops a dying mapper's pins; grant_table_destroy drops a dying granter's table while others' mappings keep its frames")
+    func domainDestroy() throws {
+        try withSimulator { sim in
+            sim.ok("domain", "create", "alpha", "--memory-mib", "1")
+            sim.ok("domain", "create", "beta", "--memory-mib", "1")
+            sim.ok("domain", "create", "gamma", "--memory-mib", "1")
+            let alpha = Self.domid(sim, "alpha")
+            let shr = try SimGrantShare(stateDirectory: Self.state(sim), token: Self.token(sim, "alpha"))
+            let toBeta = try shr.sharePages(with: Self.domid(sim, "beta"), count: 1, writable: true)
+            let toGamma = try shr.sharePages(with: Self.domid(sim, "gamma"), count: 1, writable: true)
+            let beta = try SimGrantTable(stateDirectory: Self.state(sim), token: Self.token(sim, "beta"))
+            let gamma = try SimGrantTable(stateDirectory: Self.state(sim), token: Self.token(sim, "gamma"))
+            _ = try beta.mapGrantRefs(domain: alpha, refs: toBeta.refs, writable: true)
+            let kept = try gamma.mapGrantRefs(domain: alpha, refs: toGamma.refs, writable: true)
+            let dom0 = try Self.dom0(sim)
+            func grant(_ ref: UInt32) throws -> JSONValue? {
+                try dom0.call("gnttab.list", ["domain": "alpha"])["grants"]?.array?.first { $0["ref"]?.int64 == Int64(ref) }
+            }
+            #expect(try grant(toBeta.refs[0])?["writing"]?.bool == true)
+            sim.ok("domain", "destroy", "beta")
+            #expect(try grant(toBeta.refs[0])?["reading"]?.bool == false)
+
+            toGamma.pointer.storeBytes(of: 99, as: UInt64.self)
+            sim.ok("domain", "destroy", "alpha")
+            #expect(try Self.hostEntry(dom0, "gamma", kept.gfns[0])["type"]?.string == "p2m_grant_map_rw")
+            #expect(kept.pointer.load(as: UInt64.self) == 99)
+            try gamma.unmap(kept)
+            #expect(try Self.hostEntry(dom0, "gamma", kept.gfns[0])["present"]?.bool == false)
+        }
+    }
+
     @Test("kill -9 of the daemon: grants and mappings come back from the journal; the handles are resumed with their keys")
     func recovery() throws {
         let sim = try ChanctlHarness()
