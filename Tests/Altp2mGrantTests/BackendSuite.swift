@@ -53,9 +53,21 @@ enum BackendSuite {
             }
             for gfn in all {
                 #expect(try host.getMemAccess(id, view: .hostOrView0, gfn: gfn) == .none, "\(id) host p2m \(gfn)")
-                #expect(try host.getMemAccess(id, view: before[id]!, gfn: gfn) == .none, "\(id) earlier view \(gfn)")
-                if host.supportsVirtualizationExceptions {
-                    #expect(try host.getSuppressVE(id, view: before[id]!, gfn: gfn) == false, "\(id) sve cleared \(gfn)")
+                let earlier: Result<MemAccess, XenErrno> = Result(catching: { () throws(XenErrno) in try host.getMemAccess(id, view: before[id]!, gfn: gfn) })
+                switch earlier {
+                case .success(let access):
+                    #expect(access == .none, "\(id) earlier view \(gfn)")
+                    if host.supportsVirtualizationExceptions {
+                        #expect(try host.getSuppressVE(id, view: before[id]!, gfn: gfn) == false, "\(id) sve cleared \(gfn)")
+                    }
+                case .failure(let error):
+                    // On Xen a backing gfn of the mapping side is a grant
+                    // mapping: set_mem_access cannot give a view an entry for
+                    // it (altp2m_get_effective_entry wants p2m_ram_rw), and
+                    // on 4.17 the lazy copy a first access makes takes the
+                    // host's n, which the host line above checked.
+                    let grantMapped = !host.xenVersion.lazyCopyUsesViewDefault && end.backingGFNs.contains(gfn)
+                    #expect(error == .notFound && grantMapped, "\(id) earlier view \(gfn): \(error)")
                 }
             }
             for gfn in end.backingGFNs {

@@ -474,10 +474,6 @@ public final class SimGuest {
     /// dom0 changed something, as a VM exit would take the change in.
     public var window: UnsafeMutableRawPointer? { shared?.window?.base }
 
-    /// The machine-memory file an attached guest process holds (nil in
-    /// process): the simulated grant drivers map frames from it.
-    package var machineMemoryFD: Int32? { shared?.memory.fd }
-
     /// The number of gfns the window and the local tables cover.
     public var windowGFNCount: Int { shared?.gfnCount ?? 0 }
 

@@ -44,7 +44,7 @@ public final class SimForeignMemoryLibrary: XenForeignMemoryLibrary {
         for index in gfns.indices {
             let code = Int32(truncatingIfNeeded: codes[index].int64 ?? -5)
             errors.append(code)
-            guard code == 0, let mfn = mfns[index].uint64 else { continue }
+            guard code == 0, let mfn = SimXenControlLibrary.gfn(mfns[index]) else { continue }
             let page = base + index * 4096
             guard mmap(page, 4096, protection, MAP_SHARED | MAP_FIXED, memory, off_t(mfn * 4096)) == page else {
                 let failure = errno

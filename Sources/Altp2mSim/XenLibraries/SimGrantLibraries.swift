@@ -1,127 +1,59 @@
 import Altp2m
 import XenInterface
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
-/// Maps machine frames contiguously into this process from the
-/// machine-memory file, as the gntalloc and gntdev drivers map the pages
-/// they share or map, and records their gfns for ``SimGuestMappings``.
-struct SimFrameMapper {
-    let memoryFD: Int32
-
-    func map(mfns: [UInt64], gfns: [UInt64], writable: Bool) throws(XenErrno) -> UnsafeMutableRawPointer {
-        let size = mfns.count * 4096
-        guard let base = mmap(nil, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0),
-              base != MAP_FAILED else { throw XenErrno(rawValue: errno) }
-        let protection = writable ? PROT_READ | PROT_WRITE : PROT_READ
-        for (index, mfn) in mfns.enumerated() {
-            let page = base + index * 4096
-            guard mmap(page, 4096, protection, MAP_SHARED | MAP_FIXED, memoryFD, off_t(mfn * 4096)) == page else {
-                let failure = errno
-                munmap(base, size)
-                throw XenErrno(rawValue: failure)
-            }
-        }
-        SimGuestMappings.shared.record(base, gfns: gfns)
-        return base
-    }
-
-    static func unmap(_ base: UnsafeMutableRawPointer, count: Int) {
-        SimGuestMappings.shared.forget(base)
-        munmap(base, count * 4096)
-    }
-
-    static func numbers(_ value: JSONValue?, count: Int) throws(XenErrno) -> [UInt64] {
-        guard let array = value?.array, array.count == count else { throw XenErrno(rawValue: 5) }
-        var result: [UInt64] = []
-        for entry in array {
-            guard let number = entry.uint64 ?? SimXenControlLibrary.gfn(entry) else { throw XenErrno(rawValue: 5) }
-            result.append(number)
-        }
-        return result
-    }
-}
-
-/// ``XenGrantShareLibrary`` on the simulator's grant tables: its own
-/// connection is the gntalloc handle, so what it shares ends when the
-/// process does.
+/// ``XenGrantShareLibrary`` on the simulator's grant tables, through a
+/// ``SimGrantShare`` handle (the gntalloc driver): what it shares ends when
+/// the process does. Each share's gfns go to ``SimGuestMappings``, the
+/// simulator's `/proc/self/pagemap`.
 public final class SimGrantShareLibrary: XenGrantShareLibrary {
-    let client: SimClient
-    let mapper: SimFrameMapper
-    /// Mapping → its references, for `unshare`.
-    private var shares: [UnsafeMutableRawPointer: [UInt32]] = [:]
+    public let handle: SimGrantShare
+    private var shares: [UnsafeMutableRawPointer: SimGrantShare.Share] = [:]
 
-    /// `xengntshr_open` as the guest whose `token` is given; frames are
-    /// mapped from `memoryFD` (the attached guest's machine-memory file).
-    public init(stateDirectory: StateDirectory, token: String, memoryFD: Int32) throws(SimClientError) {
-        client = try SimClient(stateDirectory: stateDirectory, token: token)
-        mapper = SimFrameMapper(memoryFD: memoryFD)
+    /// `xengntshr_open` as the guest whose `token` is given.
+    public init(stateDirectory: StateDirectory, token: String) throws(SimClientError) {
+        handle = try SimGrantShare(stateDirectory: stateDirectory, token: token)
     }
-
-    deinit { client.close() }
 
     public func sharePages(with domain: DomainID, count: Int, writable: Bool) throws(XenErrno)
         -> (refs: [UInt32], base: UnsafeMutableRawPointer) {
-        guard count > 0 else { throw .invalid }
-        let reply = try asErrno { () throws(SimClientError) in
-            try client.call("gntshr.share", ["peer": .int(Int64(domain.rawValue)), "count": .int(Int64(count)),
-                                             "writable": .bool(writable)])
+        let share = try asErrno { () throws(SimClientError) in
+            try handle.sharePages(with: domain, count: count, writable: writable)
         }
-        let refs = try SimFrameMapper.numbers(reply["refs"], count: count).map { UInt32(truncatingIfNeeded: $0) }
-        let base = try mapper.map(mfns: try SimFrameMapper.numbers(reply["mfns"], count: count),
-                                  gfns: try SimFrameMapper.numbers(reply["gfns"], count: count), writable: true)
-        shares[base] = refs
-        return (refs, base)
+        shares[share.pointer] = share
+        SimGuestMappings.shared.record(share.pointer, gfns: share.gfns.map(\.rawValue))
+        return (share.refs, share.pointer)
     }
 
     public func unshare(_ base: UnsafeMutableRawPointer, count: Int) throws(XenErrno) {
-        guard let refs = shares[base] else { throw .invalid }
-        _ = try asErrno { () throws(SimClientError) in
-            try client.call("gntshr.unshare", ["refs": .array(refs.map { .int(Int64($0)) })])
-        }
-        shares[base] = nil
-        SimFrameMapper.unmap(base, count: count)
+        guard let share = shares.removeValue(forKey: base), share.count == count else { throw .invalid }
+        SimGuestMappings.shared.forget(base)
+        _ = try asErrno { () throws(SimClientError) in try handle.unshare(share) }
     }
 }
 
-/// ``XenGrantTableLibrary`` on the simulator's grant tables: its own
-/// connection is the gntdev handle.
+/// ``XenGrantTableLibrary`` on the simulator's grant tables, through a
+/// ``SimGrantTable`` handle (the gntdev driver).
 public final class SimGrantTableLibrary: XenGrantTableLibrary {
-    let client: SimClient
-    let mapper: SimFrameMapper
-    /// Mapping → the gfns the grants were mapped at, for `unmap`.
-    private var mappings: [UnsafeMutableRawPointer: [UInt64]] = [:]
+    public let handle: SimGrantTable
+    private var mappings: [UnsafeMutableRawPointer: SimGrantTable.Mapping] = [:]
 
     /// `xengnttab_open` as the guest whose `token` is given.
-    public init(stateDirectory: StateDirectory, token: String, memoryFD: Int32) throws(SimClientError) {
-        client = try SimClient(stateDirectory: stateDirectory, token: token)
-        mapper = SimFrameMapper(memoryFD: memoryFD)
+    public init(stateDirectory: StateDirectory, token: String) throws(SimClientError) {
+        handle = try SimGrantTable(stateDirectory: stateDirectory, token: token)
     }
 
-    deinit { client.close() }
-
     public func mapGrantRefs(domain: DomainID, refs: [UInt32], writable: Bool) throws(XenErrno) -> UnsafeMutableRawPointer {
-        guard !refs.isEmpty else { throw .invalid }
-        let reply = try asErrno { () throws(SimClientError) in
-            try client.call("gnttab.map", ["remote": .int(Int64(domain.rawValue)),
-                                           "refs": .array(refs.map { .int(Int64($0)) }), "writable": .bool(writable)])
+        let mapping = try asErrno { () throws(SimClientError) in
+            try handle.mapGrantRefs(domain: domain, refs: refs, writable: writable)
         }
-        let gfns = try SimFrameMapper.numbers(reply["gfns"], count: refs.count)
-        let base = try mapper.map(mfns: try SimFrameMapper.numbers(reply["mfns"], count: refs.count), gfns: gfns,
-                                  writable: writable)
-        mappings[base] = gfns
-        return base
+        mappings[mapping.pointer] = mapping
+        SimGuestMappings.shared.record(mapping.pointer, gfns: mapping.gfns.map(\.rawValue))
+        return mapping.pointer
     }
 
     public func unmap(_ base: UnsafeMutableRawPointer, count: Int) throws(XenErrno) {
-        guard let gfns = mappings[base] else { throw .invalid }
-        _ = try asErrno { () throws(SimClientError) in
-            try client.call("gnttab.unmap", ["gfns": .array(gfns.map { .uint($0) })])
-        }
-        mappings[base] = nil
-        SimFrameMapper.unmap(base, count: count)
+        guard let mapping = mappings.removeValue(forKey: base), mapping.count == count else { throw .invalid }
+        SimGuestMappings.shared.forget(base)
+        try asErrno { () throws(SimClientError) in try handle.unmap(mapping) }
     }
 }

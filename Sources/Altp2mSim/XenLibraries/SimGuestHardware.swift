@@ -58,17 +58,12 @@ extension XenGuestLibraries {
                                                    enforcement: enforcement)
         let path = directory.tokenPath(domain: name)
         guard let token = SimGuest.readToken(path) else { throw .noToken(domain: name, path: path) }
-        guard let memoryFD = platform.guest.machineMemoryFD else {
-            throw .protocolMismatch("the attached guest holds no machine-memory file")
-        }
         do {
             return XenGuestLibraries(store: try SimXenStoreLibrary(stateDirectory: directory, token: token),
                                      events: try SimXenEventChannelLibrary(stateDirectory: directory, token: token),
                                      hardware: SimGuestHardware(platform: platform),
-                                     grantShare: try SimGrantShareLibrary(stateDirectory: directory, token: token,
-                                                                          memoryFD: memoryFD),
-                                     grantTable: try SimGrantTableLibrary(stateDirectory: directory, token: token,
-                                                                          memoryFD: memoryFD))
+                                     grantShare: try SimGrantShareLibrary(stateDirectory: directory, token: token),
+                                     grantTable: try SimGrantTableLibrary(stateDirectory: directory, token: token))
         } catch {
             throw .simulator(error)
         }
