@@ -88,3 +88,33 @@ extension Altp2mEngine {
         return result
     }
 }
+
+extension Altp2mEngine {
+    /// The frame a PV dom0 maps for one gfn of a foreign HVM domain
+    /// (`xenforeignmemory_map` → privcmd `IOCTL_PRIVCMD_MMAPBATCH_V2` →
+    /// `xen_remap_domain_gfn_array` → `HYPERVISOR_mmu_update` with the
+    /// domain as `foreigndom`), Xen 4.17.0:
+    /// - no such domain: `do_mmu_update`'s `get_pg_owner` fails, `-ESRCH`
+    ///   (privcmd records it for the frame and goes on with the next);
+    /// - `mod_l1_entry` takes the page with `get_page_from_gfn` →
+    ///   `p2m_get_page_from_gfn`: RAM (`p2m_ram_rw`, `_logdirty`, `_ro`)
+    ///   gives its page; a grant mapping fails `get_page(page, d)` (the page
+    ///   is the granter's) and, not being `p2m_is_ram`, gives no page; a
+    ///   hole and MMIO (emulated or direct) give no page: `-EINVAL`;
+    /// - a `p2m_map_foreign` entry gives the foreign owner's page, which
+    ///   `get_page_from_l1e` refuses (`xsm_priv_mapping` of a guest that is
+    ///   not the control domain) at `could_not_pin`: `-EBUSY`.
+    ///
+    /// The p2m type only limits the guest's own accesses: dom0 may map a
+    /// `p2m_ram_ro` page writable.
+    public func foreignFrame(_ id: DomainID, gfn: GFN) throws(XenErrno) -> MFN {
+        guard let entry = try domain(id).host.entries[gfn], entry.hasValidFrame, isRAMFrame(entry.mfn) else {
+            throw .invalid
+        }
+        switch entry.type {
+        case .ramRW, .ramLogDirty, .ramRO: return entry.mfn
+        case .mapForeign: throw .busy
+        case .grantMapRW, .grantMapRO, .mmioDM, .mmioDirect: throw .invalid
+        }
+    }
+}

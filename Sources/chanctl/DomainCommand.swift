@@ -8,7 +8,7 @@ struct DomainCommand: ParsableCommand {
         commandName: "domain",
         abstract: "Create, list and destroy domains.",
         subcommands: [Create.self, List.self, Destroy.self, SetParam.self, GetParam.self, MemSet.self, MemoryMap.self,
-                      SetMaxMem.self]
+                      SetMaxMem.self, Populate.self, Decrease.self]
     )
 
     enum Altp2mModeArgument: String, ExpressibleByArgument, CaseIterable {

@@ -2,7 +2,7 @@ import Altp2m
 import Altp2mSim
 import ArgumentParser
 
-/// `chanctl domain mem-set|memory-map|set-max-mem`: a simulated domain's
+/// `chanctl domain mem-set|memory-map|set-max-mem|populate|decrease`: a simulated domain's
 /// memory (docs/SIMULATOR.md, "Domain memory").
 extension DomainCommand {
     struct MemSet: ParsableCommand {
@@ -64,5 +64,43 @@ extension DomainCommand {
                 "\(domain): max_pages \(r["max_pages"].map(renderScalar) ?? "?")"
             }
         }
+    }
+
+    /// `domain populate` and `domain decrease`: the reservation hypercalls
+    /// on a domain's behalf, all or an error as libxenctrl's `_exact` calls.
+    struct Populate: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Populate gfns with new RAM pages (XENMEM_populate_physmap, order 0, as xc_domain_populate_physmap_exact: EBUSY past max_pages).")
+        @OptionGroup var options: GlobalOptions
+        @Argument(help: "The domain (name or id).") var domain: String
+        @Argument(help: "The gfns (hex 0x10 or decimal).") var gfns: [String]
+
+        func run() throws {
+            try DomainCommand.reservation("memory.populate", options, domain, gfns) { r in
+                "\(domain): populated \(r["done"].map(renderScalar) ?? "?") pages, mfns \(r["mfns"].map(renderScalar) ?? "")"
+            }
+        }
+    }
+
+    struct Decrease: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Give gfns back (XENMEM_decrease_reservation, order 0, as xc_domain_decrease_reservation_exact: EINVAL for a hole, MMIO or a grant mapping); a view whose remapped range holds one is reset.")
+        @OptionGroup var options: GlobalOptions
+        @Argument(help: "The domain (name or id).") var domain: String
+        @Argument(help: "The gfns (hex 0x10 or decimal).") var gfns: [String]
+
+        func run() throws {
+            try DomainCommand.reservation("memory.decrease", options, domain, gfns) { r in
+                "\(domain): gave back \(r["done"].map(renderScalar) ?? "?") pages"
+            }
+        }
+    }
+
+    static func reservation(_ op: String, _ options: GlobalOptions, _ domain: String, _ gfns: [String],
+                            text: @escaping (JSONValue) -> String) throws {
+        guard !gfns.isEmpty else { throw ValidationError("give at least one gfn") }
+        let frames = try gfns.map { JSONValue.string("0x" + String(try ArgumentValue.realGFN($0), radix: 16)) }
+        let session = try Session(options)
+        try session.run(op, ["domain": domainArgument(domain), "gfns": .array(frames)], text: text)
     }
 }

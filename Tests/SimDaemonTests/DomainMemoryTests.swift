@@ -106,27 +106,94 @@ struct DomainMemoryTests {
         }
     }
 
-    @Test("foreign.map from dom0 (privcmd mmapbatch → mod_l1_entry): per-frame EINVAL for a hole; the data a guest wrote is read through the memory file at the mfns")
+    @Test("xenforeignmemory_map from a PV dom0 (privcmd mmapbatch v2 → xen_remap_pfn → mod_l1_entry): per-frame -EINVAL for a hole and a grant mapping, the rest mapped; dom0 reads what the guest wrote and the guest reads what dom0 wrote")
     func foreignMap() throws {
         try withSimulator { sim in
             sim.ok("domain", "create", "alpha", "--memory-mib", "1")
             sim.ok("domain", "create", "beta", "--memory-mib", "1")
+            let alpha = GrantTableTests.domid(sim, "alpha"), beta = GrantTableTests.domid(sim, "beta")
             let shr = try SimGrantShare(stateDirectory: GrantTableTests.state(sim), token: GrantTableTests.token(sim, "alpha"))
-            let share = try shr.sharePages(with: GrantTableTests.domid(sim, "beta"), count: 1, writable: true)
+            let share = try shr.sharePages(with: beta, count: 1, writable: true)
             share.pointer.storeBytes(of: 0xF0E1_D2C3, as: UInt64.self)
+            let tab = try SimGrantTable(stateDirectory: GrantTableTests.state(sim), token: GrantTableTests.token(sim, "beta"))
+            let granted = try tab.mapGrantRefs(domain: alpha, refs: share.refs, writable: true)
+
+            let foreign = try SimForeignMemory(stateDirectory: GrantTableTests.state(sim))
+            let mapping = try foreign.map(domain: alpha, writable: true, gfns: [share.gfns[0], GFN(0x5000), GFN(0x10)])
+            defer { foreign.unmap(mapping) }
+            #expect(mapping.errors == [0, -22, 0])
+            #expect(mapping.error(at: 1) == .invalid)
+            #expect(mapping.mfns[0] == share.mfns[0])
+            #expect(mapping.mfns[1] == nil)
+            #expect(mapping.pointer.load(as: UInt64.self) == 0xF0E1_D2C3)
+            // Writable: dom0's write is in the guest's page.
+            (mapping.pointer + 2 * 4096).storeBytes(of: 0xABCD, as: UInt32.self)
+            mapping.pointer.storeBytes(of: 0x1234, toByteOffset: 8, as: UInt64.self)
+            #expect(share.pointer.load(fromByteOffset: 8, as: UInt64.self) == 0x1234)
+            let again = try foreign.map(domain: alpha, writable: false, gfns: [GFN(0x10)])
+            #expect(again.pointer.load(as: UInt32.self) == 0xABCD)
+            foreign.unmap(again)
+
+            // Beta's gfn holding alpha's grant: get_page(page, beta) fails, so -EINVAL.
+            let ofBeta = try foreign.map(domain: beta, writable: false, gfns: [granted.gfns[0], GFN(0x20)])
+            #expect(ofBeta.errors == [-22, 0])
+            foreign.unmap(ofBeta)
+            // No such domain: do_mmu_update's get_pg_owner fails for every frame; the call succeeds.
+            let none = try foreign.map(domain: DomainID(rawValue: 999), writable: false, gfns: [GFN(0x1), GFN(0x2)])
+            #expect(none.errors == [-3, -3])
+            foreign.unmap(none)
+            // A guest is not dom0.
+            let guest = try SimClient(stateDirectory: GrantTableTests.state(sim), token: GrantTableTests.token(sim, "alpha"))
+            #expect((try? guest.call("foreign.map", ["domain": .int(Int64(alpha.rawValue)), "gfns": .array(["0x1"])])) == nil)
+
+            // chanctl foreign map shows the same, with each frame's first bytes.
+            let shown = sim.ok("foreign", "map", "alpha", "0x10", "0x5000", "--bytes", "4")
+            #expect(shown["frames"]?.array?[0]["bytes"]?.string == "cdab0000")
+            #expect(shown["frames"]?.array?[1]["errno"]?.string == "EINVAL")
+        }
+    }
+
+    @Test("The SimClient calls named after libxenctrl/libxl: xc_domain_setmaxmem, xc_domain_populate_physmap_exact, xc_domain_decrease_reservation_exact, libxl_set_memory_target and the memory map; chanctl domain populate/decrease")
+    func clientCalls() throws {
+        try withSimulator { sim in
+            sim.ok("domain", "create", "alpha", "--memory-mib", "1")
+            let alpha = GrantTableTests.domid(sim, "alpha")
             let dom0 = try GrantTableTests.dom0(sim)
-            let (reply, fds) = try dom0.exchange("foreign.map", ["domain": "alpha", "gfns": .array([share.gfns[0].json, "0x5000"]),
-                                                                 "writable": false])
-            defer { WireFrame.closeAll(fds) }
-            #expect(reply["errors"] == [0, -22])
-            #expect(reply["mfns"]?.array?[1] == .null)
-            let mfn = try #require(FrameMapping.frames(.array([reply["mfns"]!.array![0]])).first)
-            #expect(mfn == share.mfns[0].rawValue)
-            let fd = try #require(fds.first)
-            let page = try FrameMapping.map(fd: fd, mfns: [MFN(mfn)], writable: false)
-            defer { FrameMapping.unmap(page, pages: 1) }
-            #expect(page.load(as: UInt64.self) == 0xF0E1_D2C3)
-            #expect(GrantTableTests.errno { _ = try dom0.call("foreign.map", ["domain": 999, "gfns": .array(["0x1"])]) } == "ESRCH")
+            #expect(try dom0.setMaxMem(domain: alpha, maxKiB: 1028) == 257)
+            let mfns = try dom0.populatePhysmapExact(domain: alpha, gfns: [GFN(0x400)])
+            #expect(mfns.count == 1)
+            do {
+                try dom0.populatePhysmapExact(domain: alpha, gfns: [GFN(0x401)])
+                Issue.record("populate past max_pages succeeded")
+            } catch SimClientError.hypervisor(let errno, _) {
+                #expect(errno == .busy)
+            }
+            var map = try dom0.memoryMap(domain: alpha)
+            #expect(map.totPages == 257)
+            #expect(map.maxPages == 257)
+            #expect(map.ranges.first == SimClient.DomainMemoryMap.Range(type: "ram", first: GFN(0), last: GFN(0xFF), populated: 256))
+            // A guest gives its own page back (DOMID_SELF is its own id here).
+            let guest = try SimClient(stateDirectory: GrantTableTests.state(sim), token: GrantTableTests.token(sim, "alpha"))
+            try guest.decreaseReservationExact(domain: alpha, gfns: [GFN(0x400)])
+            do {
+                try guest.decreaseReservationExact(domain: alpha, gfns: [GFN(0x400)])
+                Issue.record("decrease of a hole succeeded")
+            } catch SimClientError.hypervisor(let errno, _) {
+                #expect(errno == .invalid)
+            }
+            #expect(try dom0.memoryMap(domain: alpha).totPages == 256)
+            let outcome = try dom0.setMemoryTarget(domain: alpha, targetMiB: 0)
+            #expect(outcome.out.count == 256)
+            #expect(outcome.maxPages == 256)
+            map = try dom0.memoryMap(domain: alpha)
+            #expect(map.totPages == 0)
+            #expect(map.ballooned.count == 256)
+            #expect(map.targetKiB == 0)
+
+            sim.ok("domain", "set-max-mem", "alpha", "4096")
+            #expect(sim.ok("domain", "populate", "alpha", "0x500", "0x501")["done"]?.int64 == 2)
+            #expect(sim.ok("domain", "decrease", "alpha", "0x500")["done"]?.int64 == 1)
+            #expect(sim.run(["domain", "decrease", "alpha", "0x500"]).status == 3)
         }
     }
 }

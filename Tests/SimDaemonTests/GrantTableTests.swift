@@ -205,7 +205,7 @@ struct GrantTableTests {
         }
     }
 
-    @Test("domain_kill: gnttab_release_mappings drops a dying mapper's pins; grant_table_destroy drops a dying granter's table while others' mappings keep its frames")
+    @Test("domain_crash keeps the grant table; domain_kill: gnttab_release_mappings drops a dying mapper's pins; grant_table_destroy drops a dying granter's table while others' mappings keep its frames")
     func domainDestroy() throws {
         try withSimulator { sim in
             sim.ok("domain", "create", "alpha", "--memory-mib", "1")
@@ -228,6 +228,20 @@ struct GrantTableTests {
             #expect(try grant(toBeta.refs[0])?["reading"]?.bool == false)
 
             toGamma.pointer.storeBytes(of: 99, as: UInt64.self)
+            // A crash (domain_crash → domain_shutdown) releases nothing:
+            // gnttab_release_mappings runs at domain_kill, i.e. destroy.
+            let attached = try SimClient(stateDirectory: Self.state(sim), token: Self.token(sim, "alpha"))
+            let (_, fds) = try attached.exchange("guest.attach", ["vcpu": 0])
+            WireFrame.closeAll(fds)
+            attached.close()
+            var state = ""
+            for _ in 0..<200 where state != "crashed" {
+                state = sim.ok("domain", "list")["domains"]?.array?.first { $0["name"]?.string == "alpha" }?["state"]?.string ?? ""
+                if state != "crashed" { usleep(10_000) }
+            }
+            #expect(state == "crashed")
+            #expect(try grant(toGamma.refs[0])?["writing"]?.bool == true)
+            #expect(try Self.hostEntry(dom0, "gamma", kept.gfns[0])["type"]?.string == "p2m_grant_map_rw")
             sim.ok("domain", "destroy", "alpha")
             #expect(try Self.hostEntry(dom0, "gamma", kept.gfns[0])["type"]?.string == "p2m_grant_map_rw")
             #expect(kept.pointer.load(as: UInt64.self) == 99)

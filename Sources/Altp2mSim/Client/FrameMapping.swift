@@ -14,13 +14,21 @@ enum FrameMapping {
     /// `PROT_READ` (a write through a read-only grant mapping faults, as it
     /// does through gntdev).
     static func map(fd: Int32, mfns: [MFN], writable: Bool) throws(SimClientError) -> UnsafeMutableRawPointer {
-        let length = mfns.count * 4096
+        try map(fd: fd, frames: mfns.map { Optional($0) }, writable: writable)
+    }
+
+    /// Maps `frames` in order, leaving the page of a nil frame inaccessible
+    /// (`PROT_NONE`): privcmd leaves a frame that failed unmapped, and
+    /// touching it faults (`SIGBUS` there, `SIGSEGV` here).
+    static func map(fd: Int32, frames: [MFN?], writable: Bool) throws(SimClientError) -> UnsafeMutableRawPointer {
+        let length = frames.count * 4096
         guard let base = mmap(nil, length, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0),
               base != MAP_FAILED else {
             throw .connection("cannot reserve \(length) bytes of address space: \(SystemCallError("mmap"))")
         }
         let protection = writable ? PROT_READ | PROT_WRITE : PROT_READ
-        for (index, mfn) in mfns.enumerated() {
+        for (index, frame) in frames.enumerated() {
+            guard let mfn = frame else { continue }
             let page = base + index * 4096
             guard mmap(page, 4096, protection, MAP_SHARED | MAP_FIXED, fd, off_t(mfn.rawValue * 4096)) == page else {
                 munmap(base, length)

@@ -144,28 +144,29 @@ extension SimDaemon {
         ])
     }
 
-    /// `foreign.map` (`xenforeignmemory_map` from dom0, a PV domain:
-    /// `IOCTL_PRIVCMD_MMAPBATCH_V2` → `HYPERVISOR_mmu_update`): per frame,
-    /// `mod_l1_entry` looks the gfn up with `get_page_from_gfn` and fails
-    /// with `-EINVAL` when there is no page (a hole, emulated or direct
-    /// MMIO); RAM and grant mappings give their frame. No such domain is
-    /// `ESRCH` (`get_pg_owner`). The reply attaches the machine-memory file:
-    /// frame m is at offset m × 4096.
+    /// `foreign.map` (`xenforeignmemory_map` from dom0, a PV domain, as on
+    /// Debian bookworm: `IOCTL_PRIVCMD_MMAPBATCH_V2` →
+    /// `xen_remap_domain_gfn_array` → `HYPERVISOR_mmu_update`): each frame
+    /// is `Altp2mEngine.foreignFrame`'s answer, 0 or `-errno`; as in
+    /// Linux's `xen_remap_pfn`, a failed frame is recorded and the next one
+    /// tried, so the call itself succeeds (even for a domain that does not
+    /// exist: every frame is then `-ESRCH`). `mfns` are numbers (null where
+    /// the frame failed); the reply attaches the machine-memory file, frame
+    /// m at offset m × 4096.
     private func foreignMap(_ id: DomainID, _ a: RequestArguments) throws(RequestError) -> Reply {
-        guard engine.domains[id] != nil else { throw .xen(.notFound, "foreign.map: no domain \(id)") }
         let gfns = try Self.gfnList(a, "gfns")
         guard !gfns.isEmpty, gfns.count <= 65536 else { throw .usage("gfns must list 1...65536 gfns") }
         _ = try a.bool("writable", default: true)
         var mfns: [JSONValue] = []
         var errors: [JSONValue] = []
         for gfn in gfns {
-            let entry = (try? engine.entry(id, .host, gfn: gfn)) ?? nil
-            if let entry, entry.entry.hasValidFrame, engine.isRAMFrame(entry.mfn), entry.type != .mmioDirect {
-                mfns.append(entry.mfn.json)
+            do {
+                let mfn = try engine.foreignFrame(id, gfn: gfn)
+                mfns.append(.uint(mfn.rawValue))
                 errors.append(0)
-            } else {
+            } catch {
                 mfns.append(.null)
-                errors.append(.int(Int64(XenErrno.invalid.code)))
+                errors.append(.int(Int64(error.code)))
             }
         }
         return memoryReply(["domid": .int(Int64(id.rawValue)), "mfns": .array(mfns), "errors": .array(errors)])

@@ -12,9 +12,13 @@ import Altp2m
 /// - gntalloc's `alloc_page(GFP_KERNEL | __GFP_ZERO)` and the balloon
 ///   driver's `alloc_page(GFP_BALLOON)` take the **highest** populated
 ///   `p2m_ram_rw` gfn of the domain's RAM that holds no grant share and no
-///   vCPU's #VE page (Linux hands out high memory first for both). Nothing
-///   tracks what a guest process wrote there: a test that keeps data in
-///   RAM should use low gfns, and a shared page is zeroed.
+///   vCPU's #VE page. Linux's zone fallback prefers `ZONE_NORMAL` (above
+///   4 GiB) to `ZONE_DMA32` and `ZONE_DMA`, so both come from high memory
+///   first; which page within a zone depends on the buddy allocator's
+///   history, and the simulator fixes that to the highest free page (a
+///   deterministic choice, so a replayed journal picks the same pages).
+///   Nothing tracks what a guest process wrote there: a test that keeps
+///   data in RAM should use low gfns, and a shared page is zeroed.
 /// - `balloon_retrieve` gives back the page ballooned out **last** first
 ///   (the ballooned list is LIFO for the pages the simulator takes).
 /// - The balloon driver never gives back a page holding a grant share.
