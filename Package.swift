@@ -256,7 +256,7 @@ let package = Package(
         ),
         .testTarget(
             name: "Altp2mGrantTests",
-            dependencies: ["Altp2mGrant", "Altp2mSim", "SecureChannel", "XenBackend"]
+            dependencies: ["Altp2mGrant", "Altp2mSim", "SecureChannel", "XenBackend", "XenInterface"]
         ),
     ]
 )

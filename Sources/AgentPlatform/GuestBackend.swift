@@ -60,6 +60,33 @@ package enum GuestBackend: String, CaseIterable, Sendable {
     }
 }
 
+extension GuestBackend {
+    /// The agent's half of the frame flow on the Xen backends (nil on
+    /// `sim`, where the simulator shares frames itself), with libraries of
+    /// its own so it can run on its own thread.
+    package func frameFlowAgent(domain: String, stateDirectory: String?) throws(GuestAttachError) -> XenFrameFlowAgent? {
+        let libraries: XenGuestLibraries
+        switch self {
+        case .sim:
+            return nil
+        case .xen:
+            do { libraries = try .openInGuest() } catch {
+                throw GuestAttachError("cannot open the Xen libraries for the frame flow: \(error)")
+            }
+        case .xenSim:
+            do { libraries = try .simulator(domain: domain, stateDirectory: stateDirectory) } catch {
+                throw GuestAttachError("cannot attach the frame-flow agent as domain \(domain) to the simulator: \(error)")
+            }
+        }
+        do {
+            let platform = try XenGuestPlatform(libraries: libraries)
+            return try XenFrameFlowAgent(domain: platform.domain, libraries: libraries)
+        } catch {
+            throw GuestAttachError("cannot start the frame-flow agent: \(error)")
+        }
+    }
+}
+
 /// Why a guest program could not attach; the message names the fix.
 package struct GuestAttachError: Error, CustomStringConvertible {
     package let description: String

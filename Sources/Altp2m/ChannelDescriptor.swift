@@ -378,41 +378,14 @@ public struct ChannelID: Hashable, Sendable, CustomStringConvertible {
 
     /// An id from 32 hex digits (either case); `nil` otherwise.
     public init?(hex: String) {
-        let digits = Array(hex.utf8)
-        guard digits.count == Self.byteCount * 2 else { return nil }
-        var out: [UInt8] = []
-        out.reserveCapacity(Self.byteCount)
-        var index = 0
-        while index < digits.count {
-            guard let high = Self.nibble(digits[index]), let low = Self.nibble(digits[index + 1]) else { return nil }
-            out.append(high << 4 | low)
-            index += 2
-        }
-        bytes = out
+        guard hex.utf8.count == Self.byteCount * 2, let decoded = HexDigits.decode(hex.utf8) else { return nil }
+        bytes = decoded
     }
 
     /// 32 lower-case hex digits.
-    public var hex: String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count * 2)
-        for byte in bytes {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0xF)])
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
+    public var hex: String { String(decoding: HexDigits.encode(bytes), as: UTF8.self) }
 
     public var description: String { hex }
-
-    private static func nibble(_ c: UInt8) -> UInt8? {
-        switch c {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
-        default: nil
-        }
-    }
 }
 
 // MARK: - Little-endian byte cursors (descriptor and envelope encodings)

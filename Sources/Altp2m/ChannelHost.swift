@@ -68,6 +68,13 @@ public protocol ChannelHost: HypervisorControl {
     func obtainSharedFrames(between first: DomainID, and second: DomainID,
                             count: Int) throws(XenErrno) -> SharedFrames
 
+    /// The same, telling the agents each domain's channel view: on Xen the
+    /// mapping agent touches its grant mappings from that view so the view
+    /// holds entries for them (docs/XEN.md, "The frame flow"). A host that
+    /// needs no agent ignores the views (the default).
+    func obtainSharedFrames(between first: DomainID, and second: DomainID, count: Int,
+                            views: (first: ViewID, second: ViewID)) throws(XenErrno) -> SharedFrames
+
     /// Overwrites the frames with zeros, then releases them: they leave both
     /// host p2ms (or, on Xen, the agents are told to unmap and end the grant).
     /// A domain that no longer exists is skipped.
@@ -169,6 +176,11 @@ public struct SharedFrames: Hashable, Sendable {
 }
 
 extension ChannelHost {
+    public func obtainSharedFrames(between first: DomainID, and second: DomainID, count: Int,
+                                   views: (first: ViewID, second: ViewID)) throws(XenErrno) -> SharedFrames {
+        try obtainSharedFrames(between: first, and: second, count: count)
+    }
+
     /// The vCPU count from ``HypervisorControl/listDomains()``.
     public func vcpuCount(_ domain: DomainID) throws(XenErrno) -> UInt32 {
         guard let info = try listDomains().first(where: { $0.id == domain }) else { throw .notFound }

@@ -36,6 +36,9 @@ public struct XenErrno: Error, RawRepresentable, Hashable, Sendable, CustomStrin
     public static var noEntry: XenErrno { XenErrno(rawValue: 2) }
     /// `ESRCH` (3): no such domain, or no such p2m entry.
     public static var notFound: XenErrno { XenErrno(rawValue: 3) }
+    /// `ENXIO` (6): no such device or address (`guest_remove_page` of a
+    /// frame the domain does not own, such as a grant mapping).
+    public static var noDeviceOrAddress: XenErrno { XenErrno(rawValue: 6) }
     /// `E2BIG` (7): too many (for example, xenstore watches over the quota).
     public static var tooBig: XenErrno { XenErrno(rawValue: 7) }
     /// `EAGAIN` (11): try again (for example, the page is paged out).
@@ -80,6 +83,7 @@ public struct XenErrno: Error, RawRepresentable, Hashable, Sendable, CustomStrin
         1: ("EPERM", "operation not permitted"),
         2: ("ENOENT", "no such entry"),
         3: ("ESRCH", "no such domain or entry"),
+        6: ("ENXIO", "no such device or address"),
         7: ("E2BIG", "argument list too long"),
         11: ("EAGAIN", "try again"),
         12: ("ENOMEM", "out of memory"),

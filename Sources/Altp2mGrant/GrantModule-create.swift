@@ -217,8 +217,9 @@ extension GrantModule {
 
         // 4. Frames, windows, lock-out and remap.
         let a = work.sides[0].domain, b = work.sides[1].domain
+        let views = (first: work.sides[0].view, second: work.sides[1].view)
         let frames = try during(.sharedFrames, "obtaining \(work.pageCount) frames shared by \(pair.infos[0].name) and \(pair.infos[1].name)") {
-            () throws(XenErrno) in try host.obtainSharedFrames(between: a, and: b, count: work.pageCount)
+            () throws(XenErrno) in try host.obtainSharedFrames(between: a, and: b, count: work.pageCount, views: views)
         }
         work.frames = frames
         for index in work.sides.indices {

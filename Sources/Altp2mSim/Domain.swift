@@ -53,6 +53,10 @@ struct Domain {
     /// model tracking VRAM.
     var logDirty = false
     var monitor: MonitorRing?
+    /// `max_pages`: the most pages `assign_pages` lets the domain own; set
+    /// by `XEN_DOMCTL_max_mem` (a `u32` in Xen, so at most 2^32 - 1, the
+    /// value before the toolstack sets one).
+    var maxPages = UInt64(UInt32.max)
     /// Increases whenever what a guest could observe of its views changes
     /// (see `Altp2mEngine.generation(of:)`).
     var generation: UInt64 = 0

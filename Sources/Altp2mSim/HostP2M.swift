@@ -32,6 +32,8 @@ struct HostP2M {
         return entry
     }
 
-    /// The number of gfns that map a frame (the domain's `tot_pages`).
-    var mappedPageCount: Int { entries.values.reduce(0) { $0 + ($1.hasValidFrame ? 1 : 0) } }
+    /// The number of gfns that map a frame of the domain's own (its
+    /// `tot_pages`): grant and foreign mappings and direct MMIO
+    /// (`p2m_is_special`) are other owners' frames and do not count.
+    var mappedPageCount: Int { entries.values.reduce(0) { $0 + ($1.hasValidFrame && !$1.type.isSpecial ? 1 : 0) } }
 }

@@ -26,6 +26,7 @@ struct Cat: ParsableCommand {
         // A stop signal closes the channel politely and detaches (see below)
         // instead of killing the agent, which would crash the domain.
         AgentSignals.install(hangupReloads: false)
+        try agent.startFrameFlow(log: agent.logger("guest-agent.cat"))
         let platform = try agent.platform(vcpu: 0)
         let ch = try openChannel(channel, options: agent, platform: platform, wait: wait.strategy, timeout: timeout)
         let stream = ch.byteStream()

@@ -59,6 +59,7 @@ struct Forward: ParsableCommand {
     static var maximumPathBytes: Int { UnixSockets.maximumPathBytes }
 
     func run() throws {
+        try agent.startFrameFlow(log: agent.logger("guest-agent.forward"))
         let platform = try agent.platform(vcpu: 0)
         // From here on a signal only asks the bridge to stop: the socket file
         // is removed and the agent detaches (a killed agent crashes its

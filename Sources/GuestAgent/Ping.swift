@@ -64,6 +64,7 @@ struct Ping: ParsableCommand {
         // A stop signal ends the run politely (the channel is closed and the
         // agent detaches) instead of killing it, which would crash the domain.
         AgentSignals.install(hangupReloads: false)
+        try agent.startFrameFlow(log: log)
         let platform = try agent.platform(vcpu: 0)
         let openStart = monotonicNanoseconds()
         let ch = try openChannel(channel, options: agent, platform: platform, wait: wait.strategy, timeout: timeout)

@@ -80,6 +80,8 @@ struct Run: ParsableCommand {
                                              "enforcement": "\((watcher as? SimPlatformInfo)?.enforcementName ?? "hardware")",
                                              "services": "\(servicesFile.map { "\($0) (\(services.rules.count) rules)" } ?? "echo on every channel")"])
 
+        try agent.startFrameFlow(log: log)
+
         let served = ServedTable()
         var nextVCPU: UInt32 = 0
         var failingSince: UInt64? = nil
@@ -240,4 +242,5 @@ extension SimGuestPlatform: SimPlatformInfo {
     var vcpuCount: Int { guest.vcpuCount }
     var enforcementName: String { enforcement.rawValue }
 }
+
 

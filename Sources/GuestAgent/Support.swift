@@ -4,6 +4,7 @@ import Altp2m
 import Altp2mSim
 import ArgumentParser
 import ChannelCrypto
+import Foundation
 import Logging
 import SecureChannel
 import XenBackend
@@ -161,6 +162,38 @@ struct AgentOptions: ParsableArguments {
         logger.logLevel = verbose ? .debug : .info
         logger[metadataKey: "domain"] = "\(domain)"
         return logger
+    }
+
+    /// On the Xen backends, answers the host's frame-flow requests on a
+    /// thread of its own (docs/XEN.md, "The frame flow"), woken by its
+    /// xenstore watch, until a stop signal; each answer is logged. Every
+    /// command that waits for a channel starts it, so the host can create
+    /// the channel while the agent waits.
+    func startFrameFlow(log: Logger) throws(AgentFailure) {
+        let made: XenFrameFlowAgent?
+        do { made = try backend.frameFlowAgent(domain: domain, stateDirectory: stateDir) } catch {
+            throw .failure(error.description)
+        }
+        guard let made else { return }
+        let flow = HandedOver(made)
+        let thread = Thread {
+            while !AgentSignals.stopRequested {
+                do {
+                    for event in try flow.value.serve(timeoutMilliseconds: 250) {
+                        if case .failed(let peer, let reason) = event {
+                            log.error("frame flow with \(peer) failed: \(reason)")
+                        } else {
+                            log.info("frame flow: \(event)")
+                        }
+                    }
+                } catch {
+                    log.warning("frame flow: \(error)")
+                    usleep(250_000)
+                }
+            }
+        }
+        thread.name = "frame-flow"
+        thread.start()
     }
 
     /// Attaches as (one vCPU of) the domain.
@@ -332,4 +365,11 @@ extension String {
         if digits == 0, text.hasSuffix(".0") { text.removeLast(2) }
         self = text
     }
+}
+
+/// A value made on one thread and from then on used only by the thread it
+/// is handed to.
+struct HandedOver<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
 }

@@ -30,9 +30,16 @@ public enum XenStoreLayout {
     /// `request` (written by the host: the page count), `gfns` (written by
     /// the agent: its backing gfns, space-separated hex), `grefs` (the
     /// granting side's grant references, copied by the host to the mapping
-    /// side), `port` (the granting side's unbound event channel).
+    /// side), `port` (the granting side's unbound event channel), `view`
+    /// (written by the host: the domain's channel view, decimal).
     public static func setupDirectory(_ domain: DomainID, peer: DomainID) -> String {
-        "/local/domain/\(domain.rawValue)/data/secure-channel-setup/\(peer.rawValue)"
+        "\(setupRoot(domain))/\(peer.rawValue)"
+    }
+
+    /// Where a domain's set-up directories live (one per peer); its agent
+    /// watches it.
+    public static func setupRoot(_ domain: DomainID) -> String {
+        "/local/domain/\(domain.rawValue)/data/secure-channel-setup"
     }
 }
 

@@ -113,7 +113,7 @@ extension XenControl {
     public func publishDescriptor(_ envelope: [UInt8], for domain: DomainID, name: String) throws(XenErrno) {
         // The same rule as the simulator's store: a path component xenstored takes.
         guard ChannelDescriptor.isValidName(name) else { throw .invalid }
-        try storeWritePrivate("\(XenStoreLayout.descriptorDirectory(domain))/\(name)", Self.hex(envelope), reader: domain)
+        try storeWritePrivate("\(XenStoreLayout.descriptorDirectory(domain))/\(name)", HexDigits.encode(envelope), reader: domain)
     }
 
     public func revokeDescriptor(for domain: DomainID, name: String) throws(XenErrno) {
@@ -164,16 +164,5 @@ extension XenControl {
             numbers.append(value)
         }
         return numbers
-    }
-
-    static func hex(_ bytes: [UInt8]) -> [UInt8] {
-        let digits = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count * 2)
-        for byte in bytes {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0xF)])
-        }
-        return out
     }
 }

@@ -11,10 +11,25 @@ import XenInterface
 extension XenControl {
     public func obtainSharedFrames(between first: DomainID, and second: DomainID,
                                    count: Int) throws(XenErrno) -> SharedFrames {
+        try obtainSharedFrames(between: first, and: second, count: count, views: nil)
+    }
+
+    public func obtainSharedFrames(between first: DomainID, and second: DomainID, count: Int,
+                                   views: (first: ViewID, second: ViewID)) throws(XenErrno) -> SharedFrames {
+        try obtainSharedFrames(between: first, and: second, count: count, views: Optional(views))
+    }
+
+    private func obtainSharedFrames(between first: DomainID, and second: DomainID, count: Int,
+                                    views: (first: ViewID, second: ViewID)?) throws(XenErrno) -> SharedFrames {
         let granting = XenStoreLayout.setupDirectory(first, peer: second)
         let mapping = XenStoreLayout.setupDirectory(second, peer: first)
         try store.removeIfPresent(granting)
         try store.removeIfPresent(mapping)
+        if let views {
+            // Each agent's channel view (the mapping agent primes its own).
+            try store.write("\(granting)/view", Array(String(views.first.rawValue).utf8), transaction: 0)
+            try store.write("\(mapping)/view", Array(String(views.second.rawValue).utf8), transaction: 0)
+        }
         try store.write("\(granting)/request", Array(String(count).utf8), transaction: 0)
         let deadline = monotonicMilliseconds() + UInt64(frameReportTimeoutMilliseconds)
         // 1. The granting agent grants `count` of its pages to the peer and

@@ -40,17 +40,7 @@ public final class XenGuestPlatform: GuestPlatform {
         guard access("/dev/xen/xenbus", F_OK) == 0 || access("/dev/xen/privcmd", F_OK) == 0 else {
             throw .unavailable("Xen guest interface not available: /dev/xen/xenbus missing; run the agent inside a Xen HVM guest or use the simulator backend")
         }
-        let store: CXenStoreLibrary
-        let events: CXenEventChannelLibrary
-        let hardware: DevMemGuestHardware
-        do { store = try CXenStoreLibrary() } catch { throw .hypervisor(error, "connecting to xenstore (xs_open)") }
-        do { events = try CXenEventChannelLibrary() } catch {
-            throw .hypervisor(error, "opening the event-channel device (xenevtchn_open)")
-        }
-        do { hardware = try DevMemGuestHardware() } catch {
-            throw .hypervisor(error, "opening /dev/mem (the agent must run as root)")
-        }
-        try self.init(libraries: XenGuestLibraries(store: store, events: events, hardware: hardware))
+        try self.init(libraries: try XenGuestLibraries.openInGuest())
     }
 
     /// Uses the given libraries; reads this guest's domain id from xenstore.
@@ -62,10 +52,26 @@ public final class XenGuestPlatform: GuestPlatform {
         let text = String(decoding: raw, as: UTF8.self)
         guard let id = UInt16(text) else { throw .hypervisor(.invalid, "xenstore's domid '\(text)' is not a domain id") }
         domain = DomainID(rawValue: id)
+        self.libraries = libraries
         store = libraries.store
         events = libraries.events
         hardware = libraries.hardware
+        // The host's wake-up when it revokes a descriptor (docs/XEN.md): a
+        // watch on this guest's descriptor directory ends every wait.
+        do { try store.watch(XenStoreLayout.descriptorDirectory(domain), token: Self.descriptorWatchToken) } catch {
+            throw .hypervisor(error, "watching \(XenStoreLayout.descriptorDirectory(domain)) in xenstore")
+        }
     }
+
+    deinit {
+        try? store.unwatch(XenStoreLayout.descriptorDirectory(domain), token: Self.descriptorWatchToken)
+    }
+
+    static let descriptorWatchToken = "secure-channel-descriptors"
+
+    /// The libraries this platform was made with (the frame-flow agent of
+    /// the same process shares them).
+    public let libraries: XenGuestLibraries
 
     // MARK: Views and the window
 
@@ -114,12 +120,16 @@ public final class XenGuestPlatform: GuestPlatform {
         try? events.notify(port)
     }
 
+    /// Sleeps until a port of this handle fires, the descriptor directory
+    /// changes (the host revoked a channel), or the timeout passes.
     public func wait(_ wake: WakeTarget, expected: UInt32, timeoutNanoseconds: UInt64?) {
         guard UnsafeMutableRawPointer(wake.word).load(as: UInt32.self) == expected else { return }
-        var poller = pollfd(fd: events.fileDescriptor, events: Int16(POLLIN), revents: 0)
+        var pollers = [pollfd(fd: events.fileDescriptor, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: store.fileDescriptor, events: Int16(POLLIN), revents: 0)]
         let timeout = timeoutNanoseconds.map { Int32(min($0 / 1_000_000, UInt64(Int32.max))) } ?? -1
-        guard poll(&poller, 1, timeout) > 0 else { return }
-        if let pending = try? events.pending() { try? events.unmask(pending) }
+        guard poll(&pollers, 2, timeout) > 0 else { return }
+        if pollers[0].revents != 0, let pending = try? events.pending() { try? events.unmask(pending) }
+        if pollers[1].revents != 0 { while (try? store.checkWatch()) != nil {} }
     }
 
     // MARK: Descriptors
@@ -142,25 +152,34 @@ public final class XenGuestPlatform: GuestPlatform {
             if error == .noEntry { throw .noDescriptor(name) }
             throw .hypervisor(error, "reading \(path)")
         }
-        guard digits.count % 2 == 0 else { throw .hypervisor(.invalid, "\(path) is not hex") }
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(digits.count / 2)
-        var index = 0
-        while index < digits.count {
-            guard let high = Self.nibble(digits[index]), let low = Self.nibble(digits[index + 1]) else {
-                throw .hypervisor(.invalid, "\(path) is not hex")
-            }
-            bytes.append(high << 4 | low)
-            index += 2
+        guard let bytes = HexDigits.decode(digits, upperCase: false) else {
+            throw .hypervisor(.invalid, "\(path) is not lower-case hex")
         }
         return bytes
     }
+}
 
-    private static func nibble(_ c: UInt8) -> UInt8? {
-        switch c {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
-        default: nil
+extension XenGuestLibraries {
+    /// Opens the C libraries and the hardware inside a Xen HVM guest.
+    public static func openInGuest() throws(XenBackendError) -> XenGuestLibraries {
+        let store: CXenStoreLibrary
+        let events: CXenEventChannelLibrary
+        let hardware: DevMemGuestHardware
+        let share: CXenGrantShareLibrary
+        let table: CXenGrantTableLibrary
+        do { store = try CXenStoreLibrary() } catch { throw .hypervisor(error, "connecting to xenstore (xs_open)") }
+        do { events = try CXenEventChannelLibrary() } catch {
+            throw .hypervisor(error, "opening the event-channel device (xenevtchn_open)")
         }
+        do { hardware = try DevMemGuestHardware() } catch {
+            throw .hypervisor(error, "opening /dev/mem (the agent must run as root)")
+        }
+        do { share = try CXenGrantShareLibrary() } catch {
+            throw .hypervisor(error, "opening the grant-sharing device (xengntshr_open: is the gntalloc module loaded?)")
+        }
+        do { table = try CXenGrantTableLibrary() } catch {
+            throw .hypervisor(error, "opening the grant-mapping device (xengnttab_open: is the gntdev module loaded?)")
+        }
+        return XenGuestLibraries(store: store, events: events, hardware: hardware, grantShare: share, grantTable: table)
     }
 }

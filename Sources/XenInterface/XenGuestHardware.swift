@@ -14,4 +14,12 @@ public protocol XenGuestHardware: AnyObject {
     func mapPhysical(firstGFN: UInt64, pageCount: Int, view: UInt16) throws(XenErrno) -> UnsafeMutableRawPointer
     /// `munmap` of a mapping from ``mapPhysical(firstGFN:pageCount:view:)``.
     func unmapPhysical(_ base: UnsafeMutableRawPointer, pageCount: Int)
+    /// The guest frame number behind a page of this process
+    /// (`/proc/self/pagemap`: in an HVM guest the PFN is the gfn).
+    func guestFrame(of address: UnsafeRawPointer) throws(XenErrno) -> UInt64
+    /// Reads one byte at `address` as the CPU does: through the current
+    /// view of the vCPU this thread runs on (a guest access; on Xen the
+    /// first access to a gfn a view has no entry for copies the host's
+    /// entry into it).
+    func touch(_ address: UnsafeRawPointer)
 }

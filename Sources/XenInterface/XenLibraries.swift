@@ -14,16 +14,21 @@ public struct XenHostLibraries {
     }
 }
 
-/// What a guest agent's backend (`XenGuestPlatform`) uses: only what a
-/// guest has (no dom0 library).
+/// What a guest agent's backend (`XenGuestPlatform`, `XenFrameFlowAgent`)
+/// uses: only what a guest has (no dom0 library).
 public struct XenGuestLibraries {
     public var store: any XenStoreLibrary
     public var events: any XenEventChannelLibrary
     public var hardware: any XenGuestHardware
+    public var grantShare: any XenGrantShareLibrary
+    public var grantTable: any XenGrantTableLibrary
 
-    public init(store: any XenStoreLibrary, events: any XenEventChannelLibrary, hardware: any XenGuestHardware) {
+    public init(store: any XenStoreLibrary, events: any XenEventChannelLibrary, hardware: any XenGuestHardware,
+                grantShare: any XenGrantShareLibrary, grantTable: any XenGrantTableLibrary) {
         self.store = store
         self.events = events
         self.hardware = hardware
+        self.grantShare = grantShare
+        self.grantTable = grantTable
     }
 }

@@ -18,7 +18,7 @@ struct Chanctl: ParsableCommand {
             2 bad usage, 3 the hypervisor returned an error. With --json every \
             command prints one JSON object: {"ok":true,...} or {"ok":false,...}.
             """,
-        subcommands: [SimCommand.self, DomainCommand.self, Altp2mCommand.self, MonitorCommand.self, EvtchnCommand.self, XenstoreCommand.self, PingPongCommand.self,
+        subcommands: [SimCommand.self, DomainCommand.self, Altp2mCommand.self, MonitorCommand.self, EvtchnCommand.self, GnttabCommand.self, ForeignCommand.self, XenstoreCommand.self, PingPongCommand.self,
                       KeysCommand.self, PolicyCommand.self, ChannelCommand.self, BenchCommand.self, BenchPeerCommand.self]
     )
 

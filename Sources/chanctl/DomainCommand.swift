@@ -7,7 +7,8 @@ struct DomainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "domain",
         abstract: "Create, list and destroy domains.",
-        subcommands: [Create.self, List.self, Destroy.self, SetParam.self, GetParam.self]
+        subcommands: [Create.self, List.self, Destroy.self, SetParam.self, GetParam.self, MemSet.self, MemoryMap.self,
+                      SetMaxMem.self, Populate.self, Decrease.self]
     )
 
     enum Altp2mModeArgument: String, ExpressibleByArgument, CaseIterable {

@@ -26,6 +26,10 @@ struct PingPongCommand: ParsableCommand {
     enum ModeArgument: String, ExpressibleByArgument, CaseIterable { case encrypted, isolated }
     enum SuiteArgument: String, ExpressibleByArgument, CaseIterable { case chachapoly, aesgcm }
     enum WaitArgument: String, ExpressibleByArgument, CaseIterable { case spin, block, adaptive }
+    enum BackendArgument: String, ExpressibleByArgument, CaseIterable {
+        case sim
+        case xenSim = "xen-sim"
+    }
 
     @Option(help: "Number of timed round trips.")
     var count: Int = 10_000
@@ -44,6 +48,11 @@ struct PingPongCommand: ParsableCommand {
 
     @Option(help: "Channel size in pages (2...512).")
     var pages: Int = 8
+
+    @Option(help: ArgumentHelp(
+        "The backend: sim (the simulator's own frame sharing and grant module) or xen-sim.",
+        discussion: "xen-sim runs the Xen backend's code on both sides: the grant module in this process over XenControl and the simulator's Xen libraries, and the agents with --backend xen-sim, which answer the frame flow of docs/XEN.md before the channel exists."))
+    var backend: BackendArgument = .sim
 
     @Flag(help: "Print one JSON object.")
     var json = false
@@ -200,14 +209,18 @@ final class PingPongRun: @unchecked Sendable {
                              "--modes", command.mode == .isolated ? "encrypted,isolated" : "encrypted"])
         stages.append(("keys_and_policy", elapsed(t)))
 
-        // 4. The channel.
-        t = now()
+        // 4. The channel, and 5. the agents: echo first, then the measuring
+        //    one. On xen-sim the agents answer the frame flow, so they run
+        //    before the channel is created (as on Xen).
         channelName = "\(tag)-channel"
-        _ = try chanctlJSON(["channel", "create", channelName, "--between", ping, echo, "--pages", String(command.pages),
-                             "--suite", command.suite.rawValue, "--mode", command.mode.rawValue])
-        stages.append(("channel", elapsed(t)))
-
-        // 5. The agents: echo first, then the measuring one.
+        let createChannel = { () throws(CommandFailure) in
+            let t = self.now()
+            _ = try self.chanctlJSON(["channel", "create", self.channelName, "--between", ping, echo,
+                                      "--pages", String(self.command.pages), "--suite", self.command.suite.rawValue,
+                                      "--mode", self.command.mode.rawValue])
+            stages.append(("channel", self.elapsed(t)))
+        }
+        if command.backend == .sim { try createChannel() }
         t = now()
         let echoPID = try spawn(guestAgent, agentArguments("run", echo), stdout: work + "/echo.out", stderr: work + "/echo.log")
         agentPIDs.append(echoPID)
@@ -215,6 +228,7 @@ final class PingPongRun: @unchecked Sendable {
                                                           "--size", String(command.size), "--json", "--timeout", "20"]
         let pingPID = try spawn(guestAgent, pingArguments, stdout: work + "/ping.out", stderr: work + "/ping.log")
         agentPIDs.append(pingPID)
+        if command.backend == .xenSim { try createChannel() }
         let limit = command.timeout ?? (60 + Double(command.count) / 1000)
         let status = ChildProcess.waitFor(pingPID, seconds: limit)
         agentPIDs.removeAll { $0 == pingPID }
@@ -241,7 +255,7 @@ final class PingPongRun: @unchecked Sendable {
 
     private func agentArguments(_ sub: String, _ domain: String) -> [String] {
         [sub, "--domain", domain, "--key", keyPath(domain), "--host-key", hostKey, "--state-dir", stateDir,
-         "--wait", command.wait.rawValue]
+         "--wait", command.wait.rawValue, "--backend", command.backend.rawValue]
     }
 
     private func keyPath(_ domain: String) -> String { (workDir ?? "/tmp") + "/\(domain).key" }
@@ -299,9 +313,12 @@ final class PingPongRun: @unchecked Sendable {
 
     // MARK: Processes
 
+    /// Runs chanctl against the simulator; grant commands (keys, policy,
+    /// channel) with this run's backend.
     private func chanctlJSON(_ arguments: [String]) throws(CommandFailure) -> JSONValue {
         guard let simulator else { throw .failure("no simulator") }
-        return try simulator.chanctlJSON(arguments)
+        let grant = ["keys", "policy", "channel"].contains(arguments.first ?? "")
+        return try simulator.chanctlJSON(arguments + (grant ? ["--backend", command.backend.rawValue] : []))
     }
 
     private func run(_ binary: String, _ arguments: [String], what: String) throws(CommandFailure) -> JSONValue {

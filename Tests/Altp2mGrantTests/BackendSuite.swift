@@ -53,9 +53,21 @@ enum BackendSuite {
             }
             for gfn in all {
                 #expect(try host.getMemAccess(id, view: .hostOrView0, gfn: gfn) == .none, "\(id) host p2m \(gfn)")
-                #expect(try host.getMemAccess(id, view: before[id]!, gfn: gfn) == .none, "\(id) earlier view \(gfn)")
-                if host.supportsVirtualizationExceptions {
-                    #expect(try host.getSuppressVE(id, view: before[id]!, gfn: gfn) == false, "\(id) sve cleared \(gfn)")
+                let earlier: Result<MemAccess, XenErrno> = Result(catching: { () throws(XenErrno) in try host.getMemAccess(id, view: before[id]!, gfn: gfn) })
+                switch earlier {
+                case .success(let access):
+                    #expect(access == .none, "\(id) earlier view \(gfn)")
+                    if host.supportsVirtualizationExceptions {
+                        #expect(try host.getSuppressVE(id, view: before[id]!, gfn: gfn) == false, "\(id) sve cleared \(gfn)")
+                    }
+                case .failure(let error):
+                    // On Xen a backing gfn of the mapping side is a grant
+                    // mapping: set_mem_access cannot give a view an entry for
+                    // it (altp2m_get_effective_entry wants p2m_ram_rw), and
+                    // on 4.17 the lazy copy a first access makes takes the
+                    // host's n, which the host line above checked.
+                    let grantMapped = !host.xenVersion.lazyCopyUsesViewDefault && end.backingGFNs.contains(gfn)
+                    #expect(error == .notFound && grantMapped, "\(id) earlier view \(gfn): \(error)")
                 }
             }
             for gfn in end.backingGFNs {
@@ -92,6 +104,20 @@ struct BackendAgnosticTests {
         try world.addDomain("right")
         try BackendSuite.run(.init(host: world.host, first: "left", second: "right",
                                    stateDirectory: world.directory.path + "/suite"))
+    }
+
+    @Test("xen-sim: the Xen backend's code over the simulator's Xen libraries, agents answering the frame flow")
+    func xenSimulated() throws {
+        let fixture = try XenSimFixture()
+        defer { fixture.stop() }
+        try fixture.addDomain("left")
+        try fixture.addDomain("right")
+        try BackendSuite.run(.init(host: try fixture.control(), first: "left", second: "right",
+                                   stateDirectory: fixture.directory.path + "/suite"))
+        let events = fixture.agents.events.withLock { $0 }
+        #expect(!events.contains { if case .failed = $0 { true } else { false } }, "agent failures: \(events)")
+        #expect(events.contains { if case .shared = $0 { true } else { false } }, "the granting agent shared pages: \(events)")
+        #expect(events.contains { if case .mapped = $0 { true } else { false } }, "the mapping agent mapped them: \(events)")
     }
 
     @Test("real Xen: isolation through the raw altp2m operations")

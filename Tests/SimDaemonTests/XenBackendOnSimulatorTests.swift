@@ -70,6 +70,8 @@ struct XenBackendOnSimulatorTests {
             defer { word.deallocate() }
             word.pointee = 1
             let target = WakeTarget(word: word, port: port)
+            // The descriptor-directory watch fires once when it is set.
+            alpha.wait(target, expected: 1, timeoutNanoseconds: 1_000_000_000)
             // Without a notification the wait runs out its timeout.
             var start = Date()
             alpha.wait(target, expected: 1, timeoutNanoseconds: 300_000_000)
@@ -79,6 +81,38 @@ struct XenBackendOnSimulatorTests {
             start = Date()
             alpha.wait(target, expected: 1, timeoutNanoseconds: 5_000_000_000)
             #expect(Date().timeIntervalSince(start) < 2, "the notification woke the waiter")
+        }
+    }
+
+    @Test("a wait ends when dom0 revokes a descriptor: XenGuestPlatform watches its descriptor directory")
+    func revocationWakesAWait() throws {
+        try withSimulator { sim in
+            sim.ok("domain", "create", "alpha", "--memory-mib", "1", "--altp2m", "external")
+            let control = try Self.control(sim)
+            let alpha = try #require(try control.listDomains().first { $0.name == "alpha" }).id
+            try control.publishDescriptor([1, 2, 3], for: alpha, name: "chan")
+            let guest = try Self.guest(sim, "alpha")
+            let word = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
+            defer { word.deallocate() }
+            word.pointee = 7
+            let target = WakeTarget(word: word, port: 0)
+            // The watch fires once when it is set: the first wait returns at once.
+            guest.wait(target, expected: 7, timeoutNanoseconds: 1_000_000_000)
+            // Now nothing changes: a wait lasts its timeout.
+            var start = Date()
+            guest.wait(target, expected: 7, timeoutNanoseconds: 300_000_000)
+            #expect(Date().timeIntervalSince(start) >= 0.25)
+            // dom0 revokes the descriptor 200 ms into a 10 s wait.
+            let revoker = Thread { [control = HandedOverControl(control)] in
+                usleep(200_000)
+                try? control.value.revokeDescriptor(for: alpha, name: "chan")
+            }
+            start = Date()
+            revoker.start()
+            guest.wait(target, expected: 7, timeoutNanoseconds: 10_000_000_000)
+            let waited = Date().timeIntervalSince(start)
+            #expect(waited >= 0.15 && waited < 3, "the revocation ended the wait after \(waited) s")
+            #expect(try guest.descriptorNames().isEmpty)
         }
     }
 
@@ -97,4 +131,10 @@ struct XenBackendOnSimulatorTests {
             #expect(control.xenVersion == .v4_19)
         }
     }
+}
+
+/// dom0's control handed to the one thread that uses it next.
+struct HandedOverControl: @unchecked Sendable {
+    let value: XenControl
+    init(_ value: XenControl) { self.value = value }
 }

@@ -73,6 +73,7 @@ extension SimDaemon {
         }
         domains[id] = domain
         eventChannels.addDomain(id)
+        grantAndMemoryDomainCreated(id, pages: pages)
         // The toolstack's nodes and @introduceDomain; replaying this request
         // writes them again, so they are not journaled as xenstore changes.
         xenstore.introduceDomain(id, name: name, memoryKiB: mib * 1024)
@@ -89,6 +90,7 @@ extension SimDaemon {
     func domainDestroyed(_ id: DomainID) {
         // evtchn_destroy: the domain's ports close, its peers' go unbound.
         eventChannels.destroyDomain(id)
+        grantAndMemoryDomainDestroyed(id)
         // libxl's xs_rm and xenstored's destroy_domain, @releaseDomain.
         xenstore.releaseDomain(id)
         _ = xenstore.takeChanges()

@@ -212,6 +212,7 @@ extension SimDaemon {
     func connectionClosed(_ connection: Connection) {
         eventChannelConnectionClosed(connection)
         xenstoreConnectionClosed(connection)
+        grantConnectionClosed(connection)
         guard let id = connection.attachedDomain else { return }
         connection.attachedDomain = nil
         guard let status = try? engine.domainStatus(id), !status.isCrashed else { return }

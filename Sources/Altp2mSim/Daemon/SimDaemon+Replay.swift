@@ -31,6 +31,8 @@ extension SimDaemon {
                 replayHostCall(fields)
             case "internal.xenstore":
                 replayXenstore(fields)
+            case "internal.grant-close":
+                grantTables.closeHandle(UInt32(truncatingIfNeeded: fields["handle"]?.int64 ?? 0), engine: engine)
             case "internal.evtchn-close":
                 eventChannels.closeHandle(UInt32(truncatingIfNeeded: fields["handle"]?.int64 ?? 0))
             case "internal.crash":
@@ -46,6 +48,7 @@ extension SimDaemon {
         }
         // No connection survived the restart: every handle waits to be resumed.
         eventChannels.detachAllHandles()
+        grantTables.detachAllHandles()
         for domain in domains.values {
             domain.refresh(from: engine, force: true)
             domain.publishViews(from: engine)

@@ -13,6 +13,7 @@ extension SimDaemon {
         "altp2m.get-access", "altp2m.get-suppress-ve", "altp2m.vcpu-view", "guest.ve-info",
         "sim.view-entry", "guest.attach", "guest.detach", "guest.sync",
         "guest.window", "guest.descriptor-names", "guest.descriptor", "evtchn.list",
+        "gnttab.list", "domain.memory-map", "foreign.map",
     ]
 
     /// Answers one request from a connection.
@@ -215,7 +216,13 @@ extension SimDaemon {
             return try eventChannelOperation(op, a, caller: caller, connection: connection, record: &record)
         case _ where op.hasPrefix("xs."):
             return try xenstoreOperation(op, a, caller: caller, connection: connection, record: &record)
-        case "internal.vmfunc", "internal.crash", "internal.host", "internal.evtchn-close", "internal.xenstore":
+        case _ where op.hasPrefix("gntshr.") || op.hasPrefix("gnttab."):
+            return try grantOperation(op, a, caller: caller, connection: connection, record: &record, touched: &touched)
+        case "domain.set-max-mem", "domain.mem-set", "domain.memory-map", "memory.populate", "memory.decrease",
+             "foreign.map":
+            return try memoryOperation(op, a, caller: caller, touched: &touched)
+        case "internal.vmfunc", "internal.crash", "internal.host", "internal.evtchn-close", "internal.xenstore",
+             "internal.grant-close":
             // Journal-only records: replayed, never accepted from a client.
             throw .refused("\(op) is internal to the daemon's journal")
         default:
@@ -243,6 +250,7 @@ extension SimDaemon {
                 "domid": .int(Int64(info.id.rawValue)), "name": .string(info.name), "type": .string(info.kind.rawValue),
                 "vcpus": .int(Int64(info.vcpuCount)), "pages": .int(Int64(info.pageCount)), "state": .string(state),
             ]
+            if let maxPages = try? engine.maxPages(info.id) { fields["max_pages"] = .uint(maxPages) }
             if let status {
                 fields["altp2m"] = .string(status.mode.description)
                 fields["altp2m_active"] = .bool(status.isActive)

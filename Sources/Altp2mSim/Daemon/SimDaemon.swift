@@ -58,6 +58,10 @@ public final class SimDaemon {
     let xenstore = XenStore()
     /// The watch-event readiness pipe of each xenstore connection.
     var xenstorePipes: [UInt32: ReadinessPipe] = [:]
+    /// Xen's grant tables with gntalloc and gntdev (docs/SIMULATOR.md, "Grant tables").
+    let grantTables = XenGrantTables()
+    /// Each guest domain's memory map and balloon driver (docs/SIMULATOR.md, "Domain memory").
+    var guestMemory: [DomainID: GuestMemory] = [:]
     private var listener: UnixSocket?
     /// Set by `sim.stop`: leave the loop and power the simulated host off.
     var stopRequested = false
@@ -328,6 +332,10 @@ final class Connection {
     var eventChannelHandle: UInt32?
     /// This connection's xenstored connection (opened by its first `xs.*`).
     var xenstoreConnection: UInt32?
+    /// This connection's gntalloc and gntdev handles (opened by its first
+    /// `gntshr.*` / `gnttab.*`).
+    var gntallocHandle: UInt32?
+    var gntdevHandle: UInt32?
     /// The peer's process id (SO_PEERCRED), for the log.
     let peerPID: Int32?
 

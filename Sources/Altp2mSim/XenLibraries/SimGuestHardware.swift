@@ -29,12 +29,28 @@ public final class SimGuestHardware: XenGuestHardware {
     public func unmapPhysical(_ base: UnsafeMutableRawPointer, pageCount: Int) {
         platform.unmapWindow(base, pageCount: pageCount)
     }
+
+    /// The gfn the simulated grant drivers recorded for the page
+    /// (``SimGuestMappings``); `ESRCH` for memory they did not map.
+    public func guestFrame(of address: UnsafeRawPointer) throws(XenErrno) -> UInt64 {
+        guard let gfn = SimGuestMappings.shared.gfn(of: address) else { throw .notFound }
+        return gfn
+    }
+
+    /// A guest read of the page's gfn through the vCPU's current view
+    /// (`SimGuest.read`: the view's table, and the engine's fault path when
+    /// the view has no entry, which copies the host's as Xen's lazy copy does).
+    public func touch(_ address: UnsafeRawPointer) {
+        guard let gfn = SimGuestMappings.shared.gfn(of: address) else { return }
+        let offset = Int(UInt(bitPattern: address) % 4096)
+        _ = try? platform.guest.read(gfn: GFN(gfn), offset: offset, count: 1)
+    }
 }
 
 extension XenGuestLibraries {
-    /// A guest process's Xen libraries on the simulator: xenstore and an
-    /// event-channel handle as `domain` (with its token), and one vCPU of it
-    /// as the hardware.
+    /// A guest process's Xen libraries on the simulator: xenstore, an
+    /// event-channel handle and the two grant drivers as `domain` (with its
+    /// token), and one vCPU of it as the hardware.
     public static func simulator(domain name: String, stateDirectory: String? = nil, vcpu: UInt32 = 0,
                                  enforcement: SimGuest.Enforcement = .software) throws(SimGuestError) -> XenGuestLibraries {
         let directory = StateDirectory.resolve(explicit: stateDirectory)
@@ -45,7 +61,9 @@ extension XenGuestLibraries {
         do {
             return XenGuestLibraries(store: try SimXenStoreLibrary(stateDirectory: directory, token: token),
                                      events: try SimXenEventChannelLibrary(stateDirectory: directory, token: token),
-                                     hardware: SimGuestHardware(platform: platform))
+                                     hardware: SimGuestHardware(platform: platform),
+                                     grantShare: try SimGrantShareLibrary(stateDirectory: directory, token: token),
+                                     grantTable: try SimGrantTableLibrary(stateDirectory: directory, token: token))
         } catch {
             throw .simulator(error)
         }

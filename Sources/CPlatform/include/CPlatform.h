@@ -39,6 +39,12 @@ static inline void cplatform_vmfunc_switch_view(uint32_t view) {
 /// not exist.
 int cplatform_vmfunc_try(uint32_t view);
 
+/// One byte read the compiler may neither drop nor merge (a "touch" that
+/// makes the CPU translate the address through the current view).
+static inline uint8_t cplatform_read_once(const void *address) {
+    return *(const volatile uint8_t *)address;
+}
+
 /// The spin-wait hint (`pause` on x86): lowers power and avoids the memory
 /// order mis-speculation penalty when a spinning loop finally sees the store.
 static inline void cplatform_cpu_relax(void) {

@@ -38,4 +38,23 @@ final class DevMemGuestHardware: XenGuestHardware {
     func unmapPhysical(_ base: UnsafeMutableRawPointer, pageCount: Int) {
         munmap(base, pageCount * 4096)
     }
+
+    /// `/proc/self/pagemap`: one 64-bit entry per virtual page; bit 63 is
+    /// "present", bits 0-54 the frame number (shown to root only).
+    func guestFrame(of address: UnsafeRawPointer) throws(XenErrno) -> UInt64 {
+        touch(address) // a page not yet faulted in has no frame
+        let pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)
+        guard pagemap >= 0 else { throw currentXenErrno() }
+        defer { close(pagemap) }
+        var entry: UInt64 = 0
+        let offset = off_t(UInt(bitPattern: address) / 4096 * 8)
+        guard pread(pagemap, &entry, 8, offset) == 8 else { throw currentXenErrno() }
+        let frame = entry & ((UInt64(1) << 55) - 1)
+        guard entry & (UInt64(1) << 63) != 0, frame != 0 else { throw .notFound }
+        return frame
+    }
+
+    func touch(_ address: UnsafeRawPointer) {
+        _ = cplatform_read_once(address)
+    }
 }
