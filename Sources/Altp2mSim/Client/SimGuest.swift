@@ -30,8 +30,9 @@ import Musl
 /// - ``events`` are the simulator's event-channel words (futex based).
 ///
 /// One `SimGuest` is one vCPU: use it from one thread at a time. When the
-/// process dies without ``detach()``, the daemon sees the connection close and
-/// crashes the domain, as a guest whose vCPUs vanished would be.
+/// process goes (``detach()``, exit or `kill -9`), the daemon sees the
+/// connection close and releases what the process held; the domain keeps
+/// running.
 public final class SimGuest {
     /// How guest memory accesses are checked.
     public enum Enforcement: String, Sendable, CaseIterable {
@@ -263,8 +264,9 @@ public final class SimGuest {
 
     deinit { detach() }
 
-    /// Detaches cleanly: the domain keeps running without this process. (A
-    /// process that dies without detaching crashes its domain.)
+    /// Leaves the domain: the domain keeps running without this process, as
+    /// when the process exits or is killed (the daemon then releases what
+    /// it held: docs/SIMULATOR-DAEMON.md, "Guest processes and crashes").
     public func detach() {
         guard !closed else { return }
         closed = true
