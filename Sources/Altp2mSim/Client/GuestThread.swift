@@ -13,9 +13,12 @@ import Altp2m
 /// operation below, and `SimGuestPlatform`'s `enterView`, `notify` and
 /// `wait`); without one, a thread stays where it was put.
 ///
-/// Use a thread from one OS thread at a time; a scheduler may run another
-/// guest thread's operations on that OS thread (a preemption).
-public final class GuestThread {
+/// Use a thread from one OS thread at a time (hand it to the OS thread that
+/// runs it); a scheduler may run another guest thread's operations on that
+/// OS thread (a preemption).
+public final class GuestThread: @unchecked Sendable {
+    // @unchecked: used by one OS thread at a time, as documented; the
+    // shared state it reaches (vCPU pages, tables) is atomics.
     /// A name for scripts and logs.
     public let name: String
     /// The guest process this thread belongs to; it must outlive the thread.
