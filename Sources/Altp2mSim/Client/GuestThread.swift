@@ -23,8 +23,9 @@ public final class GuestThread: @unchecked Sendable {
     public let name: String
     /// The guest process this thread belongs to; it must outlive the thread.
     public unowned let guest: SimGuest
-    /// The vCPU the thread is on now, as an index (read on every operation).
-    var vcpuIndex: Int
+    /// The vCPU the thread is on now, as an index (read on every operation,
+    /// so without a dynamic exclusivity check).
+    @exclusivity(unchecked) var vcpuIndex: Int
 
     init(name: String, guest: SimGuest, vcpu: VCPUID) {
         self.name = name

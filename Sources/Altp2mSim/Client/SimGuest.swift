@@ -57,7 +57,9 @@ public final class SimGuest {
     /// The vCPUs this process's threads may run on (those it attached for).
     public let vcpus: [VCPUID]
     /// Decides migrations and preemptions at each schedule point; nil: none.
-    public var scheduler: (any GuestScheduler)?
+    /// Read on every VMFUNC: no dynamic exclusivity check (set it while no
+    /// thread of the process runs an operation).
+    @exclusivity(unchecked) public var scheduler: (any GuestScheduler)?
     private var main: GuestThread?
     private var threadCount = 0
     /// The number of vCPUs of the domain.
