@@ -41,6 +41,10 @@ struct SideState: Equatable, Sendable {
     var originalAccess: [MemAccess] = []
     /// Whether the lock-out and remap were started (teardown reverts them).
     var applied = false
+    /// How many agent processes of this side that had the window mapped
+    /// went away while the channel stayed (the control page's
+    /// `HostField.processExits`; kept here because the host only writes it).
+    var processExits: UInt32 = 0
 
     /// The window's gfns, or none before the window is reserved.
     func windowGFNs(pageCount: Int) -> [GFN] {
@@ -176,6 +180,8 @@ enum RegistryFormat {
         var backing: [UInt64]
         var originalAccess: [String]
         var applied: Bool
+        /// Absent in registries written before it existed: 0.
+        var processExits: UInt32?
     }
 
     struct Domain: Codable {
@@ -204,7 +210,8 @@ enum RegistryFormat {
                             Side(domain: side.domain.rawValue, domainName: side.domainName, view: side.view.rawValue,
                                  windowFirstGFN: side.windowFirstGFN?.rawValue,
                                  backing: side.backing.map(\.rawValue),
-                                 originalAccess: side.originalAccess.map(\.description), applied: side.applied)
+                                 originalAccess: side.originalAccess.map(\.description), applied: side.applied,
+                                 processExits: side.processExits == 0 ? nil : side.processExits)
                         },
                         published: channel.published.map(\.rawValue), controlPageWritten: channel.controlPageWritten)
             },
@@ -250,7 +257,7 @@ enum RegistryFormat {
                 sides.append(SideState(domain: DomainID(rawValue: side.domain), domainName: side.domainName,
                                        view: ViewID(side.view), windowFirstGFN: side.windowFirstGFN.map { GFN($0) },
                                        backing: side.backing.map { GFN($0) }, originalAccess: access,
-                                       applied: side.applied))
+                                       applied: side.applied, processExits: side.processExits ?? 0))
             }
             let frames: SharedFrames? = sides[0].backing.isEmpty ? nil
                 : SharedFrames(first: sides[0].domain, second: sides[1].domain,

@@ -13,8 +13,9 @@ private let hangupSignalCount = Atomic<Int>(0)
 ///
 /// A signal only bumps a counter: the threads that own channels look at it
 /// between bounded waits, close their channel politely and detach. The
-/// default action (the process dies) would drop the daemon connections
-/// without a detach, which crashes the domain.
+/// default action (the process dies) would leave without a close frame:
+/// the domain keeps running, but the peers see `peerDied` instead of a
+/// polite close.
 enum AgentSignals {
     /// How many stop signals arrived so far.
     static var stopCount: Int { stopSignalCount.load(ordering: .relaxed) }

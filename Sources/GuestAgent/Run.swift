@@ -41,7 +41,8 @@ struct Run: ParsableCommand {
             SIGTERM or SIGINT: every open channel is closed politely (the peers see the \
             close, not a dead peer), the agent detaches and exits 0, within about a second. \
             A channel still in its handshake is waited for (at most --handshake-timeout); \
-            a second signal exits at once, which crashes the domain in the simulator.
+            a second signal exits at once: the domain keeps running, and the peers see \
+            peerDied instead of a polite close.
             """)
 
     @OptionGroup var agent: AgentOptions

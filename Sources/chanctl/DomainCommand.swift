@@ -2,13 +2,13 @@ import Altp2m
 import Altp2mSim
 import ArgumentParser
 
-/// `chanctl domain ...`: create, list and destroy domains; the altp2m param.
+/// `chanctl domain ...`: create, list, crash and destroy domains; the altp2m param.
 struct DomainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "domain",
-        abstract: "Create, list and destroy domains.",
-        subcommands: [Create.self, List.self, Destroy.self, SetParam.self, GetParam.self, MemSet.self, MemoryMap.self,
-                      SetMaxMem.self, Populate.self, Decrease.self]
+        abstract: "Create, list, crash and destroy domains; set their parameters and memory.",
+        subcommands: [Create.self, List.self, Crash.self, Destroy.self, SetParam.self, GetParam.self, MemSet.self,
+                      MemoryMap.self, SetMaxMem.self, Populate.self, Decrease.self]
     )
 
     enum Altp2mModeArgument: String, ExpressibleByArgument, CaseIterable {
@@ -120,6 +120,27 @@ struct DomainCommand: ParsableCommand {
             }
             let session = try Session(options)
             try session.run("domain.destroy", ["domain": domainArgument(domain)]) { _ in "destroyed \(domain)" }
+        }
+    }
+
+    struct Crash: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Crash a domain, as Xen's domain_crash: its vCPUs stop, its channels are torn down.",
+            discussion: """
+                What xc_domain_shutdown(domid, SHUTDOWN_crash) does: the domain is shut down                 with reason crash, its vCPUs stop, @releaseDomain fires in xenstore, and the                 grant module tears down its channels (each peer sees peerDied). The domain                 stays, crashed, until chanctl domain destroy. A guest process exiting or                 being killed never does this: the domain keeps running.
+                """)
+        @OptionGroup var options: GlobalOptions
+        @OptionGroup var backend: BackendOptions
+        @Argument(help: "The domain (name or id).") var domain: String
+
+        func run() throws {
+            if backend.backend == .xen {
+                throw CommandFailure.usage("on Xen, crash a domain with xl's toolstack (xc_domain_shutdown with SHUTDOWN_crash); chanctl tears down its channels with: chanctl channel destroy NAME --backend xen")
+            }
+            let session = try Session(options)
+            try session.run("domain.crash", ["domain": domainArgument(domain)]) { r in
+                r["already"]?.bool == true ? "\(domain) had crashed already" : "crashed \(domain)"
+            }
         }
     }
 

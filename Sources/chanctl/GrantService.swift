@@ -33,6 +33,13 @@ final class GrantService: SimDaemonExtension {
         _ = try? grants.domainDied(domain)
     }
 
+    /// An agent process left a running domain: its channels stay, and the
+    /// peers of those whose window it mapped are told (a per-side count in
+    /// the control page, then a wake-up).
+    func guestProcessExited(_ domain: DomainID, windows: [GuestWindowMapping]) {
+        _ = try? grants.agentProcessExited(domain, mapped: windows.map { ($0.firstGFN, $0.pageCount) })
+    }
+
     // MARK: Operations
 
     func handle(_ op: String, arguments a: [String: JSONValue]) throws(SimDaemonExtensionError) -> [String: JSONValue] {

@@ -293,7 +293,7 @@ struct ForwardEndToEndTests {
         #expect(try sha256(ofFile: input) == sha256(ofFile: output))
     }
 
-    @Test("kill -9 of the echo agent: ping reports peerDied within a second, exits 1; the channel is torn down")
+    @Test("kill -9 of the echo agent: ping reports peerDied within a second, exits 1; the channel stays until domain crash")
     func peerKilled() throws {
         let world = try SimWorld()
         try world.chanctl("channel", "create", "probe", "--between", "left", "right", "--pages", "4")
@@ -318,12 +318,18 @@ struct ForwardEndToEndTests {
         #expect(noticed < 1.0, "ping must notice the dead peer within a second (took \(noticed) s)")
         #expect(ping.terminationStatus == 1)
         let message = world.log("ping")
-        #expect(message.contains("the peer is gone") && message.contains("died"), "\(message)")
+        #expect(message.contains("the peer is gone") && message.contains("agent process went away"), "\(message)")
 
-        // The grant module tore the channel down when the domain died.
+        // The process died, not its domain: the channel stays for a restarted agent.
         let list = try world.chanctl("channel", "list")
         let channels = list.json?["channels"] as? [[String: Any]] ?? []
-        #expect(!channels.contains { $0["name"] as? String == "probe" }, "\(list.stdout)")
+        #expect(channels.contains { $0["name"] as? String == "probe" }, "\(list.stdout)")
+        #expect(try world.chanctl("channel", "show", "probe").status == 0)
+        // Crashing the domain is explicit, and that tears the channel down.
+        _ = try world.chanctl("domain", "crash", "right")
+        let after = try world.chanctl("channel", "list")
+        let left = after.json?["channels"] as? [[String: Any]] ?? []
+        #expect(!left.contains { $0["name"] as? String == "probe" }, "\(after.stdout)")
         let show = try world.chanctl("channel", "show", "probe", expect: nil)
         #expect(show.status != 0, "channel show of a torn-down channel: \(show.stdout)")
     }

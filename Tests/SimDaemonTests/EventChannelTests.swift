@@ -135,6 +135,8 @@ struct EventChannelTests {
             }
             #expect(state == "unbound")
             #expect(Self.port(sim, "alpha", UInt32(ap)) == nil)
+            // The process died, not its domain.
+            #expect(sim.ok("domain", "list")["domains"]?.array?.first { $0["name"]?.string == "alpha" }?["state"]?.string == "running")
 
             // evtchn_destroy: destroying gamma closes its ports, beta's goes unbound.
             let g = try Self.handle(sim, "gamma")

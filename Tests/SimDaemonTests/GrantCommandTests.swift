@@ -134,7 +134,7 @@ struct GrantCommandTests {
         }
     }
 
-    @Test("two guest processes open a channel with SimGuestPlatform and exchange messages; kill -9 gives the peer peerDied")
+    @Test("two guest processes open a channel with SimGuestPlatform; kill -9 of one gives the peer peerDied, the channel stays, a restarted agent opens it again; domain crash tears it down")
     func crossProcess() throws {
         try withSimulator { sim in
             Self.twoDomains(sim)
@@ -190,8 +190,36 @@ struct GrantCommandTests {
             print("cross-process peerDied \(at &- killedAt) ms after kill -9")
             #expect(at >= killedAt && at - killedAt < 1000, "peerDied \(at &- killedAt) ms after kill -9")
 
+            // The process died, not its domain: the domain runs and the channel stays.
             let domains = sim.ok("domain", "list")["domains"]?.array ?? []
-            #expect(domains.first { $0["name"]?.string == "alpha" }?["state"]?.string == "crashed")
+            #expect(domains.first { $0["name"]?.string == "alpha" }?["state"]?.string == "running")
+            #expect(sim.ok("channel", "list")["channels"]?.array?.count == 1)
+            #expect(sim.ok("channel", "show", "orders")["name"]?.string == "orders")
+            #expect(answer["error"]?.string?.contains("agent process went away") == true, "\(answer.serialized)")
+
+            // A restarted agent finds its descriptor and the window again;
+            // with fresh descriptors both ends open a new session on the same ring.
+            let restarted = try sim.channelProbe("alpha")
+            #expect(try restarted.send("names")["names"]?.array == ["orders"])
+            // The probe makes a new agent key each run: register it, then
+            // issue fresh descriptors (the peer accepted the old generation).
+            sim.ok("keys", "register", "alpha", restarted.hello["public_key"]?.string ?? "")
+            sim.ok("channel", "reissue", "orders")
+            try restarted.post("open \(hostKey) orders")
+            try b.post("open \(hostKey) orders block")
+            #expect(try restarted.answer()["ok"]?.bool == true)
+            #expect(try b.answer()["ok"]?.bool == true)
+            #expect(try restarted.send("send after the restart")["ok"]?.bool == true)
+            #expect(try b.send("echo")["text"]?.string == "after the restart")
+            #expect(try restarted.send("recv")["text"]?.string == "after the restart")
+
+            // An explicit crash is what tears the channel down now.
+            try b.post("recv 10000")
+            Thread.sleep(forTimeInterval: 0.2)
+            sim.ok("domain", "crash", "alpha")
+            let died = try b.answer(timeoutSeconds: 5)
+            #expect(died["kind"]?.string == "peer_died", "\(died.serialized)")
+            #expect(died["error"]?.string?.contains("domain died") == true, "\(died.serialized)")
             #expect(sim.ok("channel", "list")["channels"]?.array?.isEmpty == true)
         }
     }

@@ -3,7 +3,8 @@ import Foundation
 import Testing
 
 /// Guest processes attached to the daemon: local VMFUNC, the two enforcement
-/// modes, event words, and what a dying guest process does to its domain.
+/// modes, event words, what a process leaving its domain releases (and that
+/// the domain keeps running), and the explicit `domain crash`.
 @Suite("Guest processes", .serialized)
 struct GuestProcessTests {
     static let window = "0x100", channel = "0x1f0", spare = "0x1f1"
@@ -104,32 +105,102 @@ struct GuestProcessTests {
         }
     }
 
-    @Test("a guest process killed with -9 crashes its domain and wakes event waiters")
-    func killedGuestCrashesDomain() throws {
+    /// Polls `body` for up to two seconds (the daemon learns of a dead
+    /// process when its connection closes, a moment after the kill).
+    static func eventually(_ body: () -> Bool) -> Bool {
+        for _ in 0..<200 {
+            if body() { return true }
+            usleep(10_000)
+        }
+        return body()
+    }
+
+    @Test("kill -9 of an attached guest process: the domain keeps running, its ports close, its vCPU leaves the channel view; a restarted process works")
+    func killedGuestLeavesDomainRunning() throws {
+        try withSimulator { sim in
+            Self.channelDomain(sim)
+            let peerID = sim.ok("domain", "create", "peer", "--memory-mib", "1")["domid"]!.int64!
+            let victim = try sim.guest("chan", vcpu: 0)
+            let other = try sim.guest("chan", vcpu: 1)
+            let port = try #require(victim.send("evtchn-bind-unbound \(peerID)")["port"]?.int64)
+            #expect(try victim.send("vmfunc 1")["outcome"]?.string == "ok")
+            #expect(try other.send("vmfunc 1")["outcome"]?.string == "ok")
+            #expect(sim.ok("altp2m", "vcpu-view", "chan", "0")["view"]?.int64 == 1)
+
+            Foundation.kill(victim.pid, SIGKILL)
+            // evtchn_release: the dead process's port closes.
+            #expect(Self.eventually {
+                sim.ok("evtchn", "list", "chan")["ports"]?.array?.contains { $0["port"]?.int64 == port } == false
+            })
+            let list = sim.ok("domain", "list")["domains"]?.array ?? []
+            #expect(list.first { $0["name"]?.string == "chan" }?["state"]?.string == "running")
+            #expect(list.first { $0["name"]?.string == "chan" }?["attached"]?.int64 == 1)
+            // Its vCPU is back in view 0; the other process's vCPU stays where it went.
+            #expect(sim.ok("altp2m", "vcpu-view", "chan", "0")["view"]?.int64 == 0)
+            #expect(sim.ok("altp2m", "vcpu-view", "chan", "1")["view"]?.int64 == 1)
+            #expect(try other.send("view")["view"]?.int64 == 1)
+            #expect(sim.ok("sim", "access", "chan", "0", "0x100", "r")["outcome"]?.string != "domain_crashed")
+
+            // A restarted process attaches to the same vCPU and works.
+            let again = try sim.guest("chan", vcpu: 0)
+            #expect(try again.send("view")["view"]?.int64 == 0)
+            #expect(try again.send("vmfunc 1")["outcome"]?.string == "ok")
+            #expect(try again.send("write \(Self.window) 0 again")["ok"]?.bool == true)
+            #expect(try other.send("read \(Self.window) 0 5")["text"]?.string == "again")
+            #expect(try again.send("vmfunc 0")["outcome"]?.string == "ok")
+            #expect(try again.send("evtchn-bind-unbound \(peerID)")["port"]?.int64 != nil)
+            // A polite exit leaves what it held too: the vCPU goes back to view 0.
+            #expect(try again.send("vmfunc 1")["outcome"]?.string == "ok")
+            _ = try again.send("detach")
+            #expect(sim.ok("altp2m", "vcpu-view", "chan", "0")["view"]?.int64 == 0)
+            _ = try other.send("detach")
+        }
+    }
+
+    @Test("a view dom0 set stays when a guest process leaves")
+    func dom0ViewSurvivesProcessExit() throws {
+        try withSimulator { sim in
+            Self.channelDomain(sim)
+            let guest = try sim.guest("chan", vcpu: 0)
+            sim.ok("altp2m", "switch-view", "chan", "1")
+            #expect(try guest.send("view")["view"]?.int64 == 1)
+            guest.kill()
+            #expect(Self.eventually {
+                sim.ok("domain", "list")["domains"]?.array?.first { $0["name"]?.string == "chan" }?["attached"]?.int64 == 0
+            })
+            #expect(sim.ok("altp2m", "vcpu-view", "chan", "0")["view"]?.int64 == 1)
+        }
+    }
+
+    @Test("domain crash: the vCPUs stop, event waiters wake, a second crash changes nothing, a daemon restart replays it")
+    func explicitCrash() throws {
         try withSimulator { sim in
             Self.channelDomain(sim)
             sim.ok("domain", "create", "peer", "--memory-mib", "1")
             let victim = try sim.guest("chan")
             let peer = try sim.guest("peer")
             let chanID = victim.hello["domid"]?.int64 ?? 0
-            #expect(try peer.send("state \(chanID)")["state"]?.string == "running")
             try peer.post("wait 1 0 10000")
             usleep(200_000)
-            Foundation.kill(victim.pid, SIGKILL)
-            let woken = try peer.answer(timeoutSeconds: 10)
-            #expect(woken["woken"]?.bool == true)
+            let crashed = sim.ok("domain", "crash", "chan")
+            #expect(crashed["already"]?.bool == false)
+            #expect(try peer.answer(timeoutSeconds: 10)["woken"]?.bool == true)
             #expect(try peer.send("state \(chanID)")["state"]?.string == "crashed")
+            #expect(try victim.send("vmfunc 1")["outcome"]?.string == "not_running")
+            #expect(sim.ok("sim", "access", "chan", "0", "0x100", "r")["outcome"]?.string == "domain_crashed")
+            #expect(sim.ok("domain", "crash", "chan")["already"]?.bool == true)
+            #expect(sim.run(["domain", "crash", "0"]).status == 1)
+            #expect(sim.run(["domain", "crash", "nosuch"]).status == 1)
+
+            let pid = try #require(sim.daemonPID)
+            Foundation.kill(pid, SIGKILL)
+            var waited = 0
+            while Foundation.kill(pid, 0) == 0 && waited < 200 { usleep(10_000); waited += 1 }
+            try sim.start()
             let list = sim.ok("domain", "list")["domains"]?.array ?? []
             #expect(list.first { $0["name"]?.string == "chan" }?["state"]?.string == "crashed")
             #expect(list.first { $0["name"]?.string == "peer" }?["state"]?.string == "running")
-            // A crashed domain's vCPUs do not run.
-            #expect(sim.ok("sim", "access", "chan", "0", "0x100", "r")["outcome"]?.string == "domain_crashed")
-            // Event words: a notify wakes a waiter.
-            try peer.post("wait 2 0 10000")
-            usleep(100_000)
             sim.ok("domain", "destroy", "chan")
-            #expect(try peer.answer()["woken"]?.bool == true)
-            _ = try peer.send("detach")
         }
     }
 }

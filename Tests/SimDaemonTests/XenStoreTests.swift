@@ -159,10 +159,13 @@ struct XenStoreTests {
             #expect(try alpha.readWatch(timeoutMilliseconds: 100) == nil)
             _ = try dom0.readWatch(timeoutMilliseconds: 2000)
 
-            // check_domains: a crash fires @releaseDomain (a guest without
-            // read access to @releaseDomain is not told).
+            // A guest process that dies is not its domain: nothing fires.
             let probe = try sim.guest("alpha")
             probe.kill()
+            #expect(try dom0.readWatch(timeoutMilliseconds: 300) == nil)
+            // check_domains: a crash fires @releaseDomain (a guest without
+            // read access to @releaseDomain is not told).
+            sim.ok("domain", "crash", "alpha")
             #expect(try dom0.readWatch(timeoutMilliseconds: 3000).map { "\($0.path) \($0.token)" } == "@releaseDomain release")
             #expect(try alpha.readWatch(timeoutMilliseconds: 100) == nil)
             // destroy_domain: fires again; libxl removed /local/domain/N.

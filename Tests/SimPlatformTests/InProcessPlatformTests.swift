@@ -221,5 +221,61 @@ struct InProcessPlatformTests {
         #expect(outcome.contains("peer"), "\(outcome)")
         #expect(at > start && at - start < 100_000_000, "peerDied after \((at - start) / 1_000_000) ms")
     }
+
+    @Test("the peer's agent process goes away: what it sent first is received, then peerDied; the channel stays")
+    func peerProcessExited() throws {
+        let world = try PlatformWorld(fileMemory: true)
+        let a = try world.platform(world.alpha)
+        let b = try world.platform(world.beta)
+        let hostKey = world.grants.hostPublicKey
+        let left = Handoff((a, try a.readDescriptor(named: "orders"), world.alphaKey))
+        let right = Handoff((b, try b.readDescriptor(named: "orders"), world.betaKey))
+        let sent = DispatchSemaphore(value: 0)
+        let told = DispatchSemaphore(value: 0)
+        let alphaThread = OSThread { () throws -> [String] in
+            let (platform, envelope, key) = left.value
+            var replayGuard = DescriptorReplayGuard()
+            let channel = try SecureChannel.open(channel: "orders", descriptor: envelope, agentKey: key, hostKey: hostKey,
+                                                 platform: platform, options: .init(wait: .block), replayGuard: &replayGuard)
+            guard told.wait(timeout: .now() + 15) == .success else { return ["never told"] }
+            var seen: [String] = []
+            for _ in 0..<3 {
+                do {
+                    seen.append(String(decoding: try channel.receive(timeout: .seconds(5)), as: UTF8.self))
+                } catch {
+                    seen.append("\(error)")
+                    break
+                }
+            }
+            return seen
+        }
+        let betaThread = OSThread { () throws -> Bool in
+            let (platform, envelope, key) = right.value
+            var replayGuard = DescriptorReplayGuard()
+            let channel = try SecureChannel.open(channel: "orders", descriptor: envelope, agentKey: key, hostKey: hostKey,
+                                                 platform: platform, replayGuard: &replayGuard)
+            try channel.send(Array("one".utf8))
+            try channel.send(Array("two".utf8))
+            sent.signal()
+            return true
+        }
+        #expect(try betaThread.value())
+        try #require(sent.wait(timeout: .now() + 15) == .success)
+        // Beta's agent process goes away with its window mapped (any gfn range
+        // covering it); the domain lives on.
+        let names = try world.lock.withLock { () throws(GrantError) in
+            try world.grants.agentProcessExited(world.beta, mapped: [(GFN(0), 1 << 40)])
+        }
+        #expect(names == ["orders"])
+        told.signal()
+        let seen = try alphaThread.value()
+        #expect(seen.count == 3)
+        #expect(seen.prefix(2) == ["one", "two"])
+        #expect(seen.last?.contains("agent process went away") == true, "\(seen)")
+        #expect(world.grants.listChannels().map(\.name) == ["orders"])
+        // Another domain's process, or one that mapped nothing of the channel, tells no one.
+        #expect(try world.grants.agentProcessExited(world.beta, mapped: []) == [])
+        #expect(try world.grants.agentProcessExited(DomainID(rawValue: 77), mapped: [(GFN(0), 1 << 40)]) == [])
+    }
 }
 

@@ -64,6 +64,19 @@ public struct ControlPage: @unchecked Sendable {
         public static let closed = 0
         /// u32: which side died (1 initiator, 2 responder) or 0 for a revocation.
         public static let reason = 4
+        /// u32: how many times an agent process of the initiator's domain
+        /// that had the window mapped went away (exited or was killed) while
+        /// the channel stayed up. Only ever incremented, so an endpoint
+        /// compares it with the value it read at open: no clearing, and a
+        /// session opened after the restart starts from the new value.
+        public static let initiatorProcessExits = 8
+        /// u32: the same count for the responder's domain.
+        public static let responderProcessExits = 12
+
+        /// The process-exit count of `side`.
+        public static func processExits(of side: ChannelSide) -> Int {
+            side == .initiator ? initiatorProcessExits : responderProcessExits
+        }
     }
 
     public let base: UnsafeMutableRawPointer

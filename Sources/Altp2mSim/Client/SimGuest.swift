@@ -29,9 +29,16 @@ import Musl
 ///   ``probe(gfn:offset:kind:)`` asks the kernel whether it would.
 /// - ``events`` are the simulator's event-channel words (futex based).
 ///
-/// One `SimGuest` is one vCPU: use it from one thread at a time. When the
-/// process dies without ``detach()``, the daemon sees the connection close and
-/// crashes the domain, as a guest whose vCPUs vanished would be.
+/// Threads: a process attaches for one or more of the domain's vCPUs
+/// (`vcpus:`) and runs ``GuestThread``s on them; each operation acts on the
+/// vCPU its thread is on at that moment, with that vCPU's view. The
+/// methods of `SimGuest` itself are those of its ``mainThread``. A
+/// ``scheduler`` may migrate or preempt threads at every guest operation
+/// (tests: deterministic scripts; soak tests: seeded random moves); with
+/// none, a thread stays where it was put and the data path pays one branch.
+/// Use each thread from one OS thread at a time. When the process goes
+/// (``detach()``, exit or `kill -9`), the daemon sees the connection close
+/// and releases what the process held; the domain keeps running.
 public final class SimGuest {
     /// How guest memory accesses are checked.
     public enum Enforcement: String, Sendable, CaseIterable {
@@ -45,8 +52,16 @@ public final class SimGuest {
     public let domain: DomainID
     /// The domain's name.
     public let name: String
-    /// The vCPU this process is.
+    /// The vCPU the main thread started on.
     public let vcpu: VCPUID
+    /// The vCPUs this process's threads may run on (those it attached for).
+    public let vcpus: [VCPUID]
+    /// Decides migrations and preemptions at each schedule point; nil: none.
+    /// Read on every VMFUNC: no dynamic exclusivity check (set it while no
+    /// thread of the process runs an operation).
+    @exclusivity(unchecked) public var scheduler: (any GuestScheduler)?
+    private var main: GuestThread?
+    private var threadCount = 0
     /// The number of vCPUs of the domain.
     public let vcpuCount: Int
     /// How accesses are checked.
@@ -58,127 +73,6 @@ public final class SimGuest {
     let shared: SharedState?
     private var closed = false
 
-    /// The daemon connection and the mapped shared files of an attached guest.
-    final class SharedState {
-        let client: SimClient
-        let memory: SharedFileMapping
-        let control: SharedFileMapping
-        let vcpuPages: SharedFileMapping
-        let viewWord: UnsafeMutablePointer<Atomic<UInt32>>
-        let generation: UnsafePointer<Atomic<UInt64>>
-        let tables: UnsafePointer<Atomic<UInt64>>
-        let vcpuFlags: UnsafePointer<Atomic<UInt32>>
-        let gfnCount: Int
-        let viewCount: Int
-        let window: GuestWindow?
-        // A cache of the control region, valid for `cachedGeneration`.
-        var cachedGeneration: UInt64 = ~0
-        var flags: UInt32 = 0
-        var active = false
-        var visible = VisibleViewBits()
-        /// The view word the window was last synced for.
-        var windowView: UInt32 = ~0
-        var windowGeneration: UInt64 = ~0
-
-        init(client: SimClient, memory: SharedFileMapping, control: SharedFileMapping, vcpuPages: SharedFileMapping,
-             vcpu: Int, window: Bool) throws(SimGuestError) {
-            self.client = client
-            self.memory = memory
-            self.control = control
-            self.vcpuPages = vcpuPages
-            let base = UnsafeRawPointer(control.base)
-            guard control.size >= ControlRegionLayout.headerSize,
-                  base.load(as: UInt32.self) == ControlRegionLayout.magic,
-                  base.load(fromByteOffset: 4, as: UInt32.self) == ControlRegionLayout.version
-            else { throw .protocolMismatch("the control region has an unknown layout") }
-            gfnCount = Int(base.load(fromByteOffset: ControlRegionLayout.gfnCountOffset, as: UInt64.self))
-            viewCount = Int(base.load(fromByteOffset: ControlRegionLayout.viewCountOffset, as: UInt32.self))
-            let vcpus = Int(base.load(fromByteOffset: ControlRegionLayout.vcpuCountOffset, as: UInt32.self))
-            guard vcpu < vcpus, control.size >= ControlRegionLayout.fileSize(viewCount: viewCount, gfnCount: gfnCount),
-                  vcpuPages.size >= ControlRegionLayout.vcpuPageFileSize
-            else { throw .protocolMismatch("the control region is smaller than its header says") }
-            viewWord = (vcpuPages.base + vcpu * ControlRegionLayout.vcpuPageStride).assumingMemoryBound(to: Atomic<UInt32>.self)
-            generation = (base + ControlRegionLayout.generationOffset).assumingMemoryBound(to: Atomic<UInt64>.self)
-            tables = (base + ControlRegionLayout.headerSize).assumingMemoryBound(to: Atomic<UInt64>.self)
-            vcpuFlags = (base + ControlRegionLayout.vcpuInfoOffset + vcpu * ControlRegionLayout.vcpuInfoStride)
-                .assumingMemoryBound(to: Atomic<UInt32>.self)
-            do {
-                self.window = window ? try GuestWindow(gfnCount: gfnCount, memoryFD: memory.fd) : nil
-            } catch {
-                throw .system(error)
-            }
-        }
-
-        /// Re-reads the cached part of the control region if it changed.
-        @inline(__always)
-        func refresh() {
-            let now = generation.pointee.load(ordering: .acquiring)
-            if now != cachedGeneration { reload(now) }
-        }
-
-        func reload(_ now: UInt64) {
-            let base = UnsafeRawPointer(control.base)
-            flags = vcpuFlags.pointee.load(ordering: .acquiring)
-            active = base.load(fromByteOffset: ControlRegionLayout.flagsOffset, as: UInt32.self)
-                & ControlRegionLayout.flagActive != 0
-            let v = ControlRegionLayout.visibleBitmapOffset
-            visible = VisibleViewBits(loadingFrom: base + v)
-            cachedGeneration = now
-        }
-
-        @inline(__always)
-        func isVisible(_ index: UInt32) -> Bool {
-            visible.contains(index)
-        }
-
-        /// The local VMFUNC of an attached guest (see ``SimGuest/vmfunc(_:eax:)``).
-        @inline(__always)
-        func vmfunc(_ index: UInt32, eax: UInt32) -> VMFUNCOutcome {
-            refresh()
-            guard flags & ControlRegionLayout.vcpuFlagRunnable != 0 else { return .vcpuNotRunning }
-            guard flags & ControlRegionLayout.vcpuFlagVMFUNC != 0 else { return .invalidOpcode(.vmfuncDisabled) }
-            guard eax == 0, index < 512, active, isVisible(index) else { return .invalidOpcode(.vmExit) }
-            // One writer besides the daemon's compare-and-swap for dom0 switches;
-            // if that lands between these two, this VMFUNC is the later event.
-            let from = viewWord.pointee.load(ordering: .relaxed)
-            viewWord.pointee.store(index, ordering: .releasing)
-            if window != nil { syncWindow() }
-            return .switched(from: ViewID(UInt16(truncatingIfNeeded: from)), to: ViewID(UInt16(truncatingIfNeeded: index)))
-        }
-
-        /// The table the vCPU uses now (0 host, 1 + v view v), or nil.
-        @inline(__always)
-        func currentTable() -> Int? {
-            guard active else { return 0 }
-            let view = viewWord.pointee.load(ordering: .relaxed)
-            return Int(view) < viewCount ? Int(view) + 1 : nil
-        }
-
-        /// The encoded entry for `gfn` in the current table (0 if none).
-        @inline(__always)
-        func entry(_ gfn: GFN) -> UInt64 {
-            guard gfn.rawValue < UInt64(gfnCount), let table = currentTable() else { return 0 }
-            return tables[table * gfnCount + Int(gfn.rawValue)].load(ordering: .acquiring)
-        }
-
-        /// Brings the window in step with the current view and generation.
-        func syncWindow() {
-            guard let window else { return }
-            refresh()
-            let view = viewWord.pointee.load(ordering: .relaxed)
-            guard view != windowView || cachedGeneration != windowGeneration else { return }
-            let index = currentTable() ?? 0
-            do {
-                try window.sync(table: tables + index * gfnCount, index: index)
-                windowView = view
-                windowGeneration = cachedGeneration
-            } catch {
-                // The window keeps its old pages; the next sync tries again.
-                windowGeneration = ~0
-            }
-        }
-    }
-
     // MARK: Attaching
 
     /// Attaches to the running simulator as domain `name`, reading its token
@@ -186,32 +80,43 @@ public final class SimGuest {
     /// - Parameters:
     ///   - vcpu: the vCPU this process runs as.
     ///   - enforcement: how memory accesses are checked.
+    ///   - vcpus: the vCPUs the process's threads may run on (default: `vcpu` only).
     public static func attach(domain name: String, stateDirectory: StateDirectory = .resolve(),
-                              vcpu: VCPUID = 0, enforcement: Enforcement = .software) throws(SimGuestError) -> SimGuest {
+                              vcpu: VCPUID = 0, vcpus: [VCPUID]? = nil,
+                              enforcement: Enforcement = .software) throws(SimGuestError) -> SimGuest {
         let path = stateDirectory.tokenPath(domain: name)
         guard let token = Self.readToken(path) else { throw .noToken(domain: name, path: path) }
-        return try SimGuest(token: token, stateDirectory: stateDirectory, vcpu: vcpu, enforcement: enforcement)
+        return try SimGuest(token: token, stateDirectory: stateDirectory, vcpu: vcpu, vcpus: vcpus, enforcement: enforcement)
+    }
+
+    /// The vCPU list a process attaches for, and where its main thread starts.
+    static func placement(vcpu: VCPUID, vcpus: [VCPUID]?) throws(SimGuestError) -> (main: VCPUID, all: [VCPUID]) {
+        var all: [VCPUID] = []
+        for item in vcpus ?? [vcpu] where !all.contains(item) { all.append(item) }
+        guard let first = all.first else { throw .simulator(.badArgument("vcpus is empty: name at least one vCPU")) }
+        return (all.contains(vcpu) ? vcpu : first, all)
     }
 
     /// Attaches to the running simulator with a domain token.
-    public init(token: String, stateDirectory: StateDirectory = .resolve(), vcpu: VCPUID = 0,
+    public init(token: String, stateDirectory: StateDirectory = .resolve(), vcpu: VCPUID = 0, vcpus: [VCPUID]? = nil,
                 enforcement: Enforcement = .software) throws(SimGuestError) {
+        let (start, all) = try Self.placement(vcpu: vcpu, vcpus: vcpus)
         let client: SimClient
         let response: JSONValue
         let fds: [Int32]
         do {
             client = try SimClient(stateDirectory: stateDirectory, token: token)
-            (response, fds) = try client.exchange("guest.attach", ["vcpu": .int(Int64(vcpu.rawValue))])
+            (response, fds) = try client.exchange("guest.attach", ["vcpus": .array(all.map { .int(Int64($0.rawValue)) })])
         } catch {
             throw .simulator(error)
         }
-        guard fds.count == 4, let id = response["domid"]?.int64, let vcpus = response["vcpus"]?.int64 else {
+        guard fds.count == 4, let id = response["domid"]?.int64, let count = response["vcpus"]?.int64 else {
             WireFrame.closeAll(fds)
             throw .protocolMismatch("guest.attach should give a domain id and 4 descriptors, got \(fds.count)")
         }
-        guard vcpu.rawValue < UInt32(vcpus) else {
+        guard let highest = all.map(\.rawValue).max(), highest < UInt32(count) else {
             WireFrame.closeAll(fds)
-            throw .simulator(.badArgument("domain \(response["name"]?.string ?? "") has \(vcpus) vCPUs; there is no vCPU \(vcpu.rawValue)"))
+            throw .simulator(.badArgument("domain \(response["name"]?.string ?? "") has \(count) vCPUs; there is no vCPU \(all.map(\.rawValue).max() ?? 0)"))
         }
         var adopted: [SharedFileMapping] = []
         do {
@@ -224,28 +129,31 @@ public final class SimGuest {
             throw .system(error)
         }
         let state = try SharedState(client: client, memory: adopted[0], control: adopted[1], vcpuPages: adopted[2],
-                                    vcpu: Int(vcpu.rawValue), window: enforcement == .mprotect)
+                                    vcpus: all.map { Int($0.rawValue) }, window: enforcement == .mprotect)
         domain = DomainID(rawValue: UInt16(truncatingIfNeeded: id))
         name = response["name"]?.string ?? ""
-        self.vcpu = vcpu
-        vcpuCount = Int(vcpus)
+        self.vcpu = start
+        self.vcpus = all
+        vcpuCount = Int(count)
         self.enforcement = enforcement
         events = SimEventWords(mapping: adopted[3])
         engine = nil
         shared = state
+        main = GuestThread(name: "main", guest: self, vcpu: start)
         state.refresh()
-        state.syncWindow()
+        state.syncWindow(vcpu: Int(start.rawValue))
     }
 
     /// A guest vCPU over an in-process engine (no daemon): the same accessors,
     /// each a direct engine call. There is no window, so enforcement is software.
-    public init(engine: Altp2mEngine, domain: DomainID, vcpu: VCPUID = 0,
+    public init(engine: Altp2mEngine, domain: DomainID, vcpu: VCPUID = 0, vcpus: [VCPUID]? = nil,
                 events: SimEventWords? = nil) throws(SimGuestError) {
+        let (start, all) = try Self.placement(vcpu: vcpu, vcpus: vcpus)
         let status: DomainStatus
         do { status = try engine.domainStatus(domain) } catch { throw .simulator(.hypervisor(error, message: "no domain \(domain)")) }
         let list = engine.domainList().first { $0.id == domain }
-        guard let list, vcpu.rawValue < list.vcpuCount else {
-            throw .simulator(.badArgument("\(domain) has no vCPU \(vcpu.rawValue)"))
+        guard let list, let highest = all.map(\.rawValue).max(), highest < list.vcpuCount else {
+            throw .simulator(.badArgument("\(domain) has no vCPU \(all.map(\.rawValue).max() ?? 0)"))
         }
         if let events {
             self.events = events
@@ -255,16 +163,42 @@ public final class SimGuest {
         self.engine = engine
         self.domain = domain
         self.name = status.name
-        self.vcpu = vcpu
+        self.vcpu = start
+        self.vcpus = all
         self.vcpuCount = Int(list.vcpuCount)
         self.enforcement = .software
         shared = nil
+        main = GuestThread(name: "main", guest: self, vcpu: start)
+    }
+
+    // MARK: Threads
+
+    /// The thread the `SimGuest` methods act as.
+    public var mainThread: GuestThread { main! }
+
+    /// A new thread of this process, on `vcpu` (one it attached for).
+    /// - Throws: ``SimGuestError/simulator(_:)`` for a vCPU not attached for.
+    public func thread(named name: String? = nil, on vcpu: VCPUID) throws(SimGuestError) -> GuestThread {
+        threadCount += 1
+        let thread = GuestThread(name: name ?? "thread-\(threadCount)", guest: self, vcpu: vcpus.first ?? 0)
+        try thread.migrate(to: vcpu)
+        return thread
+    }
+
+    /// A schedule point: the scheduler may move `thread` before `operation`.
+    /// Returns the vCPU the thread is on then. One branch when there is no
+    /// scheduler.
+    @inline(__always)
+    func schedule(_ thread: GuestThread, _ operation: GuestOperation) -> Int {
+        if let scheduler { scheduler.schedulePoint(thread, operation) }
+        return thread.vcpuIndex
     }
 
     deinit { detach() }
 
-    /// Detaches cleanly: the domain keeps running without this process. (A
-    /// process that dies without detaching crashes its domain.)
+    /// Leaves the domain: the domain keeps running without this process, as
+    /// when the process exits or is killed (the daemon then releases what
+    /// it held: docs/SIMULATOR-DAEMON.md, "Guest processes and crashes").
     public func detach() {
         guard !closed else { return }
         closed = true
@@ -276,29 +210,38 @@ public final class SimGuest {
 
     // MARK: VMFUNC
 
-    /// `VMFUNC` with `EAX = eax` and `ECX = index` on this vCPU (spec §6.2).
+    /// `VMFUNC` with `EAX = eax` and `ECX = index` on the main thread's vCPU (spec §6.2).
     ///
     /// Switches to view `index` if EAX is 0, the vCPU's VMFUNC control is on
     /// (it had `vcpu_enable_notify`) and the view is active and visible;
     /// otherwise the guest gets #UD and stays where it was. Attached, this
     /// runs locally with no system call.
     public func vmfunc(_ index: UInt32, eax: UInt32 = 0) -> VMFUNCOutcome {
-        guard let s = shared else {
-            guard let engine else { return .vcpuNotRunning }
-            return (try? engine.vmfunc(domain, vcpu: vcpu, eax: eax, ecx: index)) ?? .vcpuNotRunning
-        }
-        return s.vmfunc(index, eax: eax)
+        vmfunc(index, eax: eax, thread: mainThread)
     }
 
-    /// The view this vCPU is on; nil while altp2m is inactive.
-    public var currentView: ViewID? {
+    func vmfunc(_ index: UInt32, eax: UInt32, thread: GuestThread) -> VMFUNCOutcome {
+        let vcpu = schedule(thread, .vmfunc)
         guard let s = shared else {
-            guard let engine, let info = try? engine.vcpuInfo(domain, vcpu: vcpu), !info.view.isInvalid else { return nil }
+            guard let engine else { return .vcpuNotRunning }
+            return (try? engine.vmfunc(domain, vcpu: VCPUID(UInt32(vcpu)), eax: eax, ecx: index)) ?? .vcpuNotRunning
+        }
+        return s.vmfunc(index, eax: eax, vcpu: vcpu)
+    }
+
+    /// The view of the main thread's vCPU; nil while altp2m is inactive.
+    public var currentView: ViewID? { currentView(vcpu: mainThread.vcpuIndex) }
+
+    func currentView(vcpu: Int) -> ViewID? {
+        guard let s = shared else {
+            guard let engine, let info = try? engine.vcpuInfo(domain, vcpu: VCPUID(UInt32(vcpu))), !info.view.isInvalid else {
+                return nil
+            }
             return info.view
         }
         s.refresh()
         guard s.active else { return nil }
-        let view = s.viewWord.pointee.load(ordering: .relaxed)
+        let view = s.viewWord(vcpu).pointee.load(ordering: .relaxed)
         return view <= 0xFFFF && view != 0xFFFF ? ViewID(UInt16(view)) : nil
     }
 
@@ -307,163 +250,7 @@ public final class SimGuest {
     public func synchronize() {
         guard let s = shared else { return }
         s.refresh()
-        s.syncWindow()
-    }
-
-    // MARK: Memory
-
-    /// Reads `buffer.count` bytes at `offset` of `gfn`, as the guest on this
-    /// vCPU would (through its current view).
-    /// - Throws: ``GuestMemoryFault`` when the access does not complete.
-    public func read(gfn: GFN, offset: Int = 0, into buffer: UnsafeMutableRawBufferPointer) throws(GuestMemoryFault) {
-        guard offset >= 0, offset + buffer.count <= 4096 else { throw .outsidePage }
-        guard let s = shared else { return try inProcessRead(gfn: gfn, offset: offset, into: buffer) }
-        s.refresh()
-        if let window = s.window {
-            s.syncWindow()
-            if s.flags & ControlRegionLayout.vcpuFlagRunnable != 0, ControlRegionLayout.permits(s.entry(gfn), .read),
-               window.tableIndex == (s.currentTable() ?? -2) {
-                buffer.copyMemory(from: UnsafeRawBufferPointer(start: window.base + Int(gfn.rawValue) * 4096 + offset,
-                                                               count: buffer.count))
-                return
-            }
-        } else {
-            let raw = s.entry(gfn)
-            if s.flags & ControlRegionLayout.vcpuFlagRunnable != 0, ControlRegionLayout.permits(raw, .read) {
-                let source = s.memory.base + Int(ControlRegionLayout.mfn(raw)) * 4096 + offset
-                buffer.copyMemory(from: UnsafeRawBufferPointer(start: source, count: buffer.count))
-                return
-            }
-        }
-        guard let mfn = try slowAccess(gfn: gfn, kind: .read, offset: offset) else { return }
-        let source = s.memory.base + Int(mfn) * 4096 + offset
-        buffer.copyMemory(from: UnsafeRawBufferPointer(start: source, count: buffer.count))
-    }
-
-    /// Writes `bytes` at `offset` of `gfn`, as the guest on this vCPU would.
-    /// - Throws: ``GuestMemoryFault`` when the access does not complete.
-    public func write(gfn: GFN, offset: Int = 0, from bytes: UnsafeRawBufferPointer) throws(GuestMemoryFault) {
-        guard offset >= 0, offset + bytes.count <= 4096 else { throw .outsidePage }
-        guard let s = shared else { return try inProcessWrite(gfn: gfn, offset: offset, from: bytes) }
-        s.refresh()
-        if let window = s.window {
-            s.syncWindow()
-            if s.flags & ControlRegionLayout.vcpuFlagRunnable != 0, ControlRegionLayout.permits(s.entry(gfn), .write),
-               window.tableIndex == (s.currentTable() ?? -2) {
-                (window.base + Int(gfn.rawValue) * 4096 + offset).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
-                return
-            }
-        } else {
-            let raw = s.entry(gfn)
-            if s.flags & ControlRegionLayout.vcpuFlagRunnable != 0, ControlRegionLayout.permits(raw, .write) {
-                if bytes.count > 0 {
-                    (s.memory.base + Int(ControlRegionLayout.mfn(raw)) * 4096 + offset)
-                        .copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
-                }
-                return
-            }
-        }
-        guard let mfn = try slowAccess(gfn: gfn, kind: .write, offset: offset), bytes.count > 0 else { return }
-        (s.memory.base + Int(mfn) * 4096 + offset).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
-    }
-
-    /// Reads `count` bytes (convenience over ``read(gfn:offset:into:)``).
-    public func read(gfn: GFN, offset: Int = 0, count: Int) throws(GuestMemoryFault) -> [UInt8] {
-        var bytes = [UInt8](repeating: 0, count: count)
-        var fault: GuestMemoryFault?
-        bytes.withUnsafeMutableBytes { buffer in
-            do throws(GuestMemoryFault) { try read(gfn: gfn, offset: offset, into: buffer) } catch { fault = error }
-        }
-        if let fault { throw fault }
-        return bytes
-    }
-
-    /// Writes `bytes` (convenience over ``write(gfn:offset:from:)``).
-    public func write(gfn: GFN, offset: Int = 0, bytes: [UInt8]) throws(GuestMemoryFault) {
-        var fault: GuestMemoryFault?
-        bytes.withUnsafeBytes { buffer in
-            do throws(GuestMemoryFault) { try write(gfn: gfn, offset: offset, from: buffer) } catch { fault = error }
-        }
-        if let fault { throw fault }
-    }
-
-    /// Asks the daemon to run the fault path for an access the local tables
-    /// do not allow. Returns the frame to access, or nil when the access
-    /// completed without moving data (a discarded write).
-    private func slowAccess(gfn: GFN, kind: AccessKind, offset: Int) throws(GuestMemoryFault) -> UInt64? {
-        guard let s = shared else { return nil }
-        let response: JSONValue
-        do {
-            response = try s.client.call("guest.access", [
-                "vcpu": .int(Int64(vcpu.rawValue)), "gfn": .uint(gfn.rawValue),
-                "kind": .string(kind == .read ? "r" : kind == .write ? "w" : "x"), "offset": .int(Int64(offset)),
-            ])
-        } catch {
-            throw .simulatorUnavailable(error.description)
-        }
-        s.refresh()
-        s.syncWindow()
-        let mfn = response["mfn"]?.string.flatMap { UInt64($0.dropFirst(2), radix: 16) }
-        switch response["outcome"]?.string ?? "" {
-        case "ok", "lazy_copy_then_ok", "relaxed", "emulated":
-            guard let mfn else { throw .simulatorUnavailable("the daemon answered without a frame") }
-            return mfn
-        case "write_discarded": return nil
-        case "vm_event":
-            if let mfn { return mfn }
-            throw .vmEvent(paused: response["paused"]?.bool ?? true)
-        case "ve": throw .virtualizationException(Self.veInfo(response["ve"]))
-        case "no_mapping": throw .noMapping
-        case "domain_crashed": throw .domainCrashed
-        case "vcpu_paused": throw .vcpuPaused
-        case "fault_swallowed": throw .faultSwallowed
-        case let other: throw .simulatorUnavailable("unknown outcome '\(other)'")
-        }
-    }
-
-    static func veInfo(_ json: JSONValue?) -> VEInfo {
-        func hex(_ key: String) -> UInt64 { json?[key]?.string.flatMap { UInt64($0.dropFirst(2), radix: 16) } ?? 0 }
-        return VEInfo(exitReason: UInt32(truncatingIfNeeded: json?["exit_reason"]?.int64 ?? 48),
-                      semaphore: UInt32(truncatingIfNeeded: json?["semaphore"]?.uint64 ?? 0xFFFF_FFFF),
-                      exitQualification: EPTViolationQualification(rawValue: hex("exit_qualification")),
-                      guestLinearAddress: hex("gla"), guestPhysicalAddress: hex("gpa"),
-                      eptpIndex: UInt16(truncatingIfNeeded: json?["eptp_index"]?.int64 ?? 0))
-    }
-
-    private func inProcessRead(gfn: GFN, offset: Int, into buffer: UnsafeMutableRawBufferPointer) throws(GuestMemoryFault) {
-        guard let engine else { throw .domainCrashed }
-        let result: GuestReadResult
-        do { result = try engine.guestRead(domain, vcpu: vcpu, gfn: gfn, offset: offset, count: buffer.count) } catch {
-            throw .simulatorUnavailable(error.description)
-        }
-        if let bytes = result.bytes {
-            bytes.withUnsafeBytes { buffer.copyMemory(from: $0) }
-            return
-        }
-        throw Self.fault(result.outcome)
-    }
-
-    private func inProcessWrite(gfn: GFN, offset: Int, from bytes: UnsafeRawBufferPointer) throws(GuestMemoryFault) {
-        guard let engine else { throw .domainCrashed }
-        let outcome: GuestAccessOutcome
-        do { outcome = try engine.guestWrite(domain, vcpu: vcpu, gfn: gfn, offset: offset, bytes: bytes) } catch {
-            throw .simulatorUnavailable(error.description)
-        }
-        if outcome.completedMFN != nil { return }
-        if case .writeDiscarded = outcome { return }
-        throw Self.fault(outcome)
-    }
-
-    static func fault(_ outcome: GuestAccessOutcome) -> GuestMemoryFault {
-        switch outcome {
-        case .virtualizationException(let info): .virtualizationException(info)
-        case .vmEvent(let request, _): .vmEvent(paused: request.isSynchronous)
-        case .noMapping: .noMapping
-        case .domainCrashed: .domainCrashed
-        case .vcpuPaused: .vcpuPaused
-        case .faultSwallowed: .faultSwallowed
-        default: .simulatorUnavailable("unexpected outcome \(outcome)")
-        }
+        s.syncWindow(vcpu: mainThread.vcpuIndex)
     }
 
     // MARK: Pointers and the window
@@ -481,14 +268,15 @@ public final class SimGuest {
     /// in the window with `mprotect`, else in machine memory. For zero-copy
     /// use between VMFUNCs; nothing polices a software-mode pointer.
     public func pointer(to gfn: GFN, for kind: AccessKind) -> UnsafeMutableRawPointer? {
+        let vcpu = schedule(mainThread, .pointer)
         guard let s = shared else {
-            guard let engine, let entry = try? engine.translate(domain, view: currentView, gfn: gfn),
+            guard let engine, let entry = try? engine.translate(domain, view: currentView(vcpu: vcpu), gfn: gfn),
                   entry.permissionBits & UInt8(kind.bit) != 0 else { return nil }
             return engine.memory.base + Int(entry.mfn.rawValue) * 4096
         }
         s.refresh()
-        s.syncWindow()
-        let raw = s.entry(gfn)
+        s.syncWindow(vcpu: vcpu)
+        let raw = s.entry(gfn, vcpu: vcpu)
         guard ControlRegionLayout.permits(raw, kind) else { return nil }
         if let window = s.window { return window.base + Int(gfn.rawValue) * 4096 }
         return s.memory.base + Int(ControlRegionLayout.mfn(raw)) * 4096
@@ -501,7 +289,7 @@ public final class SimGuest {
     public func probe(gfn: GFN, offset: Int = 0, kind: AccessKind) -> GuestProbeResult {
         guard let s = shared, let window = s.window else { return .notEnforced }
         guard gfn.rawValue < UInt64(s.gfnCount), offset >= 0, offset < 4096 else { return .outsideWindow }
-        s.syncWindow()
+        s.syncWindow(vcpu: mainThread.vcpuIndex)
         let address = window.base + Int(gfn.rawValue) * 4096 + offset
         var fds: [Int32] = [-1, -1]
         guard pipe(&fds) == 0 else { return .notEnforced }

@@ -74,10 +74,17 @@ public final class SimEngineLock: @unchecked Sendable {
 /// the window's frames: they stand for the event channel, which on Xen
 /// needs no access to the window either.
 ///
-/// One platform is one vCPU: use it from one thread at a time.
+/// One platform is one guest thread (``thread``, the guest's main thread
+/// unless given): use it from one OS thread at a time. Its VMFUNC acts on
+/// the vCPU that thread is on, and `enterView`, `notify` and `wait` are
+/// schedule points of the guest's ``SimGuest/scheduler``. Raw accesses to
+/// the window are not: they happen on the vCPU of the thread's last
+/// schedule point (docs/SIMULATOR.md, "Guest threads and vCPUs").
 public final class SimGuestPlatform: GuestPlatform {
-    /// The guest vCPU underneath.
+    /// The guest process underneath.
     public let guest: SimGuest
+    /// The guest thread this platform runs as.
+    public let thread: GuestThread
     public let domain: DomainID
 
     private let store: EngineChannelHost?
@@ -106,18 +113,22 @@ public final class SimGuestPlatform: GuestPlatform {
 
     // MARK: Making one
 
-    /// Attaches to the running simulator daemon as one vCPU of `domain`
-    /// (its token is read from `STATE/domains/NAME.token`).
-    /// - Parameter enforcement: `software` (windows are plain shared memory)
-    ///   or `mprotect` (each window readable and writable only in its view).
+    /// Attaches to the running simulator daemon as a process of `domain`
+    /// (its token is read from `STATE/domains/NAME.token`) whose main
+    /// thread starts on `vcpu`.
+    /// - Parameters:
+    ///   - vcpus: the vCPUs the process's threads may run on (default `vcpu`).
+    ///   - enforcement: `software` (windows are plain shared memory) or
+    ///     `mprotect` (each window readable and writable only in its view).
     public static func attach(domain name: String, stateDirectory: String? = nil,
-                              vcpu: UInt32 = 0,
+                              vcpu: UInt32 = 0, vcpus: [UInt32]? = nil,
                               enforcement: SimGuest.Enforcement = .software) throws(SimGuestError) -> SimGuestPlatform {
         let directory = StateDirectory.resolve(explicit: stateDirectory)
         // The guest's own guest-physical window (SimGuest's mprotect mode)
         // covers only its RAM gfns, not the grant frames above it where
         // channel windows live: the platform protects its windows itself.
         let guest = try SimGuest.attach(domain: name, stateDirectory: directory, vcpu: VCPUID(vcpu),
+                                        vcpus: vcpus.map { $0.map { VCPUID($0) } },
                                         enforcement: .software)
         return SimGuestPlatform(guest: guest, enforcement: enforcement)
     }
@@ -131,9 +142,11 @@ public final class SimGuestPlatform: GuestPlatform {
     ///     that runs on another thread; nil when one thread owns the engine.
     ///   - enforcement: `mprotect` only for an attached guest (in process,
     ///     windows may point straight into engine memory).
+    ///   - thread: the guest thread it runs as (default: the guest's main thread).
     public init(guest: SimGuest, descriptors: EngineChannelHost? = nil, lock: SimEngineLock? = nil,
-                enforcement: SimGuest.Enforcement = .software) {
+                enforcement: SimGuest.Enforcement = .software, thread: GuestThread? = nil) {
         self.guest = guest
+        self.thread = thread ?? guest.mainThread
         self.enforcement = guest.shared == nil ? .software : enforcement
         self.attached = guest.shared.map { Unmanaged.passUnretained($0) }
         self.domain = guest.domain
@@ -181,7 +194,9 @@ public final class SimGuestPlatform: GuestPlatform {
     @inline(__always)
     public func enterView(_ view: ViewID) -> Bool {
         if let attached {
-            guard case .switched = attached._withUnsafeGuaranteedRef({ $0.vmfunc(UInt32(view.rawValue), eax: 0) }) else { return false }
+            let vcpu = guest.schedule(thread, .vmfunc)
+            guard case .switched = attached._withUnsafeGuaranteedRef({ $0.vmfunc(UInt32(view.rawValue), eax: 0, vcpu: vcpu) })
+            else { return false }
             if !protectedWindows.isEmpty { applyProtection(view) }
             return true
         }
@@ -256,7 +271,7 @@ public final class SimGuestPlatform: GuestPlatform {
             }
             let start = UInt(bitPattern: base)
             protectedWindows.append((start, start + UInt(pageCount * MachineFrame.size), view, true, alias))
-            applyProtection(guest.currentView ?? .hostOrView0)
+            applyProtection(guest.currentView(vcpu: thread.vcpuIndex) ?? .hostOrView0)
         }
         return base
     }
@@ -297,11 +312,13 @@ public final class SimGuestPlatform: GuestPlatform {
 
     @inline(__always)
     public func notify(_ wake: WakeTarget) {
+        if let scheduler = guest.scheduler { scheduler.schedulePoint(thread, .notify) }
         _ = cplatform_futex_wake(futexWord(wake.word), Int32.max)
     }
 
     @inline(__always)
     public func wait(_ wake: WakeTarget, expected: UInt32, timeoutNanoseconds: UInt64?) {
+        if let scheduler = guest.scheduler { scheduler.schedulePoint(thread, .wait) }
         let timeout = timeoutNanoseconds.map { Int64(min($0, UInt64(Int64.max))) } ?? -1
         _ = cplatform_futex_wait(futexWord(wake.word), expected, timeout)
     }

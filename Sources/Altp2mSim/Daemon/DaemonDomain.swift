@@ -29,6 +29,9 @@ final class DaemonDomain {
     /// The view the daemon last put in each vCPU's page (what a guest VMFUNC
     /// is detected against).
     var publishedViews: [UInt32]
+    /// Whether each vCPU's current view is one a guest VMFUNC chose (not
+    /// dom0 or a vm_event response): that is what a leaving process undoes.
+    var guestSwitched: [Bool]
 
     init(id: DomainID, name: String, token: String, vcpuCount: Int, viewCount: Int, gfnCount: Int,
          directory: StateDirectory) throws(SystemCallError) {
@@ -49,6 +52,7 @@ final class DaemonDomain {
         vcpuPages = try SharedFileMapping(path: vcpuPagePath, size: ControlRegionLayout.vcpuPageFileSize)
         written = Array(repeating: [:], count: viewCount + 1)
         publishedViews = Array(repeating: UInt32(ViewID.invalid.rawValue), count: vcpuCount)
+        guestSwitched = Array(repeating: false, count: vcpuCount)
 
         let c = control.base
         c.storeBytes(of: ControlRegionLayout.magic, toByteOffset: 0, as: UInt32.self)
@@ -141,6 +145,7 @@ final class DaemonDomain {
             // leave its value for the next sync.
             _ = vcpuView(vcpu).pointee.compareExchange(expected: expected, desired: view, ordering: .acquiringAndReleasing)
             publishedViews[vcpu] = view
+            guestSwitched[vcpu] = false
         }
     }
 

@@ -113,8 +113,40 @@ extension SimDaemon {
         wakeAllEventWaiters()
     }
 
-    /// A domain has crashed (a guest process died, or the fault handler
-    /// crashed it): mark it, and wake every event waiter so that peers notice.
+    /// `domain crash`: what dom0's `xc_domain_shutdown(domid, SHUTDOWN_crash)`
+    /// does in Xen 4.17 (`SCHEDOP_remote_shutdown` in `do_sched_op`, then
+    /// `domain_shutdown`): the domain is shut down with reason crash, each
+    /// vCPU paused for the shutdown, and `VIRQ_DOM_EXC` makes xenstored's
+    /// `check_domains` fire `@releaseDomain`. A domain already shutting
+    /// down is left as it is (`domain_shutdown` returns 0 at once); no
+    /// such domain is `ESRCH`. Then the extensions hear of it: the grant
+    /// module tears down the domain's channels, telling each peer.
+    func crashDomain(_ id: DomainID) throws(RequestError) -> Reply {
+        guard id != .controlDomain else {
+            // domain_shutdown on the hardware domain calls hwdom_shutdown:
+            // the host itself goes down.
+            throw .refused("crashing dom0 would take the simulated host down; crash a guest domain, or run: chanctl sim stop")
+        }
+        let status: DomainStatus
+        do { status = try engine.domainStatus(id) } catch {
+            throw .xen(error, "domain crash: no domain \(id) (\(error.description)); see chanctl domain list")
+        }
+        var fields: [String: JSONValue] = ["domid": .int(Int64(id.rawValue)), "name": .string(status.name),
+                                           "state": "crashed", "already": .bool(status.isCrashed)]
+        guard !status.isCrashed else { return Reply(fields: fields) }
+        do { try engine.crashDomain(id) } catch {
+            throw .xen(error, "domain crash \(status.name): \(error.description)")
+        }
+        appendJournal(["op": "internal.crash", "domain": .int(Int64(id.rawValue))])
+        domainCrashed(id)
+        for ext in extensions { ext.domainDied(id) }
+        fields["already"] = false
+        Self.log("domain \(status.name) (\(id)) crashed on request")
+        return Reply(fields: fields)
+    }
+
+    /// A domain has crashed (`domain crash`, or the fault handler crashed
+    /// it): mark it, and wake every event waiter so that peers notice.
     func domainCrashed(_ id: DomainID) {
         // xenstored's check_domains sees the crash: @releaseDomain.
         xenstore.domainShutDown(id)

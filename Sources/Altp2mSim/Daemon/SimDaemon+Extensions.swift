@@ -18,11 +18,37 @@ public protocol SimDaemonExtension: AnyObject {
     /// (`ok` is added).
     func handle(_ op: String, arguments: [String: JSONValue]) throws(SimDaemonExtensionError) -> [String: JSONValue]
 
-    /// A domain crashed because its guest process died without detaching.
+    /// A domain crashed (`domain crash`, Xen's `domain_shutdown` with
+    /// `SHUTDOWN_crash`); its vCPUs no longer run.
     func domainDied(_ domain: DomainID)
 
     /// `domain destroy` is about to destroy a domain.
     func domainWillBeDestroyed(_ domain: DomainID)
+
+    /// A guest process of `domain` went away (it exited, was killed, or
+    /// detached) and the domain keeps running; `windows` are the windows it
+    /// had mapped. The default does nothing.
+    func guestProcessExited(_ domain: DomainID, windows: [GuestWindowMapping])
+}
+
+extension SimDaemonExtension {
+    public func guestProcessExited(_ domain: DomainID, windows: [GuestWindowMapping]) {}
+}
+
+/// A window a guest process mapped with `guest.window`.
+public struct GuestWindowMapping: Sendable, Equatable {
+    /// The view whose frames it maps.
+    public let view: ViewID
+    /// Its first gfn.
+    public let firstGFN: GFN
+    /// Its length in pages.
+    public let pageCount: Int
+
+    public init(view: ViewID, firstGFN: GFN, pageCount: Int) {
+        self.view = view
+        self.firstGFN = firstGFN
+        self.pageCount = pageCount
+    }
 }
 
 /// How an extension's request failed; the daemon answers as for its own

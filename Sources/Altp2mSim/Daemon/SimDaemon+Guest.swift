@@ -7,15 +7,16 @@ import Musl
 #endif
 
 /// What happens inside guests: memory accesses, VMFUNC, #VE pages, host p2m
-/// changes, table inspection, and guest processes attaching and dying.
+/// changes, table inspection (guest processes attaching and leaving are in
+/// SimDaemon+GuestProcess.swift).
 extension SimDaemon {
     func guestOperation(_ op: String, _ a: RequestArguments, caller: Caller, connection: Connection?,
                         record: inout [String: JSONValue], touched: inout [GFN]) throws(RequestError) -> Reply {
         switch op {
         case "guest.attach":
-            return try attach(caller: caller, connection: connection)
+            return try attach(a, caller: caller, connection: connection)
         case "guest.detach":
-            connection?.attachedDomain = nil
+            if let connection { guestProcessLeft(connection, how: "detached") }
             return Reply(fields: [:])
         case "guest.sync":
             return Reply(fields: [:])
@@ -117,6 +118,11 @@ extension SimDaemon {
                 }
                 mfns.append(entry.mfn.json)
             }
+            // Remembered for when the process goes (the grant module tells
+            // the channel's peer then).
+            if let connection, connection.attachedDomain == id {
+                connection.mappedWindows.append(GuestWindowMapping(view: view, firstGFN: first, pageCount: pages))
+            }
             return Reply(fields: ["mfns": .array(mfns)])
 
         case "guest.descriptor-names", "guest.descriptor":
@@ -174,78 +180,6 @@ extension SimDaemon {
 
         default:
             throw .usage("unknown operation '\(op)'; see docs/SIMULATOR-DAEMON.md")
-        }
-    }
-
-    // MARK: Attach
-
-    /// A guest process attaches as its domain: it gets the machine memory,
-    /// its control region (read-only), its vCPU pages and the event words.
-    private func attach(caller: Caller, connection: Connection?) throws(RequestError) -> Reply {
-        guard case .guest(let id, _) = caller, let domain = domains[id] else {
-            throw .refused("guest attach needs a domain token (STATE/domains/NAME.token)")
-        }
-        guard let connection else { throw .refused("guest attach needs a connection") }
-        guard let status = try? engine.domainStatus(id), !status.isCrashed else {
-            throw .refused("domain \(domain.name) has crashed; destroy it and create it again")
-        }
-        let controlFD: Int32
-        do { controlFD = try SharedFileMapping.openReadOnly(domain.controlPath) } catch {
-            throw .refused("cannot open the control region: \(error)")
-        }
-        connection.attachedDomain = id
-        Self.log("guest process \(connection.peerPID.map(String.init) ?? "?") attached as \(domain.name) (\(id))")
-        return Reply(
-            fields: [
-                "domid": .int(Int64(id.rawValue)), "name": .string(domain.name), "vcpus": .int(Int64(domain.vcpuCount)),
-                "views": .int(Int64(domain.viewCount)), "gfn_count": .int(Int64(domain.gfnCount)),
-                "machine_frames": .int(Int64(machineFrames)), "layout_version": .int(Int64(ControlRegionLayout.version)),
-                "cpu": .string(host.cpu.name), "xen": .string(host.xen.description),
-                "descriptors": ["memory", "control", "vcpu", "events"],
-            ],
-            fds: [memory.fileDescriptor, controlFD, domain.vcpuPages.fd, events.fd],
-            ownedFDs: [controlFD])
-    }
-
-    /// A connection ended. An attached guest process that did not detach has
-    /// died: its domain crashes (its vCPUs stop) and event waiters wake.
-    func connectionClosed(_ connection: Connection) {
-        eventChannelConnectionClosed(connection)
-        xenstoreConnectionClosed(connection)
-        grantConnectionClosed(connection)
-        guard let id = connection.attachedDomain else { return }
-        connection.attachedDomain = nil
-        guard let status = try? engine.domainStatus(id), !status.isCrashed else { return }
-        syncGuestViews()
-        do { try engine.crashDomain(id) } catch { return }
-        appendJournal(["op": "internal.crash", "domain": .int(Int64(id.rawValue))])
-        domainCrashed(id)
-        // The grant module tears down the dead domain's channels: the peer's
-        // control page gets the host close flag and a futex wake.
-        for ext in extensions { ext.domainDied(id) }
-        publishAll()
-        let who = connection.peerPID.map { "guest process \($0)" } ?? "guest process"
-        Self.log("\(who) of \(status.name) (\(id)) went away without detaching: domain crashed")
-    }
-
-    /// Reads the views guests switched to with a local VMFUNC (their vCPU
-    /// pages) into the engine, as Xen re-reads `EPTP_INDEX` at a VM exit.
-    func syncGuestViews() {
-        for domain in domains.values {
-            for vcpu in 0..<domain.vcpuCount {
-                let seen = domain.vcpuView(vcpu).pointee.load(ordering: .acquiring)
-                guard seen != domain.publishedViews[vcpu] else { continue }
-                let outcome = try? engine.vmfunc(domain.id, vcpu: VCPUID(UInt32(vcpu)), eax: 0, ecx: seen)
-                appendJournal(["op": "internal.vmfunc", "domain": .int(Int64(domain.id.rawValue)),
-                               "vcpu": .int(Int64(vcpu)), "index": .int(Int64(seen))])
-                if case .switched = outcome {
-                    domain.publishedViews[vcpu] = seen
-                } else {
-                    // Not a switch the hardware would have made (the view went
-                    // away meanwhile): the guest is back on the engine's view.
-                    domain.vcpuView(vcpu).pointee.store(domain.publishedViews[vcpu], ordering: .releasing)
-                }
-            }
         }
     }
 

@@ -10,8 +10,8 @@ import Musl
 extension SimDaemon {
     /// Treats `bytes` as everything one client connection sent before it
     /// closed: answers each complete frame in turn (at most `limit`), then
-    /// runs what a closed connection runs (an attached guest process that
-    /// left without detaching crashes its domain). The answers are read and
+    /// runs what a closed connection runs (an attached guest process leaves
+    /// its domain, which keeps running). The answers are read and
     /// discarded. Returns false if the daemon was asked to stop.
     package func serveClosedConnection(_ bytes: [UInt8], limit: Int = 32) -> Bool {
         var pair: [Int32] = [-1, -1]

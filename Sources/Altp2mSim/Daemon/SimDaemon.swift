@@ -325,9 +325,15 @@ enum DaemonSignals {
 final class Connection {
     let socket: UnixSocket
     var input: [UInt8] = []
-    /// The domain a guest process attached as (`guest.attach`); when the
-    /// connection closes without `guest.detach`, the domain has crashed.
+    /// The domain a guest process attached as (`guest.attach`), until it
+    /// detaches or its connection closes: then the process has left its
+    /// domain, which keeps running (docs/SIMULATOR-DAEMON.md, "Guest processes").
     var attachedDomain: DomainID?
+    /// The vCPUs the attached process runs its threads on (`vcpu`, `vcpus`).
+    var attachedVCPUs: [Int] = []
+    /// The windows the attached process mapped (`guest.window`): the grant
+    /// module is told of them when the process goes.
+    var mappedWindows: [GuestWindowMapping] = []
     /// The libxenevtchn handle this connection opened (`evtchn.open`).
     var eventChannelHandle: UInt32?
     /// This connection's xenstored connection (opened by its first `xs.*`).

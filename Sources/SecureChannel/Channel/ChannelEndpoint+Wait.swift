@@ -227,6 +227,24 @@ extension ChannelEndpoint {
             failure = .peerDied(why)
             throw .peerDied(why)
         }
+        // The peer's agent process went away but its domain lives, so the
+        // host left the channel up. What it published before it went is
+        // still in the ring and is delivered first; once the ring is empty
+        // (or, waiting for room, at once: nobody will consume) the session
+        // is over. A restarted agent opens a new session.
+        let exits = control.u32(at: ControlPage.Offset.hostState + ControlPage.HostField.processExits(of: side.peer))
+            .pointee.load(ordering: .acquiring)
+        if exits != peerProcessExits {
+            var pending = false
+            if !forSpace, let consumer {
+                pending = try ringCall { () throws(RingViolation) in try consumer.hasFrame() }
+            }
+            if !pending {
+                let why = "the peer's agent process went away (its domain still runs)"
+                failure = .peerDied(why)
+                throw .peerDied(why)
+            }
+        }
         // The writer of a one-way channel has nothing to receive, and its
         // reader never writes a closed flag.
         if forSpace {

@@ -191,6 +191,10 @@ public final class ChannelEndpoint {
     /// The reader of a one-way channel closed its end: it stopped reading.
     var receiveClosed = false
     var failure: ChannelError?
+    /// The host's count of the peer's agent processes that went away, as
+    /// read at open: a different value later means the process this session
+    /// talks to is gone (the channel itself stays; see ``checkPeerAlive``).
+    var peerProcessExits: UInt32 = 0
     /// Set from another thread to make an interruptible receive
     /// (``receiveMessage(interruptible:)``) give up: how a `messages`
     /// iteration stops its receiving thread without closing the channel.
@@ -263,6 +267,8 @@ public final class ChannelEndpoint {
             if let problem = control.validateHeader(against: geometry) {
                 throw .descriptorRejected(problem)
             }
+            let exits = ControlPage.Offset.hostState + ControlPage.HostField.processExits(of: side.peer)
+            peerProcessExits = control.u32(at: exits).pointee.load(ordering: .acquiring)
         }
         if let keys {
             sendCipher = producer != nil ? keys.sending : nil

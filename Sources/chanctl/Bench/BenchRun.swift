@@ -338,8 +338,8 @@ final class BenchRun: @unchecked Sendable {
             let log = ChildProcess.lastLines(readFile(workDir + "/measuring.err") + readFile(workDir + "/passive.err"))
             throw .failure("\(what) \(why)" + (log.isEmpty ? "" : ":\n" + log))
         }
-        // The passive side must end cleanly too: a peer that crashed would
-        // also crash its domain for every later case.
+        // The passive side must end cleanly too: a peer that crashed left
+        // its channel without a close, and the case's numbers with it.
         guard passiveStatus == 0 else {
             let log = ChildProcess.lastLines(readFile(workDir + "/passive.err"))
             throw .failure("\(what): the \(roles.passive) side exited with status \(passiveStatus.map(String.init) ?? "unknown")"
