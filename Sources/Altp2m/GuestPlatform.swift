@@ -40,11 +40,34 @@ public protocol GuestPlatform: AnyObject {
     /// Spurious returns are allowed; callers re-check their condition.
     func wait(_ wake: WakeTarget, expected: UInt32, timeoutNanoseconds: UInt64?)
 
+    /// Makes this process an end of the channel's notification port, before
+    /// the channel's first wait or notify; returns the port to put in its
+    /// ``WakeTarget``s. `port` is the descriptor's; `isInitiator` says which
+    /// end this is (``ChannelDescriptor/notificationPort``).
+    ///
+    /// The default returns `port` unchanged (the simulator's wake-ups need no
+    /// binding). On Xen an event-channel port belongs to the process that
+    /// bound it, so each process binds its own end when it opens a channel.
+    /// - Throws: ``GuestPlatformError`` when the port cannot be bound.
+    func openNotifications(port: UInt32, peer: DomainID, isInitiator: Bool) throws(GuestPlatformError) -> UInt32
+
+    /// Releases what ``openNotifications(port:peer:isInitiator:)`` bound
+    /// (the channel is gone from this process). The default does nothing.
+    func closeNotifications(port: UInt32)
+
     /// The names of the channel descriptors published for this domain.
     func descriptorNames() throws(GuestPlatformError) -> [String]
 
     /// The sealed descriptor published for this domain under `name`.
     func readDescriptor(named name: String) throws(GuestPlatformError) -> [UInt8]
+}
+
+extension GuestPlatform {
+    public func openNotifications(port: UInt32, peer: DomainID, isInitiator: Bool) throws(GuestPlatformError) -> UInt32 {
+        port
+    }
+
+    public func closeNotifications(port: UInt32) {}
 }
 
 /// Where a wake-up goes: a word in the shared window (what the simulator's

@@ -33,6 +33,8 @@ public final class SecureChannel {
 
     private let platform: GuestPlatform
     private let window: UnsafeMutableRawPointer
+    /// This process's end of the notification port (`openNotifications`).
+    private let notificationPort: UInt32
     private var closed = false
     /// Messages a `messages` iteration received but did not hand out (it was
     /// cancelled, left or paused): every receive returns these first, in order.
@@ -42,14 +44,16 @@ public final class SecureChannel {
     var activeIteration: MessageIteration?
 
     private init(descriptor: ChannelDescriptor, endpoint: ChannelEndpoint, platform: GuestPlatform,
-                 window: UnsafeMutableRawPointer) {
+                 window: UnsafeMutableRawPointer, notificationPort: UInt32) {
         self.descriptor = descriptor
         self.endpoint = endpoint
         self.platform = platform
         self.window = window
+        self.notificationPort = notificationPort
     }
 
     deinit {
+        platform.closeNotifications(port: notificationPort)
         platform.unmapWindow(window, pageCount: Int(descriptor.pageCount))
     }
 
@@ -116,16 +120,28 @@ public final class SecureChannel {
         } catch {
             throw .platform("cannot map the channel window: \(error)")
         }
+        // This process's end of the notification port, bound before the
+        // handshake's first wait.
+        let port: UInt32
+        do {
+            port = try platform.openNotifications(port: d.notificationPort, peer: d.peer,
+                                                  isInitiator: d.recipient == d.initiator)
+        } catch {
+            platform.unmapWindow(window, pageCount: Int(d.pageCount))
+            throw .platform("cannot bind the channel's notification port: \(error)")
+        }
         let parameters = ChannelEndpoint.Parameters(
             side: opened.side, view: d.view, geometry: opened.geometry,
             mode: d.mode == .isolated ? .isolated : .encrypted,
             suite: d.suite == .aesgcm ? .aesgcm : .chachapoly,
-            notificationPort: d.notificationPort, prologue: opened.prologue,
+            notificationPort: port, prologue: opened.prologue,
             staticKey: opened.agentKey, peerStaticKey: opened.peerPublicKey, presharedKey: opened.presharedKey)
         do {
             let endpoint = try ChannelEndpoint(platform: platform, window: window, parameters: parameters, options: options)
-            return SecureChannel(descriptor: d, endpoint: endpoint, platform: platform, window: window)
+            return SecureChannel(descriptor: d, endpoint: endpoint, platform: platform, window: window,
+                                 notificationPort: port)
         } catch {
+            platform.closeNotifications(port: port)
             platform.unmapWindow(window, pageCount: Int(d.pageCount))
             throw error
         }

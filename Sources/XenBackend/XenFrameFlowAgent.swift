@@ -11,7 +11,9 @@ import XenInterface
 ///
 /// - The granting side (a directory with `request` and no `grefs`) shares
 ///   `N` pages with the peer (`xengntshr_share_pages`), binds an unbound
-///   event channel for it, and reports `grefs`, `port` and, last, `gfns`
+///   event channel for it in an event-channel handle of its own (which a
+///   channel opened in this process then uses: ``XenNotificationPorts``),
+///   and reports `grefs`, `port` and, last, `gfns`
 ///   (from `/proc/self/pagemap`) in one xenstore transaction.
 /// - The mapping side (`grefs` and `request`) maps the peer's grants
 ///   (`xengnttab_map_domain_grant_refs`), enters its channel view (`view`),
@@ -34,7 +36,7 @@ public final class XenFrameFlowAgent {
     private var served: [UInt16: Served] = [:]
 
     private enum Served {
-        case shared(base: UnsafeMutableRawPointer, count: Int, port: UInt32)
+        case shared(base: UnsafeMutableRawPointer, count: Int, port: UInt32, events: any XenEventChannelLibrary)
         case mapped(base: UnsafeMutableRawPointer, count: Int)
     }
 
@@ -120,18 +122,26 @@ public final class XenFrameFlowAgent {
     private func share(_ peer: DomainID, directory: String, count: Int) throws(XenErrno) {
         let (refs, base) = try libraries.grantShare.sharePages(with: peer, count: count, writable: true)
         var port: UInt32?
+        // A handle of its own for the channel's port: the channel opened in
+        // this process waits on it alone (XenNotificationPorts).
+        let events: any XenEventChannelLibrary
+        do { events = try libraries.openEventChannel() } catch {
+            try? libraries.grantShare.unshare(base, count: count)
+            throw error
+        }
         do throws(XenErrno) {
             let gfns = try frames(base, count: count)
-            let bound = try libraries.events.bindUnboundPort(remote: peer)
+            let bound = try events.bindUnboundPort(remote: peer)
             port = bound
             try libraries.store.withTransaction { (transaction) throws(XenErrno) in
                 try libraries.store.write("\(directory)/grefs", Self.hex(refs.map(UInt64.init)), transaction: transaction)
                 try libraries.store.write("\(directory)/port", Self.hex([UInt64(bound)]), transaction: transaction)
                 try libraries.store.write("\(directory)/gfns", Self.hex(gfns), transaction: transaction)
             }
-            served[peer.rawValue] = .shared(base: base, count: count, port: bound)
+            served[peer.rawValue] = .shared(base: base, count: count, port: bound, events: events)
+            XenNotificationPorts.shared.register(events, domain: domain, port: bound)
         } catch {
-            if let port { try? libraries.events.unbind(port) }
+            if let port { try? events.unbind(port) }
             try? libraries.grantShare.unshare(base, count: count)
             throw error
         }
@@ -172,8 +182,9 @@ public final class XenFrameFlowAgent {
 
     private func release(_ peer: UInt16) {
         switch served.removeValue(forKey: peer) {
-        case .shared(let base, let count, let port):
-            try? libraries.events.unbind(port)
+        case .shared(let base, let count, let port, let events):
+            XenNotificationPorts.shared.remove(domain: domain, port: port)
+            try? events.unbind(port)
             try? libraries.grantShare.unshare(base, count: count)
         case .mapped(let base, let count):
             try? libraries.grantTable.unmap(base, count: count)

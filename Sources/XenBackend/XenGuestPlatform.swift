@@ -4,6 +4,7 @@ import Glibc
 import Musl
 #endif
 import Altp2m
+import Synchronization
 import XenInterface
 
 /// ``GuestPlatform`` for an agent inside a Xen HVM guest, over the guest's
@@ -19,10 +20,11 @@ import XenInterface
 /// - `mapWindow`: the window is a hole in the guest's memory map, so the
 ///   kernel lets root map it through `/dev/mem` even with `STRICT_DEVMEM`
 ///   (which guards only RAM).
-/// - `notify` / `wait`: event channels (`/dev/xen/evtchn`). The initiator
-///   binds an unbound port for its peer during the grant flow
-///   (``bindUnboundPort(remote:)``); the responder binds to it
-///   (``bindInterdomain(remote:remotePort:)``).
+/// - `notify` / `wait`: event channels (`/dev/xen/evtchn`), one handle per
+///   open channel. The initiator's frame-flow agent binds an unbound port for
+///   the peer while it shares the pages; the channel opened in that process
+///   uses it, and the responder's process binds to it when it opens the
+///   channel (``openNotifications(port:peer:isInitiator:)``).
 /// - descriptors: read from xenstore at
 ///   `/local/domain/<own id>/data/secure-channel/<name>`, hex-decoded.
 public final class XenGuestPlatform: GuestPlatform {
@@ -31,8 +33,20 @@ public final class XenGuestPlatform: GuestPlatform {
     private let store: any XenStoreLibrary
     private let events: any XenEventChannelLibrary
     private let hardware: any XenGuestHardware
-    /// Descriptor port (as in the descriptor) → the port bound here.
-    private var localPorts: [UInt32: UInt32] = [:]
+    /// Each open channel's port (the one its wake targets carry) and the
+    /// event-channel handle that owns it.
+    private let channels = Mutex<[UInt32: ChannelPort]>([:])
+
+    final class ChannelPort: @unchecked Sendable {
+        // @unchecked: the handle is used by its channel's threads only.
+        let events: any XenEventChannelLibrary
+        /// Whether this platform bound the port (and unbinds it at close).
+        let bindsHere: Bool
+        init(_ events: any XenEventChannelLibrary, bindsHere: Bool) {
+            self.events = events
+            self.bindsHere = bindsHere
+        }
+    }
 
     /// Opens xenstore, the event-channel device and `/dev/mem` inside a Xen guest.
     /// - Throws: ``XenBackendError/unavailable(_:)`` outside a Xen guest.
@@ -96,39 +110,66 @@ public final class XenGuestPlatform: GuestPlatform {
 
     // MARK: Event channels
 
-    /// Binds an unbound port for `remote` to bind to (the initiator, during
-    /// the grant flow); the agent reports it in its set-up directory.
-    public func bindUnboundPort(remote: DomainID) throws(GuestPlatformError) -> UInt32 {
-        let port: UInt32
-        do { port = try events.bindUnboundPort(remote: remote) } catch {
-            throw .hypervisor(error, "binding an unbound port for \(remote)")
+    /// The granting side's port (the initiator's) was bound by this
+    /// process's frame-flow agent in a handle of its own
+    /// (``XenNotificationPorts``): the channel uses that handle. The
+    /// responder binds to it (`xenevtchn_bind_interdomain`) in a new handle,
+    /// so each channel's waits see only its own events, and a process that
+    /// exits leaves the initiator's port unbound for the next (Xen's
+    /// `evtchn_close`).
+    public func openNotifications(port: UInt32, peer: DomainID, isInitiator: Bool) throws(GuestPlatformError) -> UInt32 {
+        if isInitiator {
+            guard let events = XenNotificationPorts.shared.handle(domain: domain, port: port) else {
+                throw .hypervisor(.noEntry, "port \(port) of \(domain) was bound by another process: open the channel in the process whose frame-flow agent shared its pages (the guest-agent that was running when the channel was created)")
+            }
+            channels.withLock { $0[port] = ChannelPort(events, bindsHere: false) }
+            return port
         }
-        localPorts[port] = port
-        return port
+        let events: any XenEventChannelLibrary
+        do { events = try libraries.openEventChannel() } catch {
+            throw .hypervisor(error, "opening an event-channel handle (xenevtchn_open)")
+        }
+        let local: UInt32
+        do { local = try events.bindInterdomain(remote: peer, remotePort: port) } catch {
+            throw .hypervisor(error, "binding to port \(port) of \(peer) (it must be unbound and waiting for \(domain): is another process of this domain holding the channel?)")
+        }
+        channels.withLock { $0[local] = ChannelPort(events, bindsHere: true) }
+        return local
     }
 
-    /// Binds to the peer's port (the responder): afterwards `notify` and
-    /// `wait` with the descriptor's port use the local end.
-    public func bindInterdomain(remote: DomainID, remotePort: UInt32) throws(GuestPlatformError) {
-        do { localPorts[remotePort] = try events.bindInterdomain(remote: remote, remotePort: remotePort) } catch {
-            throw .hypervisor(error, "binding to port \(remotePort) of \(remote)")
-        }
+    public func closeNotifications(port: UInt32) {
+        guard let entry = channels.withLock({ $0.removeValue(forKey: port) }) else { return }
+        if entry.bindsHere { try? entry.events.unbind(port) }
     }
 
+    /// Only when the peer announced it sleeps (never per message in spin mode).
     public func notify(_ wake: WakeTarget) {
-        guard let port = localPorts[wake.port] else { return }
-        try? events.notify(port)
+        guard let entry = channels.withLock({ $0[wake.port] }) else { return }
+        try? entry.events.notify(wake.port)
     }
 
-    /// Sleeps until a port of this handle fires, the descriptor directory
+    /// Sleeps until the channel's port fires, the descriptor directory
     /// changes (the host revoked a channel), or the timeout passes.
+    ///
+    /// It does not read `wake.word`: the word is in the window, which only
+    /// the channel view maps (a read from view 0 is an access violation,
+    /// and with `access_required` Xen crashes the domain). The caller checked
+    /// it inside the view after announcing itself; a notify sent since then
+    /// left the port pending, so the poll returns at once (the event channel
+    /// latches what a futex compare would have seen).
     public func wait(_ wake: WakeTarget, expected: UInt32, timeoutNanoseconds: UInt64?) {
-        guard UnsafeMutableRawPointer(wake.word).load(as: UInt32.self) == expected else { return }
-        var pollers = [pollfd(fd: events.fileDescriptor, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: store.fileDescriptor, events: Int16(POLLIN), revents: 0)]
         let timeout = timeoutNanoseconds.map { Int32(min($0 / 1_000_000, UInt64(Int32.max))) } ?? -1
+        guard let entry = channels.withLock({ $0[wake.port] }) else {
+            // No port (a channel opened without notifications): re-check
+            // after the timeout, or at a revocation.
+            var poller = pollfd(fd: store.fileDescriptor, events: Int16(POLLIN), revents: 0)
+            if poll(&poller, 1, timeout) > 0 { while (try? store.checkWatch()) != nil {} }
+            return
+        }
+        var pollers = [pollfd(fd: entry.events.fileDescriptor, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: store.fileDescriptor, events: Int16(POLLIN), revents: 0)]
         guard poll(&pollers, 2, timeout) > 0 else { return }
-        if pollers[0].revents != 0, let pending = try? events.pending() { try? events.unmask(pending) }
+        if pollers[0].revents != 0, let pending = try? entry.events.pending() { try? entry.events.unmask(pending) }
         if pollers[1].revents != 0 { while (try? store.checkWatch()) != nil {} }
     }
 
@@ -180,6 +221,7 @@ extension XenGuestLibraries {
         do { table = try CXenGrantTableLibrary() } catch {
             throw .hypervisor(error, "opening the grant-mapping device (xengnttab_open: is the gntdev module loaded?)")
         }
-        return XenGuestLibraries(store: store, events: events, hardware: hardware, grantShare: share, grantTable: table)
+        return XenGuestLibraries(store: store, events: events, hardware: hardware, grantShare: share, grantTable: table,
+                                 openEventChannel: { () throws(XenErrno) in try CXenEventChannelLibrary() })
     }
 }

@@ -1,8 +1,11 @@
 import Altp2m
 import Altp2mSim
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Testing
-import XenBackend
+@testable import XenBackend
 import XenInterface
 
 /// The Xen backend's own code (`XenControl`, `XenGuestPlatform`) over the
@@ -56,31 +59,63 @@ struct XenBackendOnSimulatorTests {
         }
     }
 
-    @Test("XenGuestPlatform's event channels: the initiator's unbound port, the responder's bind, a notify wakes the waiter")
+    @Test("XenGuestPlatform's event channels, a handle per channel: the initiator uses the port its frame-flow agent bound, the responder binds to it at open and unbinds at close; notify wakes the other side's wait, which never reads the window")
     func eventChannelsBetweenGuests() throws {
         try withSimulator { sim in
             sim.ok("domain", "create", "alpha", "--memory-mib", "1", "--altp2m", "external")
             sim.ok("domain", "create", "beta", "--memory-mib", "1", "--altp2m", "external")
-            let alpha = try Self.guest(sim, "alpha")
+            let alphaLibraries = try XenGuestLibraries.simulator(domain: "alpha", stateDirectory: sim.stateDir)
+            let alpha = try XenGuestPlatform(libraries: alphaLibraries)
             let beta = try Self.guest(sim, "beta")
-            let port = try alpha.bindUnboundPort(remote: beta.domain)
-            try beta.bindInterdomain(remote: alpha.domain, remotePort: port)
+            let otherBeta = try Self.guest(sim, "beta")
 
-            let word = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
-            defer { word.deallocate() }
-            word.pointee = 1
-            let target = WakeTarget(word: word, port: port)
-            // The descriptor-directory watch fires once when it is set.
-            alpha.wait(target, expected: 1, timeoutNanoseconds: 1_000_000_000)
-            // Without a notification the wait runs out its timeout.
+            // What alpha's frame-flow agent does when it shares the pages: an
+            // unbound port for beta, in a handle of its own.
+            let agentEvents = try alphaLibraries.openEventChannel()
+            let port = try agentEvents.bindUnboundPort(remote: beta.domain)
+            #expect(throws: GuestPlatformError.self, "a port no agent of this process bound is refused") {
+                try alpha.openNotifications(port: port, peer: beta.domain, isInitiator: true)
+            }
+            XenNotificationPorts.shared.register(agentEvents, domain: alpha.domain, port: port)
+            defer { XenNotificationPorts.shared.remove(domain: alpha.domain, port: port) }
+            let alphaPort = try alpha.openNotifications(port: port, peer: beta.domain, isInitiator: true)
+            #expect(alphaPort == port)
+            let betaPort = try beta.openNotifications(port: port, peer: alpha.domain, isInitiator: false)
+            #expect(throws: GuestPlatformError.self, "the port is taken: a second responder cannot bind it") {
+                try otherBeta.openNotifications(port: port, peer: alpha.domain, isInitiator: false)
+            }
+
+            // The wake word is in the window, which view 0 does not map: a
+            // wait must not read it. An inaccessible page stands for it.
+            let page = try #require(mmap(nil, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
+            #expect(page != MAP_FAILED)
+            defer { munmap(page, 4096) }
+            let word = page.assumingMemoryBound(to: UInt32.self)
+            let alphaTarget = WakeTarget(word: word, port: alphaPort)
+            let betaTarget = WakeTarget(word: word, port: betaPort)
+            // Each descriptor-directory watch fires once when it is set.
+            alpha.wait(alphaTarget, expected: 1, timeoutNanoseconds: 1_000_000_000)
+            beta.wait(betaTarget, expected: 1, timeoutNanoseconds: 1_000_000_000)
+            // Without a notification a wait runs out its timeout.
             var start = Date()
-            alpha.wait(target, expected: 1, timeoutNanoseconds: 300_000_000)
+            alpha.wait(alphaTarget, expected: 1, timeoutNanoseconds: 300_000_000)
             #expect(Date().timeIntervalSince(start) >= 0.25, "nothing fired, so the wait lasted its timeout")
-            // beta's notify through its bound port wakes alpha's wait at once.
-            beta.notify(target)
+            // A notify sent before the wait is not lost: the port stays pending.
+            beta.notify(betaTarget)
             start = Date()
-            alpha.wait(target, expected: 1, timeoutNanoseconds: 5_000_000_000)
-            #expect(Date().timeIntervalSince(start) < 2, "the notification woke the waiter")
+            alpha.wait(alphaTarget, expected: 1, timeoutNanoseconds: 5_000_000_000)
+            #expect(Date().timeIntervalSince(start) < 2, "beta's notification woke alpha")
+            alpha.notify(alphaTarget)
+            start = Date()
+            beta.wait(betaTarget, expected: 1, timeoutNanoseconds: 5_000_000_000)
+            #expect(Date().timeIntervalSince(start) < 2, "alpha's notification woke beta")
+
+            // Closing the responder's end leaves alpha's port unbound and
+            // waiting for beta again (evtchn_close): another process binds it.
+            beta.closeNotifications(port: betaPort)
+            let again = try otherBeta.openNotifications(port: port, peer: alpha.domain, isInitiator: false)
+            otherBeta.closeNotifications(port: again)
+            alpha.closeNotifications(port: alphaPort)
         }
     }
 

@@ -63,7 +63,12 @@ extension XenGuestLibraries {
                                      events: try SimXenEventChannelLibrary(stateDirectory: directory, token: token),
                                      hardware: SimGuestHardware(platform: platform),
                                      grantShare: try SimGrantShareLibrary(stateDirectory: directory, token: token),
-                                     grantTable: try SimGrantTableLibrary(stateDirectory: directory, token: token))
+                                     grantTable: try SimGrantTableLibrary(stateDirectory: directory, token: token),
+                                     openEventChannel: { () throws(XenErrno) in
+                                         try asErrno { () throws(SimClientError) in
+                                             try SimXenEventChannelLibrary(stateDirectory: directory, token: token)
+                                         }
+                                     })
         } catch {
             throw .simulator(error)
         }
