@@ -34,19 +34,33 @@ extension XenControl {
         let deadline = monotonicMilliseconds() + UInt64(frameReportTimeoutMilliseconds)
         // 1. The granting agent grants `count` of its pages to the peer and
         //    reports its gfns, the grant references and its unbound port.
-        let (firstGFNs, grants) = try waitForReport(granting, count: count, deadline: deadline, withGrants: true)
+        let (firstGFNs, grants) = try waitForReport(granting, of: first, count: count, deadline: deadline,
+                                                    withGrants: true)
         // 2. The host hands the references to the mapping side, whose agent
         //    maps them and reports where.
         try store.write("\(mapping)/grefs", Array(grants.map { String($0, radix: 16) }.joined(separator: " ").utf8),
                         transaction: 0)
         try store.write("\(mapping)/request", Array(String(count).utf8), transaction: 0)
-        let (secondGFNs, _) = try waitForReport(mapping, count: count, deadline: deadline, withGrants: false)
+        let (secondGFNs, _) = try waitForReport(mapping, of: second, count: count, deadline: deadline,
+                                                withGrants: false)
         return SharedFrames(first: first, second: second, firstGFNs: firstGFNs.map { GFN($0) },
                             secondGFNs: secondGFNs.map { GFN($0) })
     }
 
-    private func waitForReport(_ directory: String, count: Int, deadline: UInt64,
+    /// Waits for `agent`'s report in `directory`, woken by a xenstore watch
+    /// on it (no polling), telling ``frameFlowProgress`` every two seconds
+    /// whom it waits for, and naming the agent that did not answer if the
+    /// deadline passes.
+    private func waitForReport(_ directory: String, of agent: DomainID, count: Int, deadline: UInt64,
                                withGrants: Bool) throws(XenErrno) -> ([UInt64], [UInt64]) {
+        let token = "secure-channel-frame-flow-\(getpid())"
+        try store.watch(directory, token: token)
+        defer { try? store.unwatch(directory, token: token) }
+        let started = monotonicMilliseconds()
+        var nextProgress = started + 2_000
+        let ms = frameReportTimeoutMilliseconds
+        let limit = ms % 1000 == 0 ? "\(ms / 1000) s" : "\(ms) ms"
+        let what = withGrants ? "share \(count) pages" : "map \(count) granted pages"
         while true {
             if let gfns = try store.readIfPresent("\(directory)/gfns").flatMap(Self.parseNumbers) {
                 guard gfns.count == count else { throw .invalid }
@@ -56,9 +70,25 @@ extension XenControl {
                     return (gfns, grants)
                 }
             }
-            guard monotonicMilliseconds() < deadline else { throw .tryAgain }
-            usleep(20_000)
+            let now = monotonicMilliseconds()
+            guard now < deadline else {
+                frameFlowProgress?("the agent of \(describe(agent)) did not \(what) within \(limit): start guest-agent in that guest with the Xen backend (it answers the frame flow at \(directory)) and create the channel again")
+                throw .tryAgain
+            }
+            if now >= nextProgress {
+                frameFlowProgress?("waiting for the agent of \(describe(agent)) to \(what) (\((now - started) / 1000) s of \(limit))")
+                nextProgress = now + 2_000
+            }
+            var poller = pollfd(fd: store.fileDescriptor, events: Int16(POLLIN), revents: 0)
+            _ = poll(&poller, 1, Int32(clamping: min(deadline, nextProgress) - now))
+            while try store.checkWatch() != nil {}
         }
+    }
+
+    /// A domain as `name (id)` for messages (its id alone if it is gone).
+    private func describe(_ domain: DomainID) -> String {
+        guard let name = (try? listDomains())?.first(where: { $0.id == domain })?.name else { return "\(domain)" }
+        return "\(name) (\(domain))"
     }
 
     public func releaseSharedFrames(_ frames: SharedFrames) throws(XenErrno) {

@@ -53,6 +53,11 @@ public final class XenControl: ChannelHost {
     /// How long ``obtainSharedFrames(between:and:count:)`` waits for the
     /// agents' reports, in milliseconds.
     public var frameReportTimeoutMilliseconds = 30_000
+    /// Told, while ``obtainSharedFrames(between:and:count:)`` waits, which
+    /// agent it waits for (every two seconds), and, when the wait runs out,
+    /// which agent did not answer and what to do. `chanctl` prints these on
+    /// standard error.
+    public var frameFlowProgress: ((String) -> Void)?
 
     /// Xen cannot tell dom0 whether the CPU has #VE; `vcpu_enable_notify`
     /// fails with `EOPNOTSUPP` where it is missing, and the grant module says so.

@@ -18,6 +18,17 @@ struct BackendOptions: ParsableArguments {
         discussion: "xen-sim runs the Xen backend's own code (XenControl) over the simulator's implementation of the Xen libraries, against the simulator at --state-dir."))
     var backend: Backend = .sim
 
+    @Option(name: .customLong("agent-timeout"), help: ArgumentHelp(
+        "With --backend xen or xen-sim: how long channel create waits for the guests' agents to answer the frame flow, in seconds (1...600).",
+        valueName: "SECONDS"))
+    var agentTimeout: Int = 30
+
+    func validate() throws {
+        guard (1...600).contains(agentTimeout) else {
+            throw ValidationError("bad --agent-timeout \(agentTimeout): expected 1...600 seconds")
+        }
+    }
+
     /// Whether the Xen backend's code runs (on Xen, or on the simulator's Xen libraries).
     var usesXenBackend: Bool { backend != .sim }
 
@@ -35,9 +46,9 @@ struct BackendOptions: ParsableArguments {
                 } catch {
                     throw CommandFailure(error)
                 }
-                return try XenControl(libraries: libraries)
+                return configured(try XenControl(libraries: libraries))
             case .xen, .sim:
-                return try XenControl()
+                return configured(try XenControl())
             }
         } catch let error as XenBackendError {
             throw .failure(error.description)
@@ -46,6 +57,17 @@ struct BackendOptions: ParsableArguments {
         } catch {
             throw .failure("\(error)")
         }
+    }
+
+    /// The frame flow's timeout from `--agent-timeout`, and its progress
+    /// lines on standard error (standard output stays one JSON object).
+    private func configured(_ control: XenControl) -> XenControl {
+        control.frameReportTimeoutMilliseconds = agentTimeout * 1000
+        control.frameFlowProgress = { line in
+            var standardError = StandardError()
+            print("chanctl: \(line)", to: &standardError)
+        }
+        return control
     }
 
     /// Where the grant module keeps its state when it runs in this process

@@ -119,6 +119,36 @@ struct XenBackendOnSimulatorTests {
         }
     }
 
+    @Test("channel create --backend xen-sim with no agent running: progress on stderr names the agent it waits for; the failure names it and the fix; a bad --agent-timeout is a usage error")
+    func frameFlowNamesTheSilentAgent() throws {
+        try withSimulator { sim in
+            GrantCommandTests.twoDomains(sim)
+            sim.ok("keys", "register", "alpha", GrantCommandTests.keyA, "--backend", "xen-sim")
+            sim.ok("keys", "register", "beta", GrantCommandTests.keyB, "--backend", "xen-sim")
+            sim.ok("policy", "allow", "alpha", "beta", "--backend", "xen-sim")
+            let bad = sim.run(["channel", "create", "c1", "--between", "alpha", "beta", "--backend", "xen-sim",
+                               "--agent-timeout", "0"])
+            #expect(bad.status == 2, "\(bad.stdout) \(bad.stderr)")
+
+            let start = Date()
+            let result = sim.run(["channel", "create", "c1", "--between", "alpha", "beta", "--pages", "8",
+                                  "--backend", "xen-sim", "--agent-timeout", "5"])
+            let took = Date().timeIntervalSince(start)
+            #expect(result.status != 0)
+            #expect(took >= 4.5 && took < 30, "the wait lasts --agent-timeout: \(took) s")
+            let lines = result.stderr.split(separator: "\n").map(String.init)
+            let progress = lines.filter { $0.contains("waiting for the agent of ") && $0.contains("to share 8 pages") }
+            #expect(progress.count >= 1, "progress lines: \(result.stderr)")
+            #expect(lines.contains { $0.contains("did not share 8 pages within 5 s")
+                                     && $0.contains("start guest-agent in that guest with the Xen backend") },
+                    "the failure names the agent: \(result.stderr)")
+            #expect(lines.contains { $0.range(of: #"agent of (alpha|beta) \(d\d+\)"#, options: .regularExpression) != nil },
+                    "the agent is named with its domain id: \(result.stderr)")
+            #expect(result.json?["ok"]?.bool == false, "stdout stays one JSON object: \(result.stdout)")
+            #expect(sim.ok("channel", "list", "--backend", "xen-sim")["channels"]?.array?.isEmpty == true)
+        }
+    }
+
     @Test("a wait ends when dom0 revokes a descriptor: XenGuestPlatform watches its descriptor directory")
     func revocationWakesAWait() throws {
         try withSimulator { sim in
