@@ -9,7 +9,10 @@ public enum XenVersion: Int, CaseIterable, Comparable, Hashable, Sendable, Custo
     case v4_17 = 417
     /// Xen 4.19: mode fixed at domain creation, lazy copy uses the view default.
     case v4_19 = 419
-    /// Xen 4.21: adds `r_pw` (from 4.20) and a per-domain view count.
+    /// Xen 4.20 (Debian trixie): 4.19's semantics with `r_pw`, which
+    /// renumbers `XENMEM_access_default` from 10 to 11.
+    case v4_20 = 420
+    /// Xen 4.21: adds a per-domain view count.
     case v4_21 = 421
 
     @inlinable
@@ -25,7 +28,7 @@ public enum XenVersion: Int, CaseIterable, Comparable, Hashable, Sendable, Custo
 
     /// `XENMEM_access_r_pw` exists (=10) and `XENMEM_access_default` moves
     /// from 10 to 11 (≥4.20, commit ff10aa9d8f).
-    public var hasReadPageWalkWrite: Bool { self >= .v4_21 }
+    public var hasReadPageWalkWrite: Bool { self >= .v4_20 }
 
     /// The number of views is set per domain at creation (`altp2m.nr`,
     /// 1...512), instead of the constant 10 (≥4.21).
@@ -46,11 +49,12 @@ public enum XenVersion: Int, CaseIterable, Comparable, Hashable, Sendable, Custo
     /// `XENMEM_access_default` in this version's ABI.
     public var accessDefaultABIValue: UInt16 { hasReadPageWalkWrite ? 11 : 10 }
 
-    /// "4.17", "4.19" or "4.21".
+    /// "4.17", "4.19", "4.20" or "4.21".
     public var description: String {
         switch self {
         case .v4_17: "4.17"
         case .v4_19: "4.19"
+        case .v4_20: "4.20"
         case .v4_21: "4.21"
         }
     }

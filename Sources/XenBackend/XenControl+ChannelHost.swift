@@ -80,8 +80,35 @@ extension XenControl {
         try xc.domainSetMaxMem(domain, kibibytes: (entry.maximumPages - min(entry.maximumPages, UInt64(count))) * 4)
     }
 
+    /// The window and #VE regions for `domain`: the defaults, or, when the
+    /// guest's RAM may reach them, the same layout moved above that RAM.
+    ///
+    /// libxl lays out an HVM guest's memory map from its `maxmem`
+    /// (`libxl__arch_domain_construct_memmap`, Xen 4.17): RAM below the
+    /// MMIO hole, the rest from 4 GiB up, so no RAM lies above 4 GiB +
+    /// `memory/static-max`, the node `xl mem-max` rewrites. A region below
+    /// that could overlay pages the guest's balloon driver populates later;
+    /// the host p2m cannot show them while they are ballooned out.
+    func regions(for domain: DomainID) throws(XenErrno) -> (window: Range<GFN>, veInfo: Range<GFN>) {
+        let node = "/local/domain/\(domain.rawValue)/memory/static-max"
+        let maxKiB: UInt64
+        if let text = try store.readIfPresent(node), let kib = UInt64(String(decoding: text, as: UTF8.self)) {
+            maxKiB = kib
+        } else {
+            maxKiB = try info(domain).maximumPages * 4
+        }
+        let gib: UInt64 = 1 << 18   // gfns per GiB
+        let ceiling = ((4 * gib + maxKiB / 4) + gib - 1) / gib * gib
+        guard windowRegion.lowerBound.rawValue < ceiling else { return (windowRegion, veInfoRegion) }
+        let shift = ceiling - windowRegion.lowerBound.rawValue
+        func moved(_ region: Range<GFN>) -> Range<GFN> {
+            GFN(region.lowerBound.rawValue + shift)..<GFN(region.upperBound.rawValue + shift)
+        }
+        return (moved(windowRegion), moved(veInfoRegion))
+    }
+
     public func reserveWindow(_ domain: DomainID, pageCount: Int) throws(XenErrno) -> GFN {
-        let first = try findHole(domain, count: pageCount, in: windowRegion)
+        let first = try findHole(domain, count: pageCount, in: try regions(for: domain).window)
         try populate(domain, first: first, count: pageCount)
         return first
     }
@@ -91,7 +118,7 @@ extension XenControl {
     }
 
     public func reserveVEInfoPage(_ domain: DomainID) throws(XenErrno) -> GFN {
-        let gfn = try findHole(domain, count: 1, in: veInfoRegion)
+        let gfn = try findHole(domain, count: 1, in: try regions(for: domain).veInfo)
         try populate(domain, first: gfn, count: 1)
         return gfn
     }

@@ -45,10 +45,11 @@ public final class XenControl: ChannelHost {
     /// The Xen release (from `xc_version`).
     public let xenVersion: XenVersion
 
-    /// Where windows are reserved: gfns above any guest's RAM that its
-    /// memory map does not list (64 GiB to 68 GiB of guest-physical space).
+    /// Where windows are reserved by default (64 GiB to 68 GiB of
+    /// guest-physical space). A domain whose RAM may reach it gets both
+    /// regions moved above that RAM (``regions(for:)``).
     public var windowRegion = GFN(0x100_0000)..<GFN(0x110_0000)
-    /// Where #VE info pages are reserved.
+    /// Where #VE info pages are reserved by default.
     public var veInfoRegion = GFN(0x110_0000)..<GFN(0x110_1000)
     /// How long ``obtainSharedFrames(between:and:count:)`` waits for the
     /// agents' reports, in milliseconds.
@@ -94,7 +95,7 @@ public final class XenControl: ChannelHost {
             throw .hypervisor(error, "reading the Xen release (xc_version)")
         }
         guard let version = Self.profile(major: release.major, minor: release.minor) else {
-            throw .hypervisor(.notSupported, "Xen \(release.major).\(release.minor) is not supported: this build speaks the xenmem_access_t numbering of Xen 4.17 to 4.19 (4.20 inserted XENMEM_access_r_pw and renumbered default); run it on 4.17, 4.18 or 4.19")
+            throw .hypervisor(.notSupported, "Xen \(release.major).\(release.minor) is not supported: this build knows Xen 4.17 to 4.20 (from 4.21 a domain's view count is set at its creation, and the lock-out must find every view); run it on 4.17 to 4.20")
         }
         xc = libraries.control
         store = libraries.store
@@ -102,17 +103,20 @@ public final class XenControl: ChannelHost {
         xenVersion = version
     }
 
-    /// The behaviour profile for a release, where this build's ABI matches
-    /// it: the `xenmem_access_t` numbers and the `xen_hvm_altp2m_op` layout
-    /// are the same from 4.17 to 4.19 (`XENMEM_access_default` is 10 until
-    /// 4.20 adds `r_pw` before it). 4.18 behaves as 4.17 for altp2m (the
+    /// The behaviour profile for a release. The `xenmem_access_t` numbers
+    /// follow the running release, not the headers (`XENMEM_access_default`
+    /// is 10 until 4.20 adds `r_pw` before it, then 11: ``MemAccess``'s ABI
+    /// values per profile), and libxenctrl's altp2m calls take the same
+    /// arguments from 4.17 to 4.20. 4.18 behaves as 4.17 for altp2m (the
     /// mode became fixed at creation and the lazy copy started using the
-    /// view's default in 4.19).
+    /// view's default in 4.19). 4.21 is refused: its view count is set per
+    /// domain (up to 512), which ``activeViews(_:)`` cannot read back.
     static func profile(major: Int, minor: Int) -> XenVersion? {
         guard major == 4 else { return nil }
         switch minor {
         case 17, 18: return .v4_17
         case 19: return .v4_19
+        case 20: return .v4_20
         default: return nil
         }
     }

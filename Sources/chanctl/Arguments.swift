@@ -29,7 +29,7 @@ enum ArgumentValue {
         throw ValidationError("bad ACCESS '\(text)': expected one of \(accessNames), or a raw xenmem_access_t number")
     }
 
-    static let accessNames = "n r w rw x rx wx rwx rx2rw n2rwx default (r_pw on the --xen 4.21 profile)"
+    static let accessNames = "n r w rw x rx wx rwx rx2rw n2rwx default (r_pw on the --xen 4.20 and 4.21 profiles)"
 
     /// `on` / `off` (also `1`/`0`, `true`/`false`).
     static func onOff(_ text: String) throws -> Bool {

@@ -25,6 +25,7 @@ struct SimCommand: ParsableCommand {
     enum XenArgument: String, ExpressibleByArgument, CaseIterable {
         case v417 = "4.17"
         case v419 = "4.19"
+        case v420 = "4.20"
         case v421 = "4.21"
     }
 
@@ -36,7 +37,7 @@ struct SimCommand: ParsableCommand {
         @Flag(name: .customLong("no-altp2m-boot"), help: "Boot Xen without altp2m=1 (every altp2m call fails with EOPNOTSUPP).")
         var noAltp2mBoot = false
 
-        @Option(help: "The Xen release whose semantics apply: 4.17, 4.19 or 4.21. Default: 4.17, or what the journal recorded.")
+        @Option(help: "The Xen release whose semantics apply: 4.17, 4.19, 4.20 or 4.21. Default: 4.17, or what the journal recorded.")
         var xen: XenArgument?
 
         @Option(name: .customLong("machine-mib"), help: ArgumentHelp("Machine memory in MiB (a sparse file).", visibility: .hidden))
@@ -57,6 +58,7 @@ struct SimCommand: ParsableCommand {
                 c.xen = switch xen {
                 case .v417: .v4_17
                 case .v419: .v4_19
+                case .v420: .v4_20
                 case .v421: .v4_21
                 }
             }

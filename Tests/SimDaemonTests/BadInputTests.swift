@@ -61,7 +61,7 @@ struct BadInputTests {
 
             let rpw = sim.run(["altp2m", "set-access", "d", "0", "0x10", "r_pw"])
             #expect(rpw.status == 2)
-            #expect(rpw["error"]?.string?.contains("--xen 4.21") == true)
+            #expect(rpw["error"]?.string?.contains("--xen 4.20 or 4.21") == true)
 
             let onOff = sim.run(["altp2m", "set-visibility", "d", "0", "maybe"])
             #expect(onOff.status == 2)

@@ -149,6 +149,36 @@ struct XenBackendOnSimulatorTests {
         }
     }
 
+    @Test("windows lie above all the RAM a guest may have: 4 GiB + memory/static-max (libxl's HVM layout); a larger static-max moves the window and #VE regions above it; a filled gfn is skipped")
+    func windowAboveGuestRAM() throws {
+        try withSimulator { sim in
+            sim.ok("domain", "create", "alpha", "--memory-mib", "1", "--altp2m", "external")
+            let control = try Self.control(sim)
+            let alpha = try #require(try control.listDomains().first { $0.name == "alpha" }).id
+            try control.setDomainState(alpha, active: true)
+            let first = try control.reserveWindow(alpha, pageCount: 4)
+            #expect(first == control.windowRegion.lowerBound, "a 1 MiB guest uses the default region")
+            // Something already at the next gfns: the next window skips them.
+            let second = try control.reserveWindow(alpha, pageCount: 4)
+            #expect(second == first.advanced(by: 4))
+            try control.releaseWindow(alpha, firstGFN: first, pageCount: 4)
+            try control.releaseWindow(alpha, firstGFN: second, pageCount: 4)
+
+            // xl mem-max 80g: the guest may balloon up to 80 GiB, which libxl
+            // lays out from 4 GiB to 84 GiB, over the default region.
+            sim.ok("xenstore", "write", "/local/domain/\(alpha.rawValue)/memory/static-max", String(80 << 20))
+            let gib: UInt64 = 1 << 18
+            let moved = try control.reserveWindow(alpha, pageCount: 4)
+            #expect(moved.rawValue == 84 * gib, "the window starts at the first GiB above 84 GiB: \(moved)")
+            #expect(try control.getMemAccess(alpha, view: .hostOrView0, gfn: moved) == .readWriteExecute)
+            let ve = try control.reserveVEInfoPage(alpha)
+            #expect(ve.rawValue == 84 * gib + (control.veInfoRegion.lowerBound.rawValue - control.windowRegion.lowerBound.rawValue),
+                    "the #VE region moves with the window region: \(ve)")
+            try control.releaseWindow(alpha, firstGFN: moved, pageCount: 4)
+            try control.releaseVEInfoPage(alpha, gfn: ve)
+        }
+    }
+
     @Test("a wait ends when dom0 revokes a descriptor: XenGuestPlatform watches its descriptor directory")
     func revocationWakesAWait() throws {
         try withSimulator { sim in
@@ -181,19 +211,41 @@ struct XenBackendOnSimulatorTests {
         }
     }
 
-    @Test("xc_version through the simulator: a release outside 4.17 to 4.19 is refused with the reason")
+    @Test("xc_version through the simulator: 4.19 and 4.20 are accepted, 4.21 is refused with the reason")
     func releaseGate() throws {
         try withSimulator("--xen", "4.21") { sim in
             do {
                 _ = try Self.control(sim)
-                Issue.record("XenControl accepted Xen 4.21's renumbered xenmem_access_t")
+                Issue.record("XenControl accepted Xen 4.21, whose per-domain view count it cannot read back")
             } catch {
                 #expect("\(error)".contains("4.21 is not supported"), "\(error)")
             }
         }
-        try withSimulator("--xen", "4.19") { sim in
-            let control = try Self.control(sim)
-            #expect(control.xenVersion == .v4_19)
+        for (release, profile) in [("4.19", XenVersion.v4_19), ("4.20", .v4_20)] {
+            try withSimulator("--xen", release) { sim in
+                let control = try Self.control(sim)
+                #expect(control.xenVersion == profile)
+            }
+        }
+    }
+
+    /// Xen 4.20 inserted `XENMEM_access_r_pw` at 10 and moved
+    /// `XENMEM_access_default` to 11: XenControl must send and read the
+    /// numbers of the release it runs on, as the simulator's own requests do.
+    @Test("Xen 4.20's xenmem_access_t numbering: r_pw and default set and read back the same through XenControl (xen-sim) as through the simulator (sim)", arguments: ["sim", "xen-sim"])
+    func accessNumberingOn420(backend: String) throws {
+        try withSimulator(backend: backend, "--xen", "4.20") { sim in
+            sim.ok("domain", "create", "d", "--vcpus", "1", "--memory-mib", "2", "--altp2m", "external")
+            sim.ok("altp2m", "set-state", "d", "on")
+            #expect(sim.ok("altp2m", "create-view", "d", "--default-access", "r_pw")["view"]?.int64 == 1)
+            #expect(sim.ok("altp2m", "get-access", "d", "1", "~0")["access"]?.string == "r_pw")
+            sim.ok("altp2m", "set-access", "d", "1", "0x100", "r_pw")
+            #expect(sim.ok("altp2m", "get-access", "d", "1", "0x100")["access"]?.string == "r_pw")
+            sim.ok("altp2m", "set-access", "d", "1", "0x101", "rw")
+            #expect(sim.ok("altp2m", "get-access", "d", "1", "0x101")["access"]?.string == "rw")
+            // default: the host p2m's default access (rwx), not r_pw.
+            sim.ok("altp2m", "set-access", "d", "1", "0x102", "default")
+            #expect(sim.ok("altp2m", "get-access", "d", "1", "0x102")["access"]?.string == "rwx")
         }
     }
 }

@@ -125,10 +125,10 @@ extension SimDaemon {
         guard let name = value.string else { throw .usage("argument '\(key)' must be an access name") }
         if let number = UInt16(name) { return number }
         guard let access = MemAccess(name) else {
-            throw .usage("bad access '\(name)': expected one of n r w rw x rx wx rwx rx2rw n2rwx default (r_pw on the --xen 4.21 profile)")
+            throw .usage("bad access '\(name)': expected one of n r w rw x rx wx rwx rx2rw n2rwx default (r_pw on the --xen 4.20 and 4.21 profiles)")
         }
         guard let abi = access.abiValue(for: host.xen) else {
-            throw .usage("access \(name) exists from Xen 4.20 on; this simulator runs Xen \(host.xen) (chanctl sim start --xen 4.21)")
+            throw .usage("access \(name) exists from Xen 4.20 on; this simulator runs Xen \(host.xen) (chanctl sim start --xen 4.20 or 4.21)")
         }
         return abi
     }
