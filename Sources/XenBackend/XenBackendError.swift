@@ -26,18 +26,24 @@ public enum XenStoreLayout {
         "/local/domain/\(domain.rawValue)/data/secure-channel"
     }
 
-    /// The set-up directory of `domain` for frames shared with `peer`:
+    /// The set-up directory of `domain` for one set of frames shared with
+    /// `peer` (one per channel: `setup` names it, the same on both sides):
     /// `request` (written by the host: the page count), `gfns` (written by
     /// the agent: its backing gfns, space-separated hex), `grefs` (the
     /// granting side's grant references, copied by the host to the mapping
     /// side), `port` (the granting side's unbound event channel), `view`
     /// (written by the host: the domain's channel view, decimal).
-    public static func setupDirectory(_ domain: DomainID, peer: DomainID) -> String {
+    public static func setupDirectory(_ domain: DomainID, peer: DomainID, setup: String) -> String {
+        "\(peerSetupDirectory(domain, peer: peer))/\(setup)"
+    }
+
+    /// Where the set-up directories of `domain` for `peer` live.
+    public static func peerSetupDirectory(_ domain: DomainID, peer: DomainID) -> String {
         "\(setupRoot(domain))/\(peer.rawValue)"
     }
 
-    /// Where a domain's set-up directories live (one per peer); its agent
-    /// watches it.
+    /// Where a domain's set-up directories live (one per peer, one below it
+    /// per set of frames); its agent watches it.
     public static func setupRoot(_ domain: DomainID) -> String {
         "/local/domain/\(domain.rawValue)/data/secure-channel-setup"
     }

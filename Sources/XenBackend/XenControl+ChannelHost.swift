@@ -149,10 +149,12 @@ extension XenControl {
         try store.removeIfPresent("\(XenStoreLayout.descriptorDirectory(domain))/\(name)")
     }
 
-    /// The granting agent's unbound port, reported with its frames (a port
-    /// dom0 allocated could not be received by the agent's user space).
+    /// The granting agent's unbound port, reported with the frames it shared
+    /// last for `remote` (a port dom0 allocated could not be received by the
+    /// agent's user space).
     public func allocateNotificationPort(_ domain: DomainID, remote: DomainID) throws(XenErrno) -> UInt32 {
-        let directory = XenStoreLayout.setupDirectory(domain, peer: remote)
+        guard let setup = lastSetup, setup.granting == domain, setup.peer == remote else { throw .noEntry }
+        let directory = XenStoreLayout.setupDirectory(domain, peer: remote, setup: setup.name)
         guard let reported = try store.readIfPresent("\(directory)/port").flatMap(Self.parseNumbers),
               reported.count == 1, let port = UInt32(exactly: reported[0]), port != 0 else {
             throw .noEntry

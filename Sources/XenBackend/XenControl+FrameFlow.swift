@@ -21,30 +21,59 @@ extension XenControl {
 
     private func obtainSharedFrames(between first: DomainID, and second: DomainID, count: Int,
                                     views: (first: ViewID, second: ViewID)?) throws(XenErrno) -> SharedFrames {
-        let granting = XenStoreLayout.setupDirectory(first, peer: second)
-        let mapping = XenStoreLayout.setupDirectory(second, peer: first)
-        try store.removeIfPresent(granting)
-        try store.removeIfPresent(mapping)
-        if let views {
-            // Each agent's channel view (the mapping agent primes its own).
-            try store.write("\(granting)/view", Array(String(views.first.rawValue).utf8), transaction: 0)
-            try store.write("\(mapping)/view", Array(String(views.second.rawValue).utf8), transaction: 0)
+        // A set-up directory of its own on each side: the frames of the
+        // pair's other channels stay as they are.
+        let setup = try newSetupName(first, second)
+        let granting = XenStoreLayout.setupDirectory(first, peer: second, setup: setup)
+        let mapping = XenStoreLayout.setupDirectory(second, peer: first, setup: setup)
+        do throws(XenErrno) {
+            if let views {
+                // Each agent's channel view (the mapping agent primes its own).
+                try store.write("\(granting)/view", Array(String(views.first.rawValue).utf8), transaction: 0)
+                try store.write("\(mapping)/view", Array(String(views.second.rawValue).utf8), transaction: 0)
+            }
+            try store.write("\(granting)/request", Array(String(count).utf8), transaction: 0)
+            let deadline = monotonicMilliseconds() + UInt64(frameReportTimeoutMilliseconds)
+            // 1. The granting agent grants `count` of its pages to the peer and
+            //    reports its gfns, the grant references and its unbound port.
+            let (firstGFNs, grants) = try waitForReport(granting, of: first, count: count, deadline: deadline,
+                                                        withGrants: true)
+            // 2. The host hands the references to the mapping side, whose agent
+            //    maps them and reports where.
+            try store.write("\(mapping)/grefs", Array(grants.map { String($0, radix: 16) }.joined(separator: " ").utf8),
+                            transaction: 0)
+            try store.write("\(mapping)/request", Array(String(count).utf8), transaction: 0)
+            let (secondGFNs, _) = try waitForReport(mapping, of: second, count: count, deadline: deadline,
+                                                    withGrants: false)
+            lastSetup = (first, second, setup)
+            return SharedFrames(first: first, second: second, firstGFNs: firstGFNs.map { GFN($0) },
+                                secondGFNs: secondGFNs.map { GFN($0) })
+        } catch {
+            // The agents, watching, undo what they did for this set-up.
+            try? store.removeIfPresent(granting)
+            try? store.removeIfPresent(mapping)
+            throw error
         }
-        try store.write("\(granting)/request", Array(String(count).utf8), transaction: 0)
-        let deadline = monotonicMilliseconds() + UInt64(frameReportTimeoutMilliseconds)
-        // 1. The granting agent grants `count` of its pages to the peer and
-        //    reports its gfns, the grant references and its unbound port.
-        let (firstGFNs, grants) = try waitForReport(granting, of: first, count: count, deadline: deadline,
-                                                    withGrants: true)
-        // 2. The host hands the references to the mapping side, whose agent
-        //    maps them and reports where.
-        try store.write("\(mapping)/grefs", Array(grants.map { String($0, radix: 16) }.joined(separator: " ").utf8),
-                        transaction: 0)
-        try store.write("\(mapping)/request", Array(String(count).utf8), transaction: 0)
-        let (secondGFNs, _) = try waitForReport(mapping, of: second, count: count, deadline: deadline,
-                                                withGrants: false)
-        return SharedFrames(first: first, second: second, firstGFNs: firstGFNs.map { GFN($0) },
-                            secondGFNs: secondGFNs.map { GFN($0) })
+    }
+
+    /// A set-up name not in use for the pair: eight hex digits.
+    private func newSetupName(_ first: DomainID, _ second: DomainID) throws(XenErrno) -> String {
+        let taken = try Set(store.directoryIfPresent(XenStoreLayout.peerSetupDirectory(first, peer: second)))
+            .union(store.directoryIfPresent(XenStoreLayout.peerSetupDirectory(second, peer: first)))
+        while true {
+            let name = String(UInt32.random(in: 1...UInt32.max), radix: 16)
+            if !taken.contains(name) { return name }
+        }
+    }
+
+    /// The set-up name under which `first` reported `gfns` for `second`.
+    func setupName(_ first: DomainID, _ second: DomainID, gfns: [GFN]) throws(XenErrno) -> String? {
+        let peerDirectory = XenStoreLayout.peerSetupDirectory(first, peer: second)
+        for name in try store.directoryIfPresent(peerDirectory) {
+            let reported = try store.readIfPresent("\(peerDirectory)/\(name)/gfns").flatMap(Self.parseNumbers)
+            if reported == gfns.map(\.rawValue) { return name }
+        }
+        return nil
     }
 
     /// Waits for `agent`'s report in `directory`, woken by a xenstore watch
@@ -98,9 +127,11 @@ extension XenControl {
         if live.contains(domain) {
             for gfn in gfns { try writeGuestMemory(domain, gfn: gfn, offset: 0, bytes: zeros) }
         }
-        // Removing the set-up directories tells the agents (through their
-        // watches) to unmap the grants and end the grant access.
-        try store.removeIfPresent(XenStoreLayout.setupDirectory(frames.first, peer: frames.second))
-        try store.removeIfPresent(XenStoreLayout.setupDirectory(frames.second, peer: frames.first))
+        // Removing the channel's set-up directories tells the agents
+        // (through their watches) to unmap the grants and end the grant
+        // access; the pair's other set-ups stay.
+        guard let setup = try setupName(frames.first, frames.second, gfns: frames.firstGFNs) else { return }
+        try store.removeIfPresent(XenStoreLayout.setupDirectory(frames.first, peer: frames.second, setup: setup))
+        try store.removeIfPresent(XenStoreLayout.setupDirectory(frames.second, peer: frames.first, setup: setup))
     }
 }

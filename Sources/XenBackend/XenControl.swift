@@ -59,6 +59,11 @@ public final class XenControl: ChannelHost {
     /// which agent did not answer and what to do. `chanctl` prints these on
     /// standard error.
     public var frameFlowProgress: ((String) -> Void)?
+    /// The granting domain, its peer and the set-up name of the last
+    /// ``obtainSharedFrames(between:and:count:)``: where
+    /// ``allocateNotificationPort(_:remote:)`` finds the port reported with
+    /// those frames.
+    var lastSetup: (granting: DomainID, peer: DomainID, name: String)?
 
     /// Xen cannot tell dom0 whether the CPU has #VE; `vcpu_enable_notify`
     /// fails with `EOPNOTSUPP` where it is missing, and the grant module says so.

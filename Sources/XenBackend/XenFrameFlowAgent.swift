@@ -32,8 +32,15 @@ public final class XenFrameFlowAgent {
     public let domain: DomainID
     private let libraries: XenGuestLibraries
     private let watchToken: String
-    /// What this agent did per peer, so it can be undone.
-    private var served: [UInt16: Served] = [:]
+    /// What this agent did per set-up directory, so it can be undone.
+    private var served: [SetupKey: Served] = [:]
+
+    /// A set-up directory: `<setup root>/<peer>/<name>`.
+    private struct SetupKey: Hashable, Comparable {
+        let peer: UInt16
+        let name: String
+        static func < (a: SetupKey, b: SetupKey) -> Bool { (a.peer, a.name) < (b.peer, b.name) }
+    }
 
     private enum Served {
         case shared(base: UnsafeMutableRawPointer, count: Int, port: UInt32, events: any XenEventChannelLibrary)
@@ -58,7 +65,7 @@ public final class XenFrameFlowAgent {
 
     deinit {
         try? libraries.store.unwatch(XenStoreLayout.setupRoot(domain), token: watchToken)
-        for peer in served.keys { release(peer) }
+        for key in served.keys { release(key) }
     }
 
     /// Waits at most `timeoutMilliseconds` for the watch to fire, then
@@ -80,34 +87,35 @@ public final class XenFrameFlowAgent {
     public func reconcile() throws(XenErrno) -> [Event] {
         let store = libraries.store
         let root = XenStoreLayout.setupRoot(domain)
-        var names: [String] = []
-        do { names = try store.directory(root, transaction: 0) } catch {
-            guard error == .noEntry else { throw error }
+        var present: Set<SetupKey> = []
+        for peer in try store.directoryIfPresent(root).compactMap({ UInt16($0) }) {
+            for name in try store.directoryIfPresent("\(root)/\(peer)") {
+                present.insert(SetupKey(peer: peer, name: name))
+            }
         }
-        let peers = Set(names.compactMap { UInt16($0) })
         var events: [Event] = []
-        for peer in served.keys.sorted() where !peers.contains(peer) {
-            release(peer)
-            events.append(.released(peer: DomainID(rawValue: peer)))
+        for key in served.keys.sorted() where !present.contains(key) {
+            release(key)
+            events.append(.released(peer: DomainID(rawValue: key.peer)))
         }
-        for peer in peers.sorted() {
-            let directory = "\(root)/\(peer)"
+        for key in present.sorted() {
+            let directory = "\(root)/\(key.peer)/\(key.name)"
             guard let request = try store.readIfPresent("\(directory)/request"),
                   let count = Int(String(decoding: request, as: UTF8.self)), count > 0, count <= 4096 else { continue }
             // Answered already (by this agent, or by another of this guest's).
             if try store.readIfPresent("\(directory)/gfns") != nil { continue }
             // The host asked again: what was done for the old request goes first.
-            if served[peer] != nil {
-                release(peer)
-                events.append(.released(peer: DomainID(rawValue: peer)))
+            if served[key] != nil {
+                release(key)
+                events.append(.released(peer: DomainID(rawValue: key.peer)))
             }
-            let remote = DomainID(rawValue: peer)
+            let remote = DomainID(rawValue: key.peer)
             do {
                 if let grefs = try store.readIfPresent("\(directory)/grefs") {
-                    try map(remote, directory: directory, count: count, grefs: grefs)
+                    served[key] = try map(remote, directory: directory, count: count, grefs: grefs)
                     events.append(.mapped(peer: remote, count: count))
                 } else {
-                    try share(remote, directory: directory, count: count)
+                    served[key] = try share(remote, directory: directory, count: count)
                     events.append(.shared(peer: remote, count: count))
                 }
             } catch {
@@ -119,7 +127,7 @@ public final class XenFrameFlowAgent {
 
     // MARK: The two sides
 
-    private func share(_ peer: DomainID, directory: String, count: Int) throws(XenErrno) {
+    private func share(_ peer: DomainID, directory: String, count: Int) throws(XenErrno) -> Served {
         let (refs, base) = try libraries.grantShare.sharePages(with: peer, count: count, writable: true)
         var port: UInt32?
         // A handle of its own for the channel's port: the channel opened in
@@ -138,8 +146,8 @@ public final class XenFrameFlowAgent {
                 try libraries.store.write("\(directory)/port", Self.hex([UInt64(bound)]), transaction: transaction)
                 try libraries.store.write("\(directory)/gfns", Self.hex(gfns), transaction: transaction)
             }
-            served[peer.rawValue] = .shared(base: base, count: count, port: bound, events: events)
             XenNotificationPorts.shared.register(events, domain: domain, port: bound)
+            return .shared(base: base, count: count, port: bound, events: events)
         } catch {
             if let port { try? events.unbind(port) }
             try? libraries.grantShare.unshare(base, count: count)
@@ -147,7 +155,7 @@ public final class XenFrameFlowAgent {
         }
     }
 
-    private func map(_ peer: DomainID, directory: String, count: Int, grefs: [UInt8]) throws(XenErrno) {
+    private func map(_ peer: DomainID, directory: String, count: Int, grefs: [UInt8]) throws(XenErrno) -> Served {
         guard let numbers = XenControl.parseNumbers(grefs), numbers.count == count,
               numbers.allSatisfy({ $0 <= UInt64(UInt32.max) }) else { throw .invalid }
         let view = try libraries.store.readIfPresent("\(directory)/view")
@@ -166,7 +174,7 @@ public final class XenFrameFlowAgent {
             }
             let gfns = try frames(base, count: count)
             try libraries.store.write("\(directory)/gfns", Self.hex(gfns), transaction: 0)
-            served[peer.rawValue] = .mapped(base: base, count: count)
+            return .mapped(base: base, count: count)
         } catch {
             try? libraries.grantTable.unmap(base, count: count)
             throw error
@@ -180,8 +188,8 @@ public final class XenFrameFlowAgent {
         return gfns
     }
 
-    private func release(_ peer: UInt16) {
-        switch served.removeValue(forKey: peer) {
+    private func release(_ key: SetupKey) {
+        switch served.removeValue(forKey: key) {
         case .shared(let base, let count, let port, let events):
             XenNotificationPorts.shared.remove(domain: domain, port: port)
             try? events.unbind(port)

@@ -64,6 +64,14 @@ extension XenStoreLibrary {
         }
     }
 
+    /// `xs_directory`, where a missing node has no children.
+    public func directoryIfPresent(_ path: String, transaction: UInt32 = 0) throws(XenErrno) -> [String] {
+        do { return try directory(path, transaction: transaction) } catch {
+            if error == .noEntry { return [] }
+            throw error
+        }
+    }
+
     /// `xs_rm`, where a missing node counts as removed.
     public func removeIfPresent(_ path: String, transaction: UInt32 = 0) throws(XenErrno) {
         do { try remove(path, transaction: transaction) } catch {
