@@ -68,6 +68,18 @@ public protocol ChannelHost: HypervisorControl {
     func obtainSharedFrames(between first: DomainID, and second: DomainID,
                             count: Int) throws(XenErrno) -> SharedFrames
 
+    /// What releasing `frames` (``releaseSharedFrames(_:)``) does to the
+    /// channel view of `domain`, one of the two domains.
+    ///
+    /// Simulator: both host p2ms drop the frames, and a drop inside a view's
+    /// remapped range resets the view; re-applying the domain's other
+    /// channels repairs it (their backing is RAM). Xen: the mapping side
+    /// (`second`) unmaps its grant mappings, the same drop, but a reset view
+    /// cannot be repaired (`change_gfn` cannot reach a grant mapping the view
+    /// lacks), while the granting side's pages stay its RAM. The default is
+    /// the simulator's.
+    func releaseEffect(on domain: DomainID, of frames: SharedFrames) -> FrameReleaseEffect
+
     /// The same, telling the agents each domain's channel view: on Xen the
     /// mapping agent touches its grant mappings from that view so the view
     /// holds entries for them (docs/XEN.md, "The frame flow"). A host that
@@ -121,6 +133,18 @@ public protocol ChannelHost: HypervisorControl {
     /// simulator's memory; on Xen a no-op, because revoking the descriptor
     /// fires the agent's xenstore watch. Best effort; never fails.
     func wake(_ domain: DomainID, gfn: GFN, offset: Int, port: UInt32)
+}
+
+/// What releasing shared frames does to one domain's channel view
+/// (``ChannelHost/releaseEffect(on:of:)``).
+public enum FrameReleaseEffect: Sendable, Equatable {
+    /// Its backing gfns stay: no view changes.
+    case none
+    /// A view whose remapped range holds them is reset; re-applying the
+    /// channels restores it.
+    case repairableReset
+    /// A view whose remapped range holds them is reset for good.
+    case unrepairableReset
 }
 
 /// One active view of a domain.
@@ -203,6 +227,9 @@ extension ChannelHost {
         }
         return found
     }
+
+    /// Both domains drop the frames; re-applying repairs a reset.
+    public func releaseEffect(on domain: DomainID, of frames: SharedFrames) -> FrameReleaseEffect { .repairableReset }
 
     /// Unknown by default.
     public func accessRequired(_ domain: DomainID) throws(XenErrno) -> Bool? { nil }

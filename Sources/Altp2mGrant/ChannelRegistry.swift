@@ -96,10 +96,34 @@ struct DomainState: Equatable, Sendable {
     var notifyPages: [VCPUID: GFN] = [:]
 }
 
+/// The shared frames of a destroyed channel that stay shared, scrubbed and
+/// locked out (`n` in every view) until no domain that holds them has a
+/// channel left: releasing them drops backing gfns (on Xen the mapping
+/// side's grant unmap is `p2m_remove_page`), and a drop inside the remapped
+/// range of a domain's channel view resets that view
+/// (`p2m_altp2m_propagate_change` → `p2m_reset_altp2m`), taking the windows
+/// of the domain's other channels with it.
+struct ParkedFrames: Equatable, Sendable {
+    /// The channel they belonged to (for messages).
+    var channel: String
+    var pageCount: Int
+    var frames: SharedFrames
+    /// Both sides as the channel left them (their backing access is restored
+    /// when the frames go).
+    var sides: [SideState]
+
+    /// Whether the frames may go now: no live domain holding them has a channel.
+    func isIdle(alive: Set<DomainID>, channelsOf: (DomainID) -> Int) -> Bool {
+        [frames.first, frames.second].allSatisfy { !alive.contains($0) || channelsOf($0) == 0 }
+    }
+}
+
 /// The registry's contents.
 struct RegistryContents: Equatable, Sendable {
     var channels: [String: ChannelState] = [:]
     var domains: [DomainID: DomainState] = [:]
+    /// Frames of destroyed channels kept until their domains' channels are gone.
+    var parked: [ParkedFrames] = []
     /// The generation of the next descriptor the host issues.
     var nextGeneration: UInt64 = 1
 
@@ -154,6 +178,14 @@ enum RegistryFormat {
         var nextGeneration: UInt64
         var channels: [Channel]
         var domains: [Domain]
+        /// Absent in registries written before it existed, and when empty.
+        var parked: [Parked]?
+    }
+
+    struct Parked: Codable {
+        var channel: String
+        var pageCount: Int
+        var sides: [Side]
     }
 
     struct Channel: Codable {
@@ -198,6 +230,25 @@ enum RegistryFormat {
         var gfn: UInt64
     }
 
+    static func encode(_ side: SideState) -> Side {
+        Side(domain: side.domain.rawValue, domainName: side.domainName, view: side.view.rawValue,
+             windowFirstGFN: side.windowFirstGFN?.rawValue,
+             backing: side.backing.map(\.rawValue),
+             originalAccess: side.originalAccess.map(\.description), applied: side.applied,
+             processExits: side.processExits == 0 ? nil : side.processExits)
+    }
+
+    static func decode(_ side: Side, entry: String) throws(GrantError) -> SideState {
+        let access = side.originalAccess.compactMap { MemAccess($0) }
+        guard access.count == side.originalAccess.count else {
+            throw .registry("the channel registry entry '\(entry)' has an unknown access type")
+        }
+        return SideState(domain: DomainID(rawValue: side.domain), domainName: side.domainName,
+                         view: ViewID(side.view), windowFirstGFN: side.windowFirstGFN.map { GFN($0) },
+                         backing: side.backing.map { GFN($0) }, originalAccess: access,
+                         applied: side.applied, processExits: side.processExits ?? 0)
+    }
+
     static func encode(_ contents: RegistryContents) -> [UInt8] {
         let document = Document(
             version: version, nextGeneration: contents.nextGeneration,
@@ -205,14 +256,7 @@ enum RegistryFormat {
                 Channel(id: channel.id.hex, name: channel.name, pageCount: channel.pageCount,
                         oneWay: channel.isOneWay, suite: channel.suite.description, mode: channel.mode.description,
                         createdAt: channel.createdAt, expiresAt: channel.expiresAt, generation: channel.generation,
-                        port: channel.port,
-                        sides: channel.sides.map { side in
-                            Side(domain: side.domain.rawValue, domainName: side.domainName, view: side.view.rawValue,
-                                 windowFirstGFN: side.windowFirstGFN?.rawValue,
-                                 backing: side.backing.map(\.rawValue),
-                                 originalAccess: side.originalAccess.map(\.description), applied: side.applied,
-                                 processExits: side.processExits == 0 ? nil : side.processExits)
-                        },
+                        port: channel.port, sides: channel.sides.map(encode),
                         published: channel.published.map(\.rawValue), controlPageWritten: channel.controlPageWritten)
             },
             domains: contents.domains.values.sorted { $0.domain < $1.domain }.map { state in
@@ -221,6 +265,9 @@ enum RegistryFormat {
                        notifyPages: state.notifyPages.sorted { $0.key < $1.key }.map {
                            NotifyPage(vcpu: $0.key.rawValue, gfn: $0.value.rawValue)
                        })
+            },
+            parked: contents.parked.isEmpty ? nil : contents.parked.map { parked in
+                Parked(channel: parked.channel, pageCount: parked.pageCount, sides: parked.sides.map(encode))
             })
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -249,16 +296,7 @@ enum RegistryFormat {
                 throw .registry("the channel registry entry '\(channel.name)' is malformed")
             }
             var sides: [SideState] = []
-            for side in channel.sides {
-                let access = side.originalAccess.compactMap { MemAccess($0) }
-                guard access.count == side.originalAccess.count else {
-                    throw .registry("the channel registry entry '\(channel.name)' has an unknown access type")
-                }
-                sides.append(SideState(domain: DomainID(rawValue: side.domain), domainName: side.domainName,
-                                       view: ViewID(side.view), windowFirstGFN: side.windowFirstGFN.map { GFN($0) },
-                                       backing: side.backing.map { GFN($0) }, originalAccess: access,
-                                       applied: side.applied, processExits: side.processExits ?? 0))
-            }
+            for side in channel.sides { sides.append(try decode(side, entry: channel.name)) }
             let frames: SharedFrames? = sides[0].backing.isEmpty ? nil
                 : SharedFrames(first: sides[0].domain, second: sides[1].domain,
                                firstGFNs: sides[0].backing, secondGFNs: sides[1].backing)
@@ -275,6 +313,18 @@ enum RegistryFormat {
             contents.domains[DomainID(rawValue: state.domain)] = DomainState(
                 domain: DomainID(rawValue: state.domain), name: state.name, view: ViewID(state.view),
                 activatedByUs: state.activatedByUs, accessRequiredByUs: state.accessRequiredByUs, notifyPages: pages)
+        }
+        for parked in document.parked ?? [] {
+            var sides: [SideState] = []
+            for side in parked.sides { sides.append(try decode(side, entry: parked.channel)) }
+            guard sides.count == 2, !sides[0].backing.isEmpty, sides[0].backing.count == sides[1].backing.count else {
+                throw .registry("the channel registry's parked frames of '\(parked.channel)' are malformed")
+            }
+            contents.parked.append(ParkedFrames(
+                channel: parked.channel, pageCount: parked.pageCount,
+                frames: SharedFrames(first: sides[0].domain, second: sides[1].domain,
+                                     firstGFNs: sides[0].backing, secondGFNs: sides[1].backing),
+                sides: sides))
         }
         return contents
     }

@@ -30,11 +30,15 @@ extension GrantModule {
                 remaining[side.domain] = rest
             }
         }
-        let problems = dismantle(channel, closing: .revoked, remaining: remaining, retire: retire)
+        var parked = registry.contents.parked
+        let others = registry.contents.channels.values.filter { $0.name != name }
+        let problems = dismantle(channel, closing: .revoked, remaining: remaining, retire: retire, parked: &parked,
+                                 channelsOf: { id in others.filter { $0.involves(id) }.count })
         do {
             try registry.commit { contents in
                 contents.channels[name] = nil
                 for domain in retire.keys { contents.domains[domain] = nil }
+                contents.parked = parked
             }
         } catch {
             throw .registry("the channel '\(name)' was torn down, but the registry could not be updated (\(error)); it stays listed until the registry can be written, and destroying it again is safe")
@@ -85,7 +89,11 @@ extension GrantModule {
                 let rest = left.channels(of: side.domain).filter { $0.name != channel.name }
                 if rest.isEmpty { retire[side.domain] = left.domains[side.domain] } else { remaining[side.domain] = rest }
             }
-            let problems = dismantle(channel, closing: reason, remaining: remaining, retire: retire)
+            var parked = left.parked
+            let others = left.channels.values.filter { $0.name != channel.name }
+            let problems = dismantle(channel, closing: reason, remaining: remaining, retire: retire, parked: &parked,
+                                     channelsOf: { id in others.filter { $0.involves(id) }.count })
+            left.parked = parked
             left.channels[channel.name] = nil
             for retired in retire.keys { left.domains[retired] = nil }
             reports.append(ChannelTeardown(name: channel.name, problems: problems))
@@ -187,7 +195,17 @@ extension GrantModule {
                 remaining[domain.state.domain] = registry.contents.channels(of: domain.state.domain)
             }
         }
-        var problems = dismantle(work, closing: nil, remaining: remaining, retire: retire)
+        var parked = registry.contents.parked
+        let others = Array(registry.contents.channels.values)
+        var problems = dismantle(work, closing: nil, remaining: remaining, retire: retire, parked: &parked,
+                                 channelsOf: { id in others.filter { $0.involves(id) }.count })
+        if parked != registry.contents.parked {
+            do {
+                try registry.commit { $0.parked = parked }
+            } catch {
+                problems.append("recording the parked frames of '\(work.name)': \(error)")
+            }
+        }
         for domain in domains where !domain.isNew {
             let who = "\(domain.state.name) (\(domain.state.domain))"
             for (vcpu, page) in domain.notifyEnabledNow.sorted(by: { $0.key < $1.key }) {
@@ -204,18 +222,35 @@ extension GrantModule {
 
     /// Takes a channel apart, in the order that never exposes its contents:
     /// tell the agents, revoke the descriptors, revert the windows, scrub the
-    /// frames, revert the backing gfns, release frames, windows and port.
-    /// Then, per domain: re-apply its remaining channels (releasing backing
-    /// gfns resets a channel view whose remapped range they lie in, spec
-    /// §5.3; the domain stays paused until they are back), or retire its
-    /// channel view if none remain.
+    /// frames, then release the frames (with their backing gfns' access), or
+    /// park them, and release windows and port. Then, per domain: re-apply
+    /// its remaining channels if frames were released, or retire its channel
+    /// view if none remain.
+    ///
+    /// Frames are parked (``ParkedFrames``: scrubbed, still locked out,
+    /// still shared) while a domain holding them keeps other channels:
+    /// releasing them drops backing gfns, and a drop inside the remapped range
+    /// of the domain's one channel view resets the view (spec §5.3), which on
+    /// Xen cannot be repaired for grant-mapped backing
+    /// (`altp2m_get_effective_entry` refuses a `p2m_grant_map_rw` entry the
+    /// view lacks). So the other channels never lose their windows, and
+    /// nothing is re-applied: a destroy costs the same whatever the number of
+    /// channels left. Parked frames of `parked` whose domains have no channel
+    /// left (`channelsOf`, the channels other than this one) go here, before
+    /// the views are retired.
     func dismantle(_ channel: ChannelState, closing: ChannelCloseReason?,
-                   remaining: [DomainID: [ChannelState]], retire: [DomainID: DomainState]) -> [String] {
+                   remaining: [DomainID: [ChannelState]], retire: [DomainID: DomainState],
+                   parked: inout [ParkedFrames], channelsOf: (DomainID) -> Int) -> [String] {
         var problems: [String] = []
         let domainIDs = channel.sides.map(\.domain)
         // If the domain list cannot be read, try everything and report what fails.
         let alive = (try? host.listDomains()).map { Set($0.map(\.id)) } ?? Set(domainIDs)
         let live = channel.sides.filter { alive.contains($0.domain) }
+        let keeps = { (domain: DomainID) in alive.contains(domain) && !(remaining[domain] ?? []).isEmpty }
+        // Parked while a domain whose view the release would reset for good keeps channels.
+        let park = channel.frames.map { frames in
+            domainIDs.contains { keeps($0) && host.releaseEffect(on: $0, of: frames) == .unrepairableReset }
+        } ?? false
 
         var paused: [DomainID] = []
         for domain in domainIDs where alive.contains(domain) && !(remaining[domain] ?? []).isEmpty {
@@ -243,12 +278,17 @@ extension GrantModule {
         if let frames = channel.frames {
             scrub(frames, live: live, problems: &problems)
         }
-        for side in live where side.applied {
-            revertBackingGFNs(side, pageCount: channel.pageCount, problems: &problems)
-        }
-        if let frames = channel.frames {
-            note(&problems, "releasing the shared frames of '\(channel.name)'") { () throws(XenErrno) in
-                try host.releaseSharedFrames(frames)
+        if let frames = channel.frames, park {
+            parked.append(ParkedFrames(channel: channel.name, pageCount: channel.pageCount, frames: frames,
+                                       sides: channel.sides))
+        } else {
+            for side in live where side.applied {
+                revertBackingGFNs(side, pageCount: channel.pageCount, problems: &problems)
+            }
+            if let frames = channel.frames {
+                note(&problems, "releasing the shared frames of '\(channel.name)'") { () throws(XenErrno) in
+                    try host.releaseSharedFrames(frames)
+                }
             }
         }
         for side in live {
@@ -265,9 +305,15 @@ extension GrantModule {
                 problems.append("\(owner): releasing notification port \(port): \(error)")
             } catch {}
         }
+        releaseIdle(&parked, alive: alive, channelsOf: channelsOf, problems: &problems)
         var seen: Set<DomainID> = []
         for domain in domainIDs where alive.contains(domain) && seen.insert(domain).inserted {
             if let rest = remaining[domain], !rest.isEmpty {
+                // Re-applied where the release reset the view, repairably
+                // (or no frames were reached, as before): a view the release
+                // left alone keeps its channels as they are.
+                let effect = channel.frames.map { host.releaseEffect(on: domain, of: $0) }
+                guard !park, effect == nil || effect == .repairableReset else { continue }
                 for other in rest {
                     guard let side = other.side(of: domain), side.applied else { continue }
                     do {
@@ -286,6 +332,29 @@ extension GrantModule {
             }
         }
         return problems
+    }
+
+    /// Releases the parked frames whose domains have no channel left: their
+    /// backing gfns' access is restored (the views are still there to drop
+    /// their entries from), then the frames go.
+    func releaseIdle(_ parked: inout [ParkedFrames], alive: Set<DomainID>, channelsOf: (DomainID) -> Int,
+                     problems: inout [String]) {
+        var kept: [ParkedFrames] = []
+        for entry in parked {
+            let frames = entry.frames
+            let resetsForGood = { (domain: DomainID) in self.host.releaseEffect(on: domain, of: frames) == .unrepairableReset }
+            guard entry.isIdle(alive: alive, channelsOf: { resetsForGood($0) ? channelsOf($0) : 0 }) else {
+                kept.append(entry)
+                continue
+            }
+            for side in entry.sides where side.applied && alive.contains(side.domain) {
+                revertBackingGFNs(side, pageCount: entry.pageCount, problems: &problems)
+            }
+            note(&problems, "releasing the parked frames of '\(entry.channel)'") { () throws(XenErrno) in
+                try host.releaseSharedFrames(entry.frames)
+            }
+        }
+        parked = kept
     }
 
     /// Writes the host line of the control page (`reason`, then `closed` =

@@ -120,6 +120,15 @@ extension XenControl {
         return "\(name) (\(domain))"
     }
 
+    /// The mapping side (`second`) unmaps its grant mappings, a drop that
+    /// resets a view whose remapped range holds them, for good: `change_gfn`
+    /// cannot reach a `p2m_grant_map_rw` entry the view lacks
+    /// (`altp2m_get_effective_entry`). The granting side's pages stay its RAM
+    /// when the grant ends (`gnttab_end_foreign_access`).
+    public func releaseEffect(on domain: DomainID, of frames: SharedFrames) -> FrameReleaseEffect {
+        domain == frames.second ? .unrepairableReset : .none
+    }
+
     public func releaseSharedFrames(_ frames: SharedFrames) throws(XenErrno) {
         let zeros = [UInt8](repeating: 0, count: 4096)
         let live = Set(try listDomains().map(\.id))

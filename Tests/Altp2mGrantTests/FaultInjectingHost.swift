@@ -56,6 +56,11 @@ final class FaultInjectingHost: ChannelHost {
     func obtainSharedFrames(between a: DomainID, and b: DomainID, count: Int) throws(XenErrno) -> SharedFrames {
         try gate("obtainSharedFrames"); return try base.obtainSharedFrames(between: a, and: b, count: count)
     }
+    func obtainSharedFrames(between a: DomainID, and b: DomainID, count: Int,
+                            views: (first: ViewID, second: ViewID)) throws(XenErrno) -> SharedFrames {
+        try gate("obtainSharedFrames"); return try base.obtainSharedFrames(between: a, and: b, count: count, views: views)
+    }
+    func releaseEffect(on d: DomainID, of f: SharedFrames) -> FrameReleaseEffect { base.releaseEffect(on: d, of: f) }
     func releaseSharedFrames(_ f: SharedFrames) throws(XenErrno) { try gate("releaseSharedFrames"); try base.releaseSharedFrames(f) }
     func writeGuestMemory(_ d: DomainID, gfn: GFN, offset: Int, bytes: [UInt8]) throws(XenErrno) {
         try gate("writeGuestMemory")

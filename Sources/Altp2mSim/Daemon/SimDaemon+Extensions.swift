@@ -216,6 +216,9 @@ public final class JournaledChannelHost: ChannelHost {
             () throws(XenErrno) in try inner.obtainSharedFrames(between: first, and: second, count: count)
         }
     }
+    public func releaseEffect(on domain: DomainID, of frames: SharedFrames) -> FrameReleaseEffect {
+        inner.releaseEffect(on: domain, of: frames)
+    }
     public func releaseSharedFrames(_ frames: SharedFrames) throws(XenErrno) {
         try journaled("releaseSharedFrames", [
             "first": Self.d(frames.first), "second": Self.d(frames.second),
