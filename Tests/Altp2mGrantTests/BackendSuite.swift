@@ -3,7 +3,9 @@ import Testing
 import Altp2m
 import Altp2mGrant
 import ChannelCrypto
+import Altp2mSim
 import XenBackend
+import XenInterface
 
 /// Checks that hold on any ``ChannelHost`` (simulator or real Xen), made only
 /// with the raw altp2m operations of ``HypervisorControl``.
@@ -190,6 +192,39 @@ struct BackendAgnosticTests {
         }
         #expect(unmapped, "the mapping agent unmapped both channels' frames")
         #expect(restarted.listChannels().isEmpty)
+    }
+
+    @Test("xen-sim: a domain that dies while it maps parked frames: its channels go, and so do the parked frames, with no problem reported")
+    func xenSimDeathWithParkedFrames() throws {
+        let fixture = try XenSimFixture()
+        defer { fixture.stop() }
+        try fixture.addDomain("left")
+        try fixture.addDomain("right")
+        let host = try fixture.control()
+        let grants = try GrantModule(host: host, stateDirectory: fixture.directory.path + "/death")
+        try grants.allow("left", "right")
+        for name in ["left", "right"] {
+            try grants.registerAgentKey(Curve25519.KeyAgreement.PrivateKey().publicKey, forDomain: name)
+        }
+        let one = try grants.createChannel(ChannelRequest(name: "one", between: .name("left"), and: .name("right"),
+                                                          pageCount: 2)).channel
+        _ = try grants.createChannel(ChannelRequest(name: "two", between: .name("left"), and: .name("right"), pageCount: 2))
+        #expect(try grants.destroyChannel("two").problems.isEmpty)
+        // right (the mapping side) dies: Xen drops its mappings itself.
+        let client = try SimClient(stateDirectory: fixture.state)
+        defer { client.close() }
+        _ = try client.call("domain.destroy", ["domain": .int(Int64(one.responder.domain.rawValue))])
+        let reports = try grants.domainDied(one.responder.domain)
+        #expect(reports.map(\.name) == ["one"])
+        for report in reports { #expect(report.problems.isEmpty, "\(report.problems)") }
+        #expect(grants.listChannels().isEmpty)
+        // left is retired: altp2m, which the grant module activated, is off again.
+        #expect(try !host.getDomainState(one.initiator.domain))
+        // Both channels' set-up directories are gone (the parked one's too),
+        // so left's agent ended its grants.
+        let store = try SimXenStoreLibrary(stateDirectory: fixture.state)
+        let setups = XenStoreLayout.peerSetupDirectory(one.initiator.domain, peer: one.responder.domain)
+        #expect(try store.directoryIfPresent(setups).isEmpty, "set-up directories left: \(setups)")
     }
 
     @Test("xen-sim: 64 channels between two domains destroyed in a random order: every survivor stays active after each destroy, and a destroy makes the same number of hypervisor calls however many channels are left")
