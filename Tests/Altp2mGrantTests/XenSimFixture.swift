@@ -2,7 +2,9 @@ import Foundation
 import Synchronization
 import Testing
 import Altp2m
+import Altp2mGrant
 import Altp2mSim
+import ChannelCrypto
 import XenBackend
 import XenInterface
 
@@ -95,4 +97,24 @@ final class XenSimFixture {
 struct HandedOver<Value>: @unchecked Sendable {
     let value: Value
     init(_ value: Value) { self.value = value }
+}
+
+extension XenSimFixture {
+    /// The domains `left` and `right`, each with its agent.
+    func addPair() throws {
+        try addDomain("left")
+        try addDomain("right")
+    }
+
+    /// A grant module over `host` (this simulator's XenControl, or a wrapper
+    /// of it) with its state in `state` under the fixture's directory,
+    /// allowing `left` and `right`, with an agent key for each.
+    func pairGrants(over host: any ChannelHost, state: String) throws -> GrantModule {
+        let grants = try GrantModule(host: host, stateDirectory: directory.path + "/" + state)
+        try grants.allow("left", "right")
+        for name in ["left", "right"] {
+            try grants.registerAgentKey(Curve25519.KeyAgreement.PrivateKey().publicKey, forDomain: name)
+        }
+        return grants
+    }
 }

@@ -60,6 +60,13 @@ final class WindowRelay: @unchecked Sendable {
         var relayed = [UInt64](repeating: 0, count: geometry.ringCount)
         var numbers = [Int](repeating: 0, count: geometry.ringCount)
         while !stop.load(ordering: .acquiring) {
+            // Each side's state line is read before its rings and handed on
+            // after them: a writer publishes its frames before it sets
+            // `closed`, and the reader must not see the flag before those
+            // frames (copying the line after a stale ring snapshot would
+            // show it a close with frames still missing).
+            let initiatorLine = readLine(ControlPage.Offset.initiatorState, of: initiatorWindow)
+            let responderLine = readLine(ControlPage.Offset.responderState, of: responderWindow)
             for ring in 0..<geometry.ringCount {
                 // Ring 0 carries initiator-to-responder frames, ring 1 the rest.
                 let (writer, reader) = ring == 0 ? (initiatorWindow, responderWindow) : (responderWindow, initiatorWindow)
@@ -94,19 +101,30 @@ final class WindowRelay: @unchecked Sendable {
                                                         ordering: .sequentiallyConsistent)
             }
             // Each side's state line (waiting, closed, liveness) to the other.
-            copyLine(ControlPage.Offset.initiatorState, from: initiatorWindow, to: responderWindow)
-            copyLine(ControlPage.Offset.responderState, from: responderWindow, to: initiatorWindow)
+            writeLine(initiatorLine, ControlPage.Offset.initiatorState, to: responderWindow)
+            writeLine(responderLine, ControlPage.Offset.responderState, to: initiatorWindow)
         }
     }
 
-    private func copyLine(_ offset: Int, from: TestWindow, to: TestWindow) {
-        let source = ControlPage(base: from.base), target = ControlPage(base: to.base)
-        for field in [ControlPage.SideField.waiting, ControlPage.SideField.closed] {
-            target.u32(at: offset + field).pointee.store(source.u32(at: offset + field).pointee.load(ordering: .acquiring),
-                                                         ordering: .sequentiallyConsistent)
-        }
-        let liveness = offset + ControlPage.SideField.liveness
-        target.u64(at: liveness).pointee.store(source.u64(at: liveness).pointee.load(ordering: .relaxed), ordering: .relaxed)
+    private struct StateLine {
+        var waiting: UInt32
+        var closed: UInt32
+        var liveness: UInt64
+    }
+
+    private func readLine(_ offset: Int, of window: TestWindow) -> StateLine {
+        let page = ControlPage(base: window.base)
+        return StateLine(
+            waiting: page.u32(at: offset + ControlPage.SideField.waiting).pointee.load(ordering: .sequentiallyConsistent),
+            closed: page.u32(at: offset + ControlPage.SideField.closed).pointee.load(ordering: .sequentiallyConsistent),
+            liveness: page.u64(at: offset + ControlPage.SideField.liveness).pointee.load(ordering: .relaxed))
+    }
+
+    private func writeLine(_ line: StateLine, _ offset: Int, to window: TestWindow) {
+        let page = ControlPage(base: window.base)
+        page.u32(at: offset + ControlPage.SideField.waiting).pointee.store(line.waiting, ordering: .sequentiallyConsistent)
+        page.u32(at: offset + ControlPage.SideField.closed).pointee.store(line.closed, ordering: .sequentiallyConsistent)
+        page.u64(at: offset + ControlPage.SideField.liveness).pointee.store(line.liveness, ordering: .relaxed)
     }
 }
 
