@@ -202,3 +202,24 @@ int cplatform_vmfunc_try(uint32_t view) {
     return 0;
 }
 #endif
+
+// --- Threads and CPUs ---------------------------------------------------------
+
+static __thread int pinned_cpu = -1;
+static __thread uint64_t thread_identity = 0;
+
+int cplatform_pin_to_current_cpu(void) {
+    int cpu = sched_getcpu();
+    if (cpu < 0) return -errno;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    if (sched_setaffinity(0, sizeof set, &set) != 0) return -errno;
+    pinned_cpu = cpu;
+    thread_identity = ((uint64_t)(uint32_t)getpid() << 32) | (uint32_t)syscall(SYS_gettid);
+    return cpu;
+}
+
+int cplatform_pinned_cpu(void) { return pinned_cpu; }
+
+uint64_t cplatform_thread_identity(void) { return thread_identity; }

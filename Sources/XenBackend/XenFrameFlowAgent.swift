@@ -56,9 +56,13 @@ public final class XenFrameFlowAgent {
     }
 
     /// Starts watching `domain`'s set-up root.
+    /// The view-switching rule (the priming read visits the channel view).
+    private let switching: ViewSwitching
+
     public init(domain: DomainID, libraries: XenGuestLibraries) throws(XenErrno) {
         self.domain = domain
         self.libraries = libraries
+        switching = try ViewSwitching(hardware: libraries.hardware)
         watchToken = "secure-channel-setup-\(getpid())"
         try libraries.store.watch(XenStoreLayout.setupRoot(domain), token: watchToken)
     }
@@ -168,9 +172,10 @@ public final class XenFrameFlowAgent {
             if let view, view != 0 {
                 // Enter, touch every page, leave: nothing else runs on the
                 // way, and no window exists yet (the view is empty).
-                guard libraries.hardware.vmfunc(view) else { throw XenErrno.notPermitted }
+                // Through ViewSwitching, as every view visit of the guest.
+                do { try switching.enter(view) } catch { throw XenErrno.notPermitted }
                 for page in 0..<count { libraries.hardware.touch(base + page * 4096) }
-                _ = libraries.hardware.vmfunc(0)
+                switching.leave()
             }
             let gfns = try frames(base, count: count)
             try libraries.store.write("\(directory)/gfns", Self.hex(gfns), transaction: 0)

@@ -70,6 +70,9 @@ public final class XenGuestPlatform: GuestPlatform {
         store = libraries.store
         events = libraries.events
         hardware = libraries.hardware
+        do { switching = try ViewSwitching(hardware: libraries.hardware) } catch {
+            throw .hypervisor(error, "mapping the guest's view claim table")
+        }
         // The host's wake-up when it revokes a descriptor (docs/XEN.md): a
         // watch on this guest's descriptor directory ends every wait.
         do { try store.watch(XenStoreLayout.descriptorDirectory(domain), token: Self.descriptorWatchToken) } catch {
@@ -89,9 +92,18 @@ public final class XenGuestPlatform: GuestPlatform {
 
     // MARK: Views and the window
 
+    /// Through ``ViewSwitching``: the calling thread is pinned to its vCPU
+    /// at its first switch and holds its vCPU's claim from the switch into
+    /// a view to the return to view 0, so no migration or other thread's
+    /// switch can put its window accesses in another view.
     public func enterView(_ view: ViewID) -> Bool {
-        hardware.vmfunc(view.rawValue)
+        if view == .hostOrView0 { return switching.leave() }
+        do { try switching.enter(view.rawValue) } catch { return false }
+        return true
     }
+
+    /// The view-switching rule of this process's threads.
+    public let switching: ViewSwitching
 
     public func mapWindow(view: ViewID, firstGFN: GFN, pageCount: Int) throws(GuestPlatformError) -> UnsafeMutableRawPointer {
         guard pageCount > 0, firstGFN.rawValue < (UInt64(1) << 52) else {

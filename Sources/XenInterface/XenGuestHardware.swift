@@ -22,4 +22,29 @@ public protocol XenGuestHardware: AnyObject {
     /// first access to a gfn a view has no entry for copies the host's
     /// entry into it).
     func touch(_ address: UnsafeRawPointer)
+
+    // MARK: Threads and vCPUs
+    //
+    // The current view belongs to the vCPU, not to the thread
+    // (docs/XEN.md, "Threads, vCPUs and views"): ``ViewSwitching`` pins
+    // every thread that enters a view and lets one thread at a time switch
+    // views on a vCPU, through these.
+
+    /// The vCPU the calling thread was pinned to by ``pinCallingThread()``,
+    /// or nil. Called on every view switch: no system call.
+    func pinnedVCPU() -> Int?
+    /// Pins the calling thread to the vCPU it runs on now
+    /// (`sched_setaffinity` with that one CPU): Linux then never migrates
+    /// it. Returns that vCPU.
+    func pinCallingThread() throws(XenErrno) -> Int
+    /// A nonzero number naming the calling thread among every thread of the
+    /// guest while it lives (the process id in the high half). Valid after
+    /// ``pinCallingThread()``; no system call.
+    func threadIdentity() -> UInt64
+    /// Whether the process of the thread that `identity` names may still
+    /// run (false only when it is certainly gone).
+    func threadMayLive(_ identity: UInt64) -> Bool
+    /// The guest-wide table of view claims (``ViewClaimTable``), shared by
+    /// every process of this guest that switches views.
+    func viewClaims() throws(XenErrno) -> ViewClaimTable
 }

@@ -85,46 +85,86 @@ public final class ScriptedGuestScheduler: GuestScheduler {
 
 /// Seeded random schedule points for soak tests: at each point, with
 /// probability `rate`, the thread migrates to a vCPU drawn from its
-/// process's, and with probability `rate` it yields the OS CPU (so threads
-/// sharing a vCPU interleave). The same seed gives the same draws in the
-/// same order (their assignment to OS threads follows the OS).
+/// process's (unless it is pinned, as Linux would not move it), with
+/// probability `rate` it yields the OS CPU (so threads sharing a vCPU
+/// interleave), and, when a `preemption` is given, with probability `rate`
+/// another guest thread runs on the thread's vCPU first: the closure gets
+/// the preempted thread and runs the intruder's operations. The same seed
+/// gives the same draws in the same order (their assignment to OS threads
+/// follows the OS).
 public final class RandomGuestScheduler: GuestScheduler, @unchecked Sendable {
     // @unchecked: the state is behind a mutex.
     private struct State {
         var random: UInt64
         var migrations = 0
+        var refusedMigrations = 0
+        var preemptions = 0
         var points = 0
+        /// OS threads running a preemption now: their own schedule points
+        /// pass (the intruder is not preempted in turn).
+        var preempting: Set<UInt> = []
     }
 
     private let state: Mutex<State>
     private let threshold: UInt64
+    private let preemption: ((GuestThread) -> Void)?
+    private let yields: Bool
 
     /// - Parameters:
     ///   - seed: the generator's seed.
-    ///   - rate: 0...1, the chance of a migration (and of a yield) per point.
-    public init(seed: UInt64, rate: Double) {
+    ///   - rate: 0...1, the chance of a migration (and of a yield, and of a
+    ///     preemption) per point.
+    ///   - yields: whether to yield the OS CPU at all (a soak on a loaded
+    ///     machine, where each yield gives a whole time slice away, may
+    ///     leave it out: the migrations and preemptions do not need it).
+    ///   - preemption: what another thread does on the preempted thread's
+    ///     vCPU; nil for no preemptions.
+    public init(seed: UInt64, rate: Double, yields: Bool = true, preemption: ((GuestThread) -> Void)? = nil) {
         state = Mutex(State(random: seed))
         threshold = UInt64(max(0, min(1, rate)) * Double(UInt64.max >> 11)) << 11
+        self.yields = yields
+        self.preemption = preemption
     }
 
     /// Migrations made so far.
     public var migrations: Int { state.withLock { $0.migrations } }
+    /// Migrations drawn for a pinned thread, which stayed where it was.
+    public var refusedMigrations: Int { state.withLock { $0.refusedMigrations } }
+    /// Preemptions run so far.
+    public var preemptions: Int { state.withLock { $0.preemptions } }
     /// Schedule points seen so far.
     public var points: Int { state.withLock { $0.points } }
 
     public func schedulePoint(_ thread: GuestThread, _ operation: GuestOperation) {
         let vcpus = thread.guest.vcpus
-        let (target, yield): (VCPUID?, Bool) = state.withLock { s in
+        let caller = UInt(pthread_self())
+        let pinned = thread.pinnedVCPU != nil
+        let draw: (target: VCPUID?, yield: Bool, preempt: Bool)? = state.withLock { s in
+            guard !s.preempting.contains(caller) else { return nil }
             s.points += 1
             let move = Self.next(&s.random) < threshold
             let pick = Int(Self.next(&s.random) % UInt64(max(vcpus.count, 1)))
             let yield = Self.next(&s.random) < threshold
-            guard move, !vcpus.isEmpty, vcpus[pick] != thread.vcpu else { return (nil, yield) }
+            let preempt = preemption != nil && Self.next(&s.random) < threshold
+            if preempt {
+                s.preemptions += 1
+                s.preempting.insert(caller)
+            }
+            guard move, !vcpus.isEmpty, vcpus[pick] != thread.vcpu else { return (nil, yield, preempt) }
+            if pinned {
+                s.refusedMigrations += 1
+                return (nil, yield, preempt)
+            }
             s.migrations += 1
-            return (vcpus[pick], yield)
+            return (vcpus[pick], yield, preempt)
         }
-        if let target { try? thread.migrate(to: target) }
-        if yield { sched_yield() }
+        guard let draw else { return }
+        if let target = draw.target { try? thread.migrate(to: target) }
+        if draw.preempt, let preemption {
+            preemption(thread)
+            _ = state.withLock { $0.preempting.remove(caller) }
+        }
+        if draw.yield, yields { sched_yield() }
     }
 
     /// SplitMix64: small, fast, and the same everywhere.

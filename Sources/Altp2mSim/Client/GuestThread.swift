@@ -1,4 +1,10 @@
 import Altp2m
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 
 /// A thread of a guest process, as the simulator runs it: at every moment
 /// it is on one of the domain's vCPUs, and each guest operation it makes
@@ -26,25 +32,53 @@ public final class GuestThread: @unchecked Sendable {
     /// The vCPU the thread is on now, as an index (read on every operation,
     /// so without a dynamic exclusivity check).
     @exclusivity(unchecked) var vcpuIndex: Int
+    /// The vCPU the thread is pinned to, as an index, or -1.
+    @exclusivity(unchecked) var pinnedIndex: Int = -1
+    /// A number that names this thread among every guest thread of every
+    /// process on this machine while it lives: the process id in the high
+    /// half, a serial in the low half (what `gettid` gives a guest thread).
+    public let identity: UInt64
+
+    private static let serials = Atomic<UInt32>(0)
 
     init(name: String, guest: SimGuest, vcpu: VCPUID) {
         self.name = name
         self.guest = guest
         self.vcpuIndex = Int(vcpu.rawValue)
+        let serial = Self.serials.add(1, ordering: .relaxed).newValue
+        identity = UInt64(UInt32(bitPattern: getpid())) << 32 | UInt64(serial)
     }
 
     /// The vCPU the thread is on now.
     public var vcpu: VCPUID { VCPUID(UInt32(vcpuIndex)) }
 
+    /// The vCPU the thread is pinned to (``pin(to:)``), or nil.
+    public var pinnedVCPU: VCPUID? { pinnedIndex < 0 ? nil : VCPUID(UInt32(pinnedIndex)) }
+
     /// Moves the thread to `vcpu` (the scheduler's migration). The vCPU
     /// keeps its own view: the thread's next access is in `vcpu`'s view.
     /// - Throws: ``SimGuestError/simulator(_:)`` when the process did not
-    ///   attach for `vcpu` (attach with it in `vcpus:`).
+    ///   attach for `vcpu` (attach with it in `vcpus:`), or the thread is
+    ///   pinned to another vCPU: Linux never migrates a thread whose
+    ///   affinity is one CPU (`sched_setaffinity`).
     public func migrate(to vcpu: VCPUID) throws(SimGuestError) {
         guard guest.vcpus.contains(vcpu) else {
             throw .simulator(.badArgument("thread \(name) cannot run on vCPU \(vcpu.rawValue): the process attached for vCPUs \(guest.vcpus.map(\.rawValue)); attach with it in vcpus:"))
         }
+        guard pinnedIndex < 0 || pinnedIndex == Int(vcpu.rawValue) else {
+            throw .simulator(.badArgument("thread \(name) is pinned to vCPU \(pinnedIndex) (its affinity is that one CPU): the kernel does not move it to vCPU \(vcpu.rawValue)"))
+        }
         vcpuIndex = Int(vcpu.rawValue)
+    }
+
+    /// Pins the thread to `vcpu`, as `sched_setaffinity` with that one CPU
+    /// does: it moves there now and no scheduler migrates it again.
+    /// - Throws: ``SimGuestError/simulator(_:)`` for a vCPU the process did
+    ///   not attach for.
+    public func pin(to vcpu: VCPUID) throws(SimGuestError) {
+        pinnedIndex = -1
+        try migrate(to: vcpu)
+        pinnedIndex = Int(vcpu.rawValue)
     }
 
     /// `VMFUNC` leaf 0 on the vCPU the thread is on (after the schedule point).

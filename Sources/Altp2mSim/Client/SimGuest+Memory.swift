@@ -15,7 +15,13 @@ extension SimGuest {
     func read(gfn: GFN, offset: Int, into buffer: UnsafeMutableRawBufferPointer,
               thread: GuestThread) throws(GuestMemoryFault) {
         guard offset >= 0, offset + buffer.count <= 4096 else { throw .outsidePage }
-        let vcpu = schedule(thread, .read)
+        try read(gfn: gfn, offset: offset, into: buffer, vcpu: schedule(thread, .read))
+    }
+
+    /// The read on `vcpu`, after the schedule point (or with none, for a
+    /// caller that just took it).
+    func read(gfn: GFN, offset: Int, into buffer: UnsafeMutableRawBufferPointer, vcpu: Int) throws(GuestMemoryFault) {
+        guard offset >= 0, offset + buffer.count <= 4096 else { throw .outsidePage }
         guard let s = shared else { return try inProcessRead(gfn: gfn, offset: offset, into: buffer, vcpu: vcpu) }
         s.refresh()
         if let window = s.window {

@@ -193,6 +193,13 @@ public final class SimGuestPlatform: GuestPlatform {
 
     @inline(__always)
     public func enterView(_ view: ViewID) -> Bool {
+        enterView(view, as: thread)
+    }
+
+    /// `VMFUNC` as `thread`, another thread of this platform's process: it
+    /// acts on the vCPU that thread is on after its schedule point.
+    @inline(__always)
+    public func enterView(_ view: ViewID, as thread: GuestThread) -> Bool {
         if let attached {
             let vcpu = guest.schedule(thread, .vmfunc)
             guard case .switched = attached._withUnsafeGuaranteedRef({ $0.vmfunc(UInt32(view.rawValue), eax: 0, vcpu: vcpu) })

@@ -107,6 +107,8 @@ extension SimDaemon {
             domain.markDestroyed()
             domain.removeFiles()
             unlink(directory.tokenPath(domain: domain.name))
+            // The guest's memory is gone, and its claim table with it.
+            unlink(directory.viewClaimsPath(domain: domain.name))
         }
         for connection in connections where connection.attachedDomain == id { connection.attachedDomain = nil }
         setEventState(id, EventWordLayout.stateDestroyed)

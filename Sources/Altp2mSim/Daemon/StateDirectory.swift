@@ -72,6 +72,9 @@ public struct StateDirectory: Sendable, Hashable, CustomStringConvertible {
 
     /// Where `domain create` writes domain `name`'s token.
     public func tokenPath(domain name: String) -> String { domainsPath + "/\(name).token" }
+    /// Domain `name`'s view claim table, which its guest processes share
+    /// (inside a Xen guest: `/run/secure-channel/view-claims`).
+    public func viewClaimsPath(domain name: String) -> String { domainsPath + "/\(name).view-claims" }
     /// Domain `id`'s control region.
     public func controlPath(domain id: UInt16) -> String { domainsPath + "/d\(id).control" }
     /// Domain `id`'s guest-writable per-vCPU pages.

@@ -39,6 +39,23 @@ static inline void cplatform_vmfunc_switch_view(uint32_t view) {
 /// not exist.
 int cplatform_vmfunc_try(uint32_t view);
 
+// --- Threads and CPUs -------------------------------------------------------
+// Swift cannot use the CPU_SET macros, and the pinned CPU and thread
+// identity must be readable on every view switch without a system call
+// (a thread-local variable).
+
+/// Pins the calling thread to the CPU it runs on now (`sched_getcpu`, then
+/// `sched_setaffinity` with that one CPU) and records the CPU and the
+/// thread's identity (process id << 32 | thread id) for the two readers
+/// below. Returns the CPU, or -errno.
+int cplatform_pin_to_current_cpu(void);
+
+/// The CPU `cplatform_pin_to_current_cpu` pinned the calling thread to, or -1.
+int cplatform_pinned_cpu(void);
+
+/// The identity recorded when the calling thread was pinned, or 0.
+uint64_t cplatform_thread_identity(void);
+
 /// One byte read the compiler may neither drop nor merge (a "touch" that
 /// makes the CPU translate the address through the current view).
 static inline uint8_t cplatform_read_once(const void *address) {

@@ -57,4 +57,33 @@ final class DevMemGuestHardware: XenGuestHardware {
     func touch(_ address: UnsafeRawPointer) {
         _ = cplatform_read_once(address)
     }
+
+    // MARK: Threads and vCPUs
+    // In an HVM guest Linux numbers its CPUs in the order of the vCPUs, so
+    // a CPU number names one vCPU for as long as the guest runs.
+
+    func pinnedVCPU() -> Int? {
+        let cpu = cplatform_pinned_cpu()
+        return cpu < 0 ? nil : Int(cpu)
+    }
+
+    func pinCallingThread() throws(XenErrno) -> Int {
+        let cpu = cplatform_pin_to_current_cpu()
+        guard cpu >= 0 else { throw XenErrno(rawValue: -cpu) }
+        return Int(cpu)
+    }
+
+    func threadIdentity() -> UInt64 {
+        cplatform_thread_identity()
+    }
+
+    func threadMayLive(_ identity: UInt64) -> Bool {
+        ViewClaimTable.ownerMayLive(identity)
+    }
+
+    /// One table for every agent process of the guest, on the tmpfs
+    /// `/run` (root only: the agents run as root).
+    func viewClaims() throws(XenErrno) -> ViewClaimTable {
+        try ViewClaimTable.map(path: "/run/secure-channel/view-claims")
+    }
 }
