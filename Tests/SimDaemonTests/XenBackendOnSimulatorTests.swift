@@ -248,6 +248,24 @@ struct XenBackendOnSimulatorTests {
             #expect(sim.ok("altp2m", "get-access", "d", "1", "0x102")["access"]?.string == "rwx")
         }
     }
+
+    @Test("chanctl altp2m access-required DOM on|off reaches every view while altp2m is active, through XenControl (xen-sim) as through the simulator (sim)",
+          arguments: ["sim", "xen-sim"])
+    func accessRequiredCommand(backend: String) throws {
+        try withSimulator(backend: backend) { sim in
+            sim.ok("domain", "create", "d", "--vcpus", "1", "--memory-mib", "2", "--altp2m", "external")
+            sim.ok("altp2m", "set-state", "d", "on")
+            #expect(sim.ok("altp2m", "create-view", "d")["view"]?.int64 == 1)
+            for (state, expected) in [("on", true), ("off", false)] {
+                sim.ok("altp2m", "access-required", "d", state)
+                for view in ["0", "1"] {
+                    #expect(sim.ok("sim", "view-entry", "d", view, "0x10")["view_access_required"]?.bool == expected,
+                            "view \(view) after access-required \(state)")
+                }
+            }
+            #expect(sim.run(["altp2m", "access-required", "d", "maybe"]).status == 2)
+        }
+    }
 }
 
 /// dom0's control handed to the one thread that uses it next.
