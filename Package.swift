@@ -79,9 +79,17 @@ let package = Package(
             name: "XenInterface",
             dependencies: ["Altp2m"]
         ),
+        // The guest's half of the Xen backend: XenGuestPlatform, the frame
+        // flow's agent, and the C libraries a guest has.
+        .target(
+            name: "XenGuest",
+            dependencies: ["Altp2m", "XenInterface", "CXen", "CPlatform"]
+        ),
+        // dom0's half: XenControl and the dom0 C libraries; the xenstore
+        // wrapper and the errors it shares come from XenGuest.
         .target(
             name: "XenBackend",
-            dependencies: ["Altp2m", "XenInterface", "CXen", "CPlatform"]
+            dependencies: ["Altp2m", "XenInterface", "XenGuest", "CXen", "CPlatform"]
         ),
         // guest-agent's `--services` rules, parsed apart from the agent so
         // the fuzzer reaches them.
@@ -96,13 +104,13 @@ let package = Package(
         // guest-agent and the C interface.
         .target(
             name: "AgentPlatform",
-            dependencies: ["Altp2m", "Altp2mSim", "XenBackend", "XenInterface"]
+            dependencies: ["Altp2m", "Altp2mSim", "XenGuest", "XenInterface"]
         ),
         // The C interface: @_cdecl functions behind securechannel.h.
         .target(
             name: "SecureChannelABI",
             dependencies: ["CSecureChannelABI", "SecureChannel", "AgentReplayGuard", "AgentPlatform", "Altp2m", "Altp2mSim",
-                           "ChannelCrypto", "XenBackend", "CPlatform"],
+                           "ChannelCrypto", "XenGuest", "CPlatform"],
             exclude: ["exports.map"],
             linkerSettings: [.unsafeFlags(["-Xlinker", "--version-script=\(abiExports)",
                                            "-Xlinker", "-soname=libsecurechannel.so.1"])]
@@ -131,7 +139,7 @@ let package = Package(
         .executableTarget(
             name: "chanctl",
             dependencies: [
-                "Altp2m", "Altp2mSim", "Altp2mGrant", "ChannelCrypto", "SecureChannel", "XenBackend", "XenInterface", "CPlatform",
+                "Altp2m", "Altp2mSim", "Altp2mGrant", "ChannelCrypto", "SecureChannel", "XenBackend", "XenGuest", "XenInterface", "CPlatform",
                 // chanctl bench: the C baselines and HdrHistogram.
                 "ChannelBenchBaseline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -143,7 +151,7 @@ let package = Package(
         .executableTarget(
             name: "guest-agent",
             dependencies: [
-                "Altp2m", "Altp2mSim", "SecureChannel", "ChannelCrypto", "XenBackend", "XenInterface", "AgentServices",
+                "Altp2m", "Altp2mSim", "SecureChannel", "ChannelCrypto", "XenGuest", "XenInterface", "AgentServices",
                 "AgentReplayGuard", "AgentPlatform",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -230,7 +238,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SimDaemonTests",
-            dependencies: ["Altp2mSim", "XenBackend", "XenInterface", "CPlatform"]
+            dependencies: ["Altp2mSim", "XenBackend", "XenGuest", "XenInterface", "CPlatform"]
         ),
         .testTarget(
             name: "Altp2mSimTests",
@@ -256,7 +264,7 @@ let package = Package(
         ),
         .testTarget(
             name: "Altp2mGrantTests",
-            dependencies: ["Altp2mGrant", "Altp2mSim", "SecureChannel", "XenBackend", "XenInterface"]
+            dependencies: ["Altp2mGrant", "Altp2mSim", "SecureChannel", "XenBackend", "XenGuest", "XenInterface"]
         ),
     ]
 )

@@ -3,6 +3,7 @@ import Altp2mGrant
 import Altp2mSim
 import ArgumentParser
 import XenBackend
+import XenGuest
 import XenInterface
 
 /// `--backend sim|xen|xen-sim`: which hypervisor the commands drive, and how.

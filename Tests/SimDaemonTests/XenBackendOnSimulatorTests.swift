@@ -6,6 +6,7 @@ import Glibc
 #endif
 import Testing
 @testable import XenBackend
+@testable import XenGuest
 import XenInterface
 
 /// The Xen backend's own code (`XenControl`, `XenGuestPlatform`) over the

@@ -156,7 +156,7 @@ public final class XenFrameFlowAgent {
     }
 
     private func map(_ peer: DomainID, directory: String, count: Int, grefs: [UInt8]) throws(XenErrno) -> Served {
-        guard let numbers = XenControl.parseNumbers(grefs), numbers.count == count,
+        guard let numbers = XenStoreLayout.parseNumbers(grefs), numbers.count == count,
               numbers.allSatisfy({ $0 <= UInt64(UInt32.max) }) else { throw .invalid }
         let view = try libraries.store.readIfPresent("\(directory)/view")
             .map { (bytes) throws(XenErrno) -> UInt16 in

@@ -102,3 +102,11 @@ final class CXenStoreLibrary: XenStoreLibrary {
         return (String(cString: path), String(cString: token))
     }
 }
+
+/// Connects to xenstore through libxenstore (`xs_open`). dom0's
+/// `XenControl` (XenBackend) uses xenstore as the guests do; the C library
+/// is wrapped once, here with the guest's libraries, and reached through
+/// this function, so the wrapper stays internal.
+package func openCXenStore() throws(XenErrno) -> any XenStoreLibrary {
+    try CXenStoreLibrary()
+}
