@@ -34,9 +34,18 @@ let package = Package(
             pkgConfig: "libsodium",
             providers: [.apt(["libsodium-dev"])]
         ),
+        // dom0's Xen libraries (libxenctrl, libxenforeignmemory): XenBackend only.
         .systemLibrary(
             name: "CXen",
             pkgConfig: "xencontrol",
+            providers: [.apt(["libxen-dev"])]
+        ),
+        // The Xen libraries a guest has (libxenstore, libxenevtchn,
+        // libxengnttab): what guest-agent and libsecurechannel link, so
+        // they start in a guest without dom0's libraries.
+        .systemLibrary(
+            name: "CXenGuest",
+            pkgConfig: "xenstore",
             providers: [.apt(["libxen-dev"])]
         ),
         .target(
@@ -80,16 +89,17 @@ let package = Package(
             dependencies: ["Altp2m"]
         ),
         // The guest's half of the Xen backend: XenGuestPlatform, the frame
-        // flow's agent, and the C libraries a guest has.
+        // flow's agent, and the C libraries a guest has (CXenGuest only).
         .target(
             name: "XenGuest",
-            dependencies: ["Altp2m", "XenInterface", "CXen", "CPlatform"]
+            dependencies: ["Altp2m", "XenInterface", "CXenGuest", "CPlatform"]
         ),
-        // dom0's half: XenControl and the dom0 C libraries; the xenstore
-        // wrapper and the errors it shares come from XenGuest.
+        // dom0's half: XenControl over libxenctrl and libxenforeignmemory
+        // (CXen); the xenstore wrapper and the errors it shares with the
+        // guests come from XenGuest. Only chanctl links it.
         .target(
             name: "XenBackend",
-            dependencies: ["Altp2m", "XenInterface", "XenGuest", "CXen", "CPlatform"]
+            dependencies: ["Altp2m", "XenInterface", "XenGuest", "CXen"]
         ),
         // guest-agent's `--services` rules, parsed apart from the agent so
         // the fuzzer reaches them.
@@ -101,7 +111,8 @@ let package = Package(
             dependencies: ["Altp2m", "Altp2mSim", "SecureChannel", "CPlatform"]
         ),
         // How a guest program attaches (sim, xen or xen-sim), shared by
-        // guest-agent and the C interface.
+        // guest-agent and the C interface; XenGuest, never XenBackend, so
+        // neither needs dom0's Xen libraries.
         .target(
             name: "AgentPlatform",
             dependencies: ["Altp2m", "Altp2mSim", "XenGuest", "XenInterface"]

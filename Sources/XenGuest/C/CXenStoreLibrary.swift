@@ -5,7 +5,7 @@ import Musl
 #endif
 import Altp2m
 import XenInterface
-internal import CXen
+internal import CXenGuest
 
 /// ``XenStoreLibrary`` over libxenstore: argument conversion, `free` of
 /// what the library allocated, `false`/`NULL` with `errno` as a thrown
