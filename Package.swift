@@ -34,9 +34,18 @@ let package = Package(
             pkgConfig: "libsodium",
             providers: [.apt(["libsodium-dev"])]
         ),
+        // dom0's Xen libraries (libxenctrl, libxenforeignmemory): XenBackend only.
         .systemLibrary(
             name: "CXen",
             pkgConfig: "xencontrol",
+            providers: [.apt(["libxen-dev"])]
+        ),
+        // The Xen libraries a guest has (libxenstore, libxenevtchn,
+        // libxengnttab): what guest-agent and libsecurechannel link, so
+        // they start in a guest without dom0's libraries.
+        .systemLibrary(
+            name: "CXenGuest",
+            pkgConfig: "xenstore",
             providers: [.apt(["libxen-dev"])]
         ),
         .target(
@@ -79,9 +88,18 @@ let package = Package(
             name: "XenInterface",
             dependencies: ["Altp2m"]
         ),
+        // The guest's half of the Xen backend: XenGuestPlatform, the frame
+        // flow's agent, and the C libraries a guest has (CXenGuest only).
+        .target(
+            name: "XenGuest",
+            dependencies: ["Altp2m", "XenInterface", "CXenGuest", "CPlatform"]
+        ),
+        // dom0's half: XenControl over libxenctrl and libxenforeignmemory
+        // (CXen); the xenstore wrapper and the errors it shares with the
+        // guests come from XenGuest. Only chanctl links it.
         .target(
             name: "XenBackend",
-            dependencies: ["Altp2m", "XenInterface", "CXen", "CPlatform"]
+            dependencies: ["Altp2m", "XenInterface", "XenGuest", "CXen"]
         ),
         // guest-agent's `--services` rules, parsed apart from the agent so
         // the fuzzer reaches them.
@@ -93,16 +111,17 @@ let package = Package(
             dependencies: ["Altp2m", "Altp2mSim", "SecureChannel", "CPlatform"]
         ),
         // How a guest program attaches (sim, xen or xen-sim), shared by
-        // guest-agent and the C interface.
+        // guest-agent and the C interface; XenGuest, never XenBackend, so
+        // neither needs dom0's Xen libraries.
         .target(
             name: "AgentPlatform",
-            dependencies: ["Altp2m", "Altp2mSim", "XenBackend", "XenInterface"]
+            dependencies: ["Altp2m", "Altp2mSim", "XenGuest", "XenInterface"]
         ),
         // The C interface: @_cdecl functions behind securechannel.h.
         .target(
             name: "SecureChannelABI",
             dependencies: ["CSecureChannelABI", "SecureChannel", "AgentReplayGuard", "AgentPlatform", "Altp2m", "Altp2mSim",
-                           "ChannelCrypto", "XenBackend", "CPlatform"],
+                           "ChannelCrypto", "XenGuest", "CPlatform"],
             exclude: ["exports.map"],
             linkerSettings: [.unsafeFlags(["-Xlinker", "--version-script=\(abiExports)",
                                            "-Xlinker", "-soname=libsecurechannel.so.1"])]
@@ -131,7 +150,7 @@ let package = Package(
         .executableTarget(
             name: "chanctl",
             dependencies: [
-                "Altp2m", "Altp2mSim", "Altp2mGrant", "ChannelCrypto", "SecureChannel", "XenBackend", "XenInterface", "CPlatform",
+                "Altp2m", "Altp2mSim", "Altp2mGrant", "ChannelCrypto", "SecureChannel", "XenBackend", "XenGuest", "XenInterface", "CPlatform",
                 // chanctl bench: the C baselines and HdrHistogram.
                 "ChannelBenchBaseline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -143,7 +162,7 @@ let package = Package(
         .executableTarget(
             name: "guest-agent",
             dependencies: [
-                "Altp2m", "Altp2mSim", "SecureChannel", "ChannelCrypto", "XenBackend", "XenInterface", "AgentServices",
+                "Altp2m", "Altp2mSim", "SecureChannel", "ChannelCrypto", "XenGuest", "XenInterface", "AgentServices",
                 "AgentReplayGuard", "AgentPlatform",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -230,7 +249,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SimDaemonTests",
-            dependencies: ["Altp2mSim", "XenBackend", "XenInterface", "CPlatform"]
+            dependencies: ["Altp2mSim", "XenBackend", "XenGuest", "XenInterface", "CPlatform"]
         ),
         .testTarget(
             name: "Altp2mSimTests",
@@ -256,7 +275,7 @@ let package = Package(
         ),
         .testTarget(
             name: "Altp2mGrantTests",
-            dependencies: ["Altp2mGrant", "Altp2mSim", "SecureChannel", "XenBackend", "XenInterface"]
+            dependencies: ["Altp2mGrant", "Altp2mSim", "SecureChannel", "XenBackend", "XenGuest", "XenInterface"]
         ),
     ]
 )

@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Installs the C libraries the package links (libsodium, Xen's tool libraries)
-# when pkg-config cannot find them, and the spin model checker (with gcc, which
-# spin needs for its preprocessor and verifiers) for `make model`. Idempotent
+# when pkg-config cannot find them, the spin model checker (with gcc, which
+# spin needs for its preprocessor and verifiers) for `make model`, and readelf
+# (binutils), with which a test checks that guest binaries need no dom0 Xen
+# library. Idempotent
 # and quiet when all is present.
 set -euo pipefail
 
 missing=()
 pkg-config --exists libsodium 2>/dev/null || missing+=(libsodium-dev)
-pkg-config --exists xencontrol 2>/dev/null || missing+=(libxen-dev)
+pkg-config --exists xencontrol xenstore 2>/dev/null || missing+=(libxen-dev)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 command -v spin >/dev/null 2>&1 || missing+=(spin)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+command -v readelf >/dev/null 2>&1 || missing+=(binutils)
 
 if ((${#missing[@]} == 0)); then
     exit 0
@@ -32,11 +35,11 @@ export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -qq
 "${sudo[@]}" apt-get install -y -qq "${missing[@]}"
 
-pkg-config --exists libsodium && pkg-config --exists xencontrol || {
-    echo "setup: installed ${missing[*]} but pkg-config still cannot find libsodium or xencontrol" >&2
+pkg-config --exists libsodium && pkg-config --exists xencontrol xenstore || {
+    echo "setup: installed ${missing[*]} but pkg-config still cannot find libsodium, xencontrol or xenstore" >&2
     exit 1
 }
-command -v spin >/dev/null 2>&1 && command -v gcc >/dev/null 2>&1 || {
-    echo "setup: installed ${missing[*]} but spin or gcc is still missing" >&2
+command -v spin >/dev/null 2>&1 && command -v gcc >/dev/null 2>&1 && command -v readelf >/dev/null 2>&1 || {
+    echo "setup: installed ${missing[*]} but spin, gcc or readelf is still missing" >&2
     exit 1
 }

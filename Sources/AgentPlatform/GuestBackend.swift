@@ -1,6 +1,6 @@
 import Altp2m
 import Altp2mSim
-import XenBackend
+import XenGuest
 import XenInterface
 
 /// The backends a guest program (guest-agent, or a program using

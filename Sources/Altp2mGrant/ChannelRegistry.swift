@@ -90,8 +90,10 @@ struct DomainState: Equatable, Sendable {
     var view: ViewID
     /// altp2m was inactive and the grant module activated it.
     var activatedByUs: Bool
-    /// `access_required` was off (or unknown) and the grant module set it.
-    var accessRequiredByUs: Bool
+    /// How `access_required` stood before the domain's first channel:
+    /// recorded once, when the domain gets it, and kept while the domain
+    /// has channels (the later ones find the flag set by the grant module).
+    var accessRequired: AccessRequiredOrigin
     /// vCPUs whose #VE the grant module enabled, with their info pages.
     var notifyPages: [VCPUID: GFN] = [:]
 }
@@ -221,7 +223,13 @@ enum RegistryFormat {
         var name: String
         var view: UInt16
         var activatedByUs: Bool
-        var accessRequiredByUs: Bool
+        /// An ``AccessRequiredOrigin``; absent in registries written before
+        /// it existed, which have only `accessRequiredByUs`.
+        var accessRequiredOrigin: String?
+        /// Still written (`true` only for ``AccessRequiredOrigin/grantModule``),
+        /// so that a build from before origins reads the registry and clears
+        /// only what the grant module set.
+        var accessRequiredByUs: Bool?
         var notifyPages: [NotifyPage]
     }
 
@@ -249,6 +257,21 @@ enum RegistryFormat {
                          applied: side.applied, processExits: side.processExits ?? 0)
     }
 
+    /// The recorded origin, or the one an older registry's
+    /// `accessRequiredByUs` stands for.
+    static func accessRequiredOrigin(of state: Domain) throws(GrantError) -> AccessRequiredOrigin {
+        if let text = state.accessRequiredOrigin {
+            guard let origin = AccessRequiredOrigin(rawValue: text) else {
+                throw .registry("the channel registry's domain '\(state.name)' has an unknown accessRequiredOrigin '\(text)' (expected grant-module, found-set or unknown); correct it, or restore the registry from a backup")
+            }
+            return origin
+        }
+        guard let byUs = state.accessRequiredByUs else {
+            throw .registry("the channel registry's domain '\(state.name)' says neither accessRequiredOrigin nor accessRequiredByUs; add \"accessRequiredOrigin\": \"unknown\" to leave access_required on when its last channel goes, or restore the registry from a backup")
+        }
+        return AccessRequiredOrigin(accessRequiredByUs: byUs)
+    }
+
     static func encode(_ contents: RegistryContents) -> [UInt8] {
         let document = Document(
             version: version, nextGeneration: contents.nextGeneration,
@@ -261,7 +284,8 @@ enum RegistryFormat {
             },
             domains: contents.domains.values.sorted { $0.domain < $1.domain }.map { state in
                 Domain(domain: state.domain.rawValue, name: state.name, view: state.view.rawValue,
-                       activatedByUs: state.activatedByUs, accessRequiredByUs: state.accessRequiredByUs,
+                       activatedByUs: state.activatedByUs, accessRequiredOrigin: state.accessRequired.rawValue,
+                       accessRequiredByUs: state.accessRequired == .grantModule,
                        notifyPages: state.notifyPages.sorted { $0.key < $1.key }.map {
                            NotifyPage(vcpu: $0.key.rawValue, gfn: $0.value.rawValue)
                        })
@@ -312,7 +336,8 @@ enum RegistryFormat {
             for page in state.notifyPages { pages[VCPUID(page.vcpu)] = GFN(page.gfn) }
             contents.domains[DomainID(rawValue: state.domain)] = DomainState(
                 domain: DomainID(rawValue: state.domain), name: state.name, view: ViewID(state.view),
-                activatedByUs: state.activatedByUs, accessRequiredByUs: state.accessRequiredByUs, notifyPages: pages)
+                activatedByUs: state.activatedByUs, accessRequired: try accessRequiredOrigin(of: state),
+                notifyPages: pages)
         }
         for parked in document.parked ?? [] {
             var sides: [SideState] = []

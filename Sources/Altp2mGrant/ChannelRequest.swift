@@ -150,14 +150,20 @@ public struct ChannelDetails: Sendable {
     public var views: [DomainID: [ActiveView]]
 }
 
-/// What a teardown did not manage to undo (the channel is gone from the
-/// registry either way).
+/// What a teardown did not manage to undo, and what it left as it is on
+/// purpose (the channel is gone from the registry either way).
 public struct ChannelTeardown: Sendable {
     /// The channel's name.
     public var name: String
     /// Hypervisor calls that failed during the teardown, each with its
     /// domain and error; empty when everything was undone.
     public var problems: [String]
+    /// Information, not failures: settings the teardown left in place
+    /// because it cannot tell whether they are its own (an `access_required`
+    /// the host cannot read), each with the command that changes it. Kept
+    /// apart from ``problems`` so that an empty `problems` still means the
+    /// teardown undid everything it knows it did.
+    public var notes: [String] = []
 }
 
 /// Why the host closed a channel (the control page's host `reason`).

@@ -65,10 +65,14 @@ extension GrantModule {
         do {
             try build(&work, &domains, pair: pair, warnings: &warnings)
         } catch {
-            let problems = undo(work, domains)
+            var notes: [String] = []
+            let problems = undo(work, domains, notes: &notes)
             var detail = error.detail
             if !problems.isEmpty {
                 detail += "; undoing the earlier steps also failed, and this is left over: " + problems.joined(separator: "; ")
+            }
+            if !notes.isEmpty {
+                detail += "; left as it is: " + notes.joined(separator: "; ")
             }
             throw .step(error.step, error.cause, detail)
         }
@@ -311,8 +315,9 @@ extension GrantModule {
             }
             return
         }
+        // `foundSet` until the flag is read: a failure before that leaves it alone.
         var work = DomainWork(state: DomainState(domain: info.id, name: info.name, view: .hostOrView0,
-                                                 activatedByUs: false, accessRequiredByUs: false), isNew: true)
+                                                 activatedByUs: false, accessRequired: .foundSet), isNew: true)
         domains.append(work)
         let index = domains.count - 1
         let active = try during(.activateAltp2m, "\(who): reading the altp2m state") { () throws(XenErrno) in
@@ -329,7 +334,9 @@ extension GrantModule {
             try host.accessRequired(info.id)
         }
         // Recorded before the call, so that a failure half-way is undone.
-        work.state.accessRequiredByUs = required != true
+        // Only here, for the domain's first channel: the later ones find the
+        // flag as the grant module left it, and keep this record.
+        work.state.accessRequired = AccessRequiredOrigin(found: required)
         domains[index] = work
         try during(.accessRequired, "\(who): setting access_required (altp2m is active, so every view gets it)") {
             () throws(XenErrno) in try host.setAccessRequired(info.id, true)

@@ -32,8 +32,9 @@ extension GrantModule {
         }
         var parked = registry.contents.parked
         let others = registry.contents.channels.values.filter { $0.name != name }
+        var notes: [String] = []
         let problems = dismantle(channel, closing: .revoked, remaining: remaining, retire: retire, parked: &parked,
-                                 channelsOf: { id in others.filter { $0.involves(id) }.count })
+                                 notes: &notes, channelsOf: { id in others.filter { $0.involves(id) }.count })
         do {
             try registry.commit { contents in
                 contents.channels[name] = nil
@@ -43,7 +44,7 @@ extension GrantModule {
         } catch {
             throw .registry("the channel '\(name)' was torn down, but the registry could not be updated (\(error)); it stays listed until the registry can be written, and destroying it again is safe")
         }
-        return ChannelTeardown(name: name, problems: problems)
+        return ChannelTeardown(name: name, problems: problems, notes: notes)
     }
 
     /// Tears down every channel of a domain that died, telling each peer
@@ -91,12 +92,13 @@ extension GrantModule {
             }
             var parked = left.parked
             let others = left.channels.values.filter { $0.name != channel.name }
+            var notes: [String] = []
             let problems = dismantle(channel, closing: reason, remaining: remaining, retire: retire, parked: &parked,
-                                     channelsOf: { id in others.filter { $0.involves(id) }.count })
+                                     notes: &notes, channelsOf: { id in others.filter { $0.involves(id) }.count })
             left.parked = parked
             left.channels[channel.name] = nil
             for retired in retire.keys { left.domains[retired] = nil }
-            reports.append(ChannelTeardown(name: channel.name, problems: problems))
+            reports.append(ChannelTeardown(name: channel.name, problems: problems, notes: notes))
         }
         left.domains[domain] = nil
         let final = left
@@ -185,7 +187,7 @@ extension GrantModule {
 
     /// Undoes a failed creation: everything `work` records, and the domain
     /// state made in this call.
-    func undo(_ work: ChannelState, _ domains: [DomainWork]) -> [String] {
+    func undo(_ work: ChannelState, _ domains: [DomainWork], notes: inout [String]) -> [String] {
         var remaining: [DomainID: [ChannelState]] = [:]
         var retire: [DomainID: DomainState] = [:]
         for domain in domains {
@@ -198,7 +200,7 @@ extension GrantModule {
         var parked = registry.contents.parked
         let others = Array(registry.contents.channels.values)
         var problems = dismantle(work, closing: nil, remaining: remaining, retire: retire, parked: &parked,
-                                 channelsOf: { id in others.filter { $0.involves(id) }.count })
+                                 notes: &notes, channelsOf: { id in others.filter { $0.involves(id) }.count })
         if parked != registry.contents.parked {
             do {
                 try registry.commit { $0.parked = parked }
@@ -237,10 +239,11 @@ extension GrantModule {
     /// nothing is re-applied: a destroy costs the same whatever the number of
     /// channels left. Parked frames of `parked` whose domains have no channel
     /// left (`channelsOf`, the channels other than this one) go here, before
-    /// the views are retired.
+    /// the views are retired. What was left as it is on purpose goes to
+    /// `notes` (``ChannelTeardown/notes``).
     func dismantle(_ channel: ChannelState, closing: ChannelCloseReason?,
                    remaining: [DomainID: [ChannelState]], retire: [DomainID: DomainState],
-                   parked: inout [ParkedFrames], channelsOf: (DomainID) -> Int) -> [String] {
+                   parked: inout [ParkedFrames], notes: inout [String], channelsOf: (DomainID) -> Int) -> [String] {
         var problems: [String] = []
         let domainIDs = channel.sides.map(\.domain)
         // If the domain list cannot be read, try everything and report what fails.
@@ -323,7 +326,7 @@ extension GrantModule {
                     }
                 }
             } else if let state = retire[domain] {
-                retireDomain(state, problems: &problems)
+                retireDomain(state, problems: &problems, notes: &notes)
             }
         }
         for domain in paused {
@@ -409,11 +412,12 @@ extension GrantModule {
     /// channels: the channel view is hidden (so no VMFUNC can re-enter it),
     /// every vCPU moved to view 0, the view destroyed; `access_required`
     /// cleared if the module set it, while altp2m is still active (see
-    /// `clearAccessRequired`); then #VE is disabled on the vCPUs the module
-    /// enabled (or altp2m deactivated, if the module activated it and no
-    /// other view exists, which also turns VMFUNC off), and their info pages
-    /// released.
-    func retireDomain(_ state: DomainState, problems: inout [String]) {
+    /// `clearAccessRequired`), and left on if it was on before or its origin
+    /// is unknown (``AccessRequiredOrigin``; the unknown case goes to
+    /// `notes`); then #VE is disabled on the vCPUs the module enabled (or
+    /// altp2m deactivated, if the module activated it and no other view
+    /// exists, which also turns VMFUNC off), and their info pages released.
+    func retireDomain(_ state: DomainState, problems: inout [String], notes: inout [String]) {
         let domain = state.domain
         let who = "\(state.name) (\(domain))"
         if state.view != .hostOrView0 {
@@ -436,11 +440,15 @@ extension GrantModule {
                 try host.destroyView(domain, view: state.view)
             }
         }
-        if state.accessRequiredByUs {
+        if state.accessRequired == .grantModule {
             clearAccessRequired(state, problems: &problems)
         }
         let others = ((try? host.activeViews(domain)) ?? []).filter { $0.view != .hostOrView0 }
-        if state.activatedByUs && others.isEmpty {
+        let deactivating = state.activatedByUs && others.isEmpty
+        if state.accessRequired == .unknown {
+            notes.append(accessRequiredLeftOn(state, altp2mDeactivated: deactivating))
+        }
+        if deactivating {
             note(&problems, "\(who): deactivating altp2m") { () throws(XenErrno) in
                 try host.setDomainState(domain, active: false)
             }
@@ -456,6 +464,20 @@ extension GrantModule {
                 try host.releaseVEInfoPage(domain, gfn: page)
             }
         }
+    }
+
+    /// What the teardown says about an `access_required` it left on because
+    /// the host cannot read the flag: the grant module may not have been the
+    /// one that turned it on, and clearing someone else's setting would relax
+    /// to `rwx` the violations their tool wants to crash the domain. The
+    /// operator knows who else uses the domain; the fix is a command, run
+    /// while altp2m is active so that the views lose the flag too.
+    private func accessRequiredLeftOn(_ state: DomainState, altp2mDeactivated: Bool) -> String {
+        let id = state.domain.rawValue
+        let how = altp2mDeactivated
+            ? "altp2m is deactivated now, and the views keep the flag, so clear it with altp2m active: chanctl altp2m set-state \(id) on --backend xen, then chanctl altp2m access-required \(id) off --backend xen, then chanctl altp2m set-state \(id) off --backend xen"
+            : "clear it while altp2m is active: chanctl altp2m access-required \(id) off --backend xen"
+        return "\(state.name) (\(state.domain)): access_required left on: the host cannot read it, so the grant module cannot tell whether it turned it on or something else did (a monitoring or VM-introspection tool); if nothing else needs it, \(how)"
     }
 
     /// Clears `access_required` while altp2m is still active: Xen keeps the

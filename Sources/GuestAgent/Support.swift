@@ -7,7 +7,7 @@ import ChannelCrypto
 import Foundation
 import Logging
 import SecureChannel
-import XenBackend
+import XenGuest
 #if canImport(Glibc)
 import Glibc
 #endif

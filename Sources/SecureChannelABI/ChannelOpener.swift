@@ -5,7 +5,7 @@ import Altp2mSim
 import CPlatform
 import CSecureChannelABI
 import SecureChannel
-import XenBackend
+import XenGuest
 #if canImport(Glibc)
 import Glibc
 #endif

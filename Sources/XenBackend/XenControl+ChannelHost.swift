@@ -1,4 +1,5 @@
 import Altp2m
+import XenGuest
 import XenInterface
 
 /// ``ChannelHost``: domain controls, the window's guest-physical space, and
@@ -155,7 +156,7 @@ extension XenControl {
     public func allocateNotificationPort(_ domain: DomainID, remote: DomainID) throws(XenErrno) -> UInt32 {
         guard let setup = lastSetup, setup.granting == domain, setup.peer == remote else { throw .noEntry }
         let directory = XenStoreLayout.setupDirectory(domain, peer: remote, setup: setup.name)
-        guard let reported = try store.readIfPresent("\(directory)/port").flatMap(Self.parseNumbers),
+        guard let reported = try store.readIfPresent("\(directory)/port").flatMap(XenStoreLayout.parseNumbers),
               reported.count == 1, let port = UInt32(exactly: reported[0]), port != 0 else {
             throw .noEntry
         }
@@ -182,16 +183,5 @@ extension XenControl {
             try store.write(path, value, transaction: transaction)
             try store.setPermissions(path, permissions, transaction: transaction)
         }
-    }
-
-    /// Space-separated hexadecimal numbers.
-    static func parseNumbers(_ bytes: [UInt8]) -> [UInt64]? {
-        let text = String(decoding: bytes, as: UTF8.self)
-        var numbers: [UInt64] = []
-        for word in text.split(whereSeparator: { $0 == " " || $0 == "\n" }) {
-            guard let value = UInt64(word.hasPrefix("0x") ? word.dropFirst(2) : word[...], radix: 16) else { return nil }
-            numbers.append(value)
-        }
-        return numbers
     }
 }

@@ -4,6 +4,7 @@ import Glibc
 import Musl
 #endif
 import Altp2m
+import XenGuest
 import XenInterface
 
 /// The host's half of the agents' frame flow (docs/XEN.md): ask, wait for
@@ -70,7 +71,7 @@ extension XenControl {
     func setupName(_ first: DomainID, _ second: DomainID, gfns: [GFN]) throws(XenErrno) -> String? {
         let peerDirectory = XenStoreLayout.peerSetupDirectory(first, peer: second)
         for name in try store.directoryIfPresent(peerDirectory) {
-            let reported = try store.readIfPresent("\(peerDirectory)/\(name)/gfns").flatMap(Self.parseNumbers)
+            let reported = try store.readIfPresent("\(peerDirectory)/\(name)/gfns").flatMap(XenStoreLayout.parseNumbers)
             if reported == gfns.map(\.rawValue) { return name }
         }
         return nil
@@ -91,10 +92,10 @@ extension XenControl {
         let limit = ms % 1000 == 0 ? "\(ms / 1000) s" : "\(ms) ms"
         let what = withGrants ? "share \(count) pages" : "map \(count) granted pages"
         while true {
-            if let gfns = try store.readIfPresent("\(directory)/gfns").flatMap(Self.parseNumbers) {
+            if let gfns = try store.readIfPresent("\(directory)/gfns").flatMap(XenStoreLayout.parseNumbers) {
                 guard gfns.count == count else { throw .invalid }
                 guard withGrants else { return (gfns, []) }
-                if let grants = try store.readIfPresent("\(directory)/grefs").flatMap(Self.parseNumbers) {
+                if let grants = try store.readIfPresent("\(directory)/grefs").flatMap(XenStoreLayout.parseNumbers) {
                     guard grants.count == count else { throw .invalid }
                     return (gfns, grants)
                 }

@@ -4,6 +4,7 @@ import Glibc
 import Musl
 #endif
 import Altp2m
+import XenGuest
 import XenInterface
 
 /// ``HypervisorControl`` and ``ChannelHost`` as the control domain, over the
@@ -77,12 +78,12 @@ public final class XenControl: ChannelHost {
     public convenience init() throws(XenBackendError) {
         guard access(Self.privcmdPath, F_OK) == 0 else { throw .unavailable(Self.unavailableMessage) }
         let control: CXenControlLibrary
-        let store: CXenStoreLibrary
+        let store: any XenStoreLibrary
         let foreign: CXenForeignMemoryLibrary
         do { control = try CXenControlLibrary() } catch {
             throw .hypervisor(error, "opening the Xen control interface (xc_interface_open)")
         }
-        do { store = try CXenStoreLibrary() } catch {
+        do { store = try openCXenStore() } catch {
             throw .hypervisor(error, "connecting to xenstore (xs_open); is xenstored running?")
         }
         do { foreign = try CXenForeignMemoryLibrary() } catch {

@@ -3,6 +3,7 @@ import Altp2mGrant
 import Altp2mSim
 import ArgumentParser
 import XenBackend
+import XenGuest
 import XenInterface
 
 /// `--backend sim|xen|xen-sim`: which hypervisor the commands drive, and how.
@@ -351,8 +352,11 @@ struct ChannelCommand: ParsableCommand {
         func run() throws {
             try grantRun(options, backend, "grant.channel.destroy", ["name": .string(name)]) { r in
                 let problems = r["problems"]?.array ?? []
-                return problems.isEmpty ? "destroyed channel \(name)"
+                let notes = r["notes"]?.array ?? []
+                var text = problems.isEmpty ? "destroyed channel \(name)"
                     : "destroyed channel \(name); not undone:\n" + problems.map(renderScalar).joined(separator: "\n")
+                if !notes.isEmpty { text += "\nleft as it is:\n" + notes.map(renderScalar).joined(separator: "\n") }
+                return text
             }
         }
     }

@@ -163,7 +163,8 @@ final class GrantService: SimDaemonExtension {
             case "grant.channel.destroy":
                 let name = try string("name")
                 let teardown = try grants.destroyChannel(name)
-                return ["name": .string(name), "problems": .array(teardown.problems.map { .string($0) })]
+                return ["name": .string(name), "problems": .array(teardown.problems.map { .string($0) }),
+                        "notes": .array(teardown.notes.map { .string($0) })]
 
             default:
                 throw SimDaemonExtensionError.usage("unknown operation '\(op)'")

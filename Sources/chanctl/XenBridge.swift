@@ -104,6 +104,8 @@ enum XenBridge {
             try x.vcpuEnableNotify(d, vcpu: vcpu(), gfn: gfn())
         case "altp2m.disable-notify":
             try x.vcpuDisableNotify(d, vcpu: vcpu())
+        case "domain.set-access-required":
+            try x.setAccessRequired(d, a["required"]?.bool ?? true)
         case "domain.get-param":
             let mode = try x.getAltp2mParam(d)
             return ["altp2m": .string(mode.description), "value": .int(Int64(mode.rawValue))]

@@ -5,6 +5,7 @@ import Altp2mGrant
 import ChannelCrypto
 import Altp2mSim
 import XenBackend
+import XenGuest
 import XenInterface
 
 /// Checks that hold on any ``ChannelHost`` (simulator or real Xen), made only

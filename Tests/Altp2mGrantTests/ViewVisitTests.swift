@@ -6,7 +6,7 @@ import Altp2mGrant
 import Altp2mSim
 import ChannelCrypto
 import SecureChannel
-import XenBackend
+import XenGuest
 import XenInterface
 
 /// The view belongs to the vCPU, not to the thread: a channel's ring
@@ -189,7 +189,7 @@ struct ViewVisitTests {
             }
             let failures = try pingPong(left, right, hostKey: grants.hostPublicKey, rounds: 2_000, wait: .spin)
             #expect(!failures.isEmpty)
-            #expect(Self.domainState("left", in: fixture) == "crashed")
+            #expect(Self.domainState("left", in: fixture) == "crashed", "\(failures)")
             #expect(left.hardware.visitFaults > 0)
         }
     }

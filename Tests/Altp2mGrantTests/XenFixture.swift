@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import XenBackend
+import XenGuest
 
 /// The real-Xen arm of ``BackendSuite``.
 enum XenFixture {

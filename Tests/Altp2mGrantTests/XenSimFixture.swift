@@ -6,6 +6,7 @@ import Altp2mGrant
 import Altp2mSim
 import ChannelCrypto
 import XenBackend
+import XenGuest
 import XenInterface
 
 /// The xen-sim arm of ``BackendSuite``: a simulator daemon in this process,

@@ -4,6 +4,7 @@ import CPlatform
 import Foundation
 import Testing
 import XenBackend
+import XenGuest
 import XenInterface
 
 /// `enterView`'s contract on both platforms: a refused `VMFUNC` returns

@@ -6,6 +6,7 @@ import Glibc
 #endif
 import Testing
 @testable import XenBackend
+@testable import XenGuest
 import XenInterface
 
 /// The Xen backend's own code (`XenControl`, `XenGuestPlatform`) over the
@@ -77,7 +78,7 @@ struct XenBackendOnSimulatorTests {
                 try alpha.openNotifications(port: port, peer: beta.domain, isInitiator: true)
             }
             XenNotificationPorts.shared.register(agentEvents, domain: alpha.domain, port: port)
-            defer { XenNotificationPorts.shared.remove(domain: alpha.domain, port: port) }
+            defer { XenNotificationPorts.shared.remove(agentEvents, domain: alpha.domain, port: port) }
             let alphaPort = try alpha.openNotifications(port: port, peer: beta.domain, isInitiator: true)
             #expect(alphaPort == port)
             let betaPort = try beta.openNotifications(port: port, peer: alpha.domain, isInitiator: false)
@@ -246,6 +247,24 @@ struct XenBackendOnSimulatorTests {
             // default: the host p2m's default access (rwx), not r_pw.
             sim.ok("altp2m", "set-access", "d", "1", "0x102", "default")
             #expect(sim.ok("altp2m", "get-access", "d", "1", "0x102")["access"]?.string == "rwx")
+        }
+    }
+
+    @Test("chanctl altp2m access-required DOM on|off reaches every view while altp2m is active, through XenControl (xen-sim) as through the simulator (sim)",
+          arguments: ["sim", "xen-sim"])
+    func accessRequiredCommand(backend: String) throws {
+        try withSimulator(backend: backend) { sim in
+            sim.ok("domain", "create", "d", "--vcpus", "1", "--memory-mib", "2", "--altp2m", "external")
+            sim.ok("altp2m", "set-state", "d", "on")
+            #expect(sim.ok("altp2m", "create-view", "d")["view"]?.int64 == 1)
+            for (state, expected) in [("on", true), ("off", false)] {
+                sim.ok("altp2m", "access-required", "d", state)
+                for view in ["0", "1"] {
+                    #expect(sim.ok("sim", "view-entry", "d", view, "0x10")["view_access_required"]?.bool == expected,
+                            "view \(view) after access-required \(state)")
+                }
+            }
+            #expect(sim.run(["altp2m", "access-required", "d", "maybe"]).status == 2)
         }
     }
 }

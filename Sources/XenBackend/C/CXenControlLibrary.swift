@@ -4,6 +4,7 @@ import Glibc
 import Musl
 #endif
 import Altp2m
+import XenGuest
 import XenInterface
 internal import CXen
 

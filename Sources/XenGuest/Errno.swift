@@ -6,8 +6,8 @@ import Musl
 
 /// The calling thread's `errno`.
 @inline(__always)
-func errnoValue() -> Int32 { errno }
+package func errnoValue() -> Int32 { errno }
 
 /// Clears `errno` before a call whose failure is reported only through it.
 @inline(__always)
-func clearErrno() { errno = 0 }
+package func clearErrno() { errno = 0 }

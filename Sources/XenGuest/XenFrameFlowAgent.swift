@@ -160,7 +160,7 @@ public final class XenFrameFlowAgent {
     }
 
     private func map(_ peer: DomainID, directory: String, count: Int, grefs: [UInt8]) throws(XenErrno) -> Served {
-        guard let numbers = XenControl.parseNumbers(grefs), numbers.count == count,
+        guard let numbers = XenStoreLayout.parseNumbers(grefs), numbers.count == count,
               numbers.allSatisfy({ $0 <= UInt64(UInt32.max) }) else { throw .invalid }
         let view = try libraries.store.readIfPresent("\(directory)/view")
             .map { (bytes) throws(XenErrno) -> UInt16 in
@@ -196,7 +196,7 @@ public final class XenFrameFlowAgent {
     private func release(_ key: SetupKey) {
         switch served.removeValue(forKey: key) {
         case .shared(let base, let count, let port, let events):
-            XenNotificationPorts.shared.remove(domain: domain, port: port)
+            XenNotificationPorts.shared.remove(events, domain: domain, port: port)
             try? events.unbind(port)
             try? libraries.grantShare.unshare(base, count: count)
         case .mapped(let base, let count):

@@ -5,7 +5,7 @@ import Musl
 #endif
 import Altp2m
 import XenInterface
-internal import CXen
+internal import CXenGuest
 
 /// ``XenGrantShareLibrary`` over libxengntshr (`/dev/xen/gntalloc`).
 final class CXenGrantShareLibrary: XenGrantShareLibrary {

@@ -36,9 +36,14 @@ final class XenNotificationPorts: Sendable {
         entries.withLock { $0[Key(domain: domain.rawValue, port: port)] = handle }
     }
 
-    /// Forgets `port` of `domain` (its agent unbound it).
-    func remove(domain: DomainID, port: UInt32) {
-        _ = entries.withLock { $0.removeValue(forKey: Key(domain: domain.rawValue, port: port)) }
+    /// Forgets `port` of `domain` as `events` bound it (its agent unbound
+    /// it). An entry another handle has made since (the port number given
+    /// out again after the unbind) stays.
+    func remove(_ events: any XenEventChannelLibrary, domain: DomainID, port: UInt32) {
+        let key = Key(domain: domain.rawValue, port: port)
+        entries.withLock { entries in
+            if let entry = entries[key], entry.events === events { entries.removeValue(forKey: key) }
+        }
     }
 
     /// The handle that bound `port` of `domain` in this process, if any.

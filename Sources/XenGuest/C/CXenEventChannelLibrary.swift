@@ -1,6 +1,6 @@
 import Altp2m
 import XenInterface
-internal import CXen
+internal import CXenGuest
 
 /// ``XenEventChannelLibrary`` over libxenevtchn (the `/dev/xen/evtchn`
 /// driver): a negative return with `errno` becomes a thrown ``XenErrno``.

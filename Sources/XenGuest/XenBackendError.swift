@@ -47,10 +47,21 @@ public enum XenStoreLayout {
     public static func setupRoot(_ domain: DomainID) -> String {
         "/local/domain/\(domain.rawValue)/data/secure-channel-setup"
     }
+
+    /// The numbers of a `gfns`, `grefs` or `port` node: space-separated hexadecimal.
+    package static func parseNumbers(_ bytes: [UInt8]) -> [UInt64]? {
+        let text = String(decoding: bytes, as: UTF8.self)
+        var numbers: [UInt64] = []
+        for word in text.split(whereSeparator: { $0 == " " || $0 == "\n" }) {
+            guard let value = UInt64(word.hasPrefix("0x") ? word.dropFirst(2) : word[...], radix: 16) else { return nil }
+            numbers.append(value)
+        }
+        return numbers
+    }
 }
 
 /// The current `errno` as a hypervisor error (EINVAL if a library forgot to set it).
-func currentXenErrno() -> XenErrno {
+package func currentXenErrno() -> XenErrno {
     let code = errnoValue()
     return XenErrno(rawValue: code == 0 ? 22 : code)
 }

@@ -5,7 +5,7 @@ import Musl
 #endif
 import Altp2m
 import XenInterface
-internal import CXen
+internal import CXenGuest
 
 /// ``XenStoreLibrary`` over libxenstore: argument conversion, `free` of
 /// what the library allocated, `false`/`NULL` with `errno` as a thrown
@@ -101,4 +101,12 @@ final class CXenStoreLibrary: XenStoreLibrary {
         }
         return (String(cString: path), String(cString: token))
     }
+}
+
+/// Connects to xenstore through libxenstore (`xs_open`). dom0's
+/// `XenControl` (XenBackend) uses xenstore as the guests do; the C library
+/// is wrapped once, here with the guest's libraries, and reached through
+/// this function, so the wrapper stays internal.
+package func openCXenStore() throws(XenErrno) -> any XenStoreLibrary {
+    try CXenStoreLibrary()
 }
