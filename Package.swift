@@ -98,6 +98,17 @@ let package = Package(
             name: "AgentPlatform",
             dependencies: ["Altp2m", "Altp2mSim", "XenBackend", "XenInterface"]
         ),
+        // What a binary was built from (`--version` of both executables): the
+        // BuildFacts plugin records the git revision at build time.
+        .target(
+            name: "BuildInfo",
+            dependencies: ["ChannelCrypto"],
+            plugins: ["BuildFacts"]
+        ),
+        .plugin(
+            name: "BuildFacts",
+            capability: .buildTool()
+        ),
         // The C interface: @_cdecl functions behind securechannel.h.
         .target(
             name: "SecureChannelABI",
@@ -133,7 +144,7 @@ let package = Package(
             dependencies: [
                 "Altp2m", "Altp2mSim", "Altp2mGrant", "ChannelCrypto", "SecureChannel", "XenBackend", "XenInterface", "CPlatform",
                 // chanctl bench: the C baselines and HdrHistogram.
-                "ChannelBenchBaseline",
+                "ChannelBenchBaseline", "BuildInfo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
@@ -144,7 +155,7 @@ let package = Package(
             name: "guest-agent",
             dependencies: [
                 "Altp2m", "Altp2mSim", "SecureChannel", "ChannelCrypto", "XenBackend", "XenInterface", "AgentServices",
-                "AgentReplayGuard", "AgentPlatform",
+                "AgentReplayGuard", "AgentPlatform", "BuildInfo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
