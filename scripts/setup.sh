@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the C libraries the package links (libsodium, Xen's tool libraries)
 # when pkg-config cannot find them, and the spin model checker (with gcc, which
-# spin needs for its preprocessor and verifiers) for `make model`. Idempotent
-# and quiet when all is present.
+# spin needs for its preprocessor and verifiers) for `make model`, and man
+# (man-db, with groff) for make install-check, which renders the installed
+# manual pages. Idempotent and quiet when all is present.
 set -euo pipefail
 
 missing=()
@@ -11,6 +12,8 @@ pkg-config --exists xencontrol 2>/dev/null || missing+=(libxen-dev)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 command -v spin >/dev/null 2>&1 || missing+=(spin)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+command -v man >/dev/null 2>&1 || missing+=(man-db)
+command -v groff >/dev/null 2>&1 || missing+=(groff-base)
 
 if ((${#missing[@]} == 0)); then
     exit 0
@@ -36,7 +39,7 @@ pkg-config --exists libsodium && pkg-config --exists xencontrol || {
     echo "setup: installed ${missing[*]} but pkg-config still cannot find libsodium or xencontrol" >&2
     exit 1
 }
-command -v spin >/dev/null 2>&1 && command -v gcc >/dev/null 2>&1 || {
-    echo "setup: installed ${missing[*]} but spin or gcc is still missing" >&2
+command -v spin >/dev/null 2>&1 && command -v gcc >/dev/null 2>&1 && command -v man >/dev/null 2>&1 || {
+    echo "setup: installed ${missing[*]} but spin, gcc or man is still missing" >&2
     exit 1
 }
