@@ -109,6 +109,9 @@ let package = Package(
             name: "BuildFacts",
             capability: .buildTool()
         ),
+        // The service manager's readiness and watchdog notifications
+        // (sd_notify's datagrams), for guest-agent run and chanctl sim serve.
+        .target(name: "ServiceNotify"),
         // The C interface: @_cdecl functions behind securechannel.h.
         .target(
             name: "SecureChannelABI",
@@ -144,7 +147,7 @@ let package = Package(
             dependencies: [
                 "Altp2m", "Altp2mSim", "Altp2mGrant", "ChannelCrypto", "SecureChannel", "XenBackend", "XenInterface", "CPlatform",
                 // chanctl bench: the C baselines and HdrHistogram.
-                "ChannelBenchBaseline", "BuildInfo",
+                "ChannelBenchBaseline", "BuildInfo", "ServiceNotify",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
@@ -155,7 +158,7 @@ let package = Package(
             name: "guest-agent",
             dependencies: [
                 "Altp2m", "Altp2mSim", "SecureChannel", "ChannelCrypto", "XenBackend", "XenInterface", "AgentServices",
-                "AgentReplayGuard", "AgentPlatform", "BuildInfo",
+                "AgentReplayGuard", "AgentPlatform", "BuildInfo", "ServiceNotify",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
