@@ -5,6 +5,8 @@
 #   - the installed binaries run (--version);
 #   - man -l renders each manual page with no warning;
 #   - each completion script loads in its shell (bash; zsh and fish when installed);
+#   - systemd-analyze verify accepts the units, each naming the installed
+#     binary and manual page;
 # then make uninstall, after which no file is left.
 # Fails with the first problem found, naming it.
 set -euo pipefail
@@ -46,6 +48,19 @@ for tool in chanctl guest-agent; do
         fish --no-execute "$root/share/fish/vendor_completions.d/$tool.fish" || fail "the fish completion of $tool does not parse"
     fi
 done
+
+# The units name $prefix/bin/...; what systemd-analyze verify checks of them
+# (that the binaries are executable, that man finds the Documentation= pages)
+# must find the DESTDIR's files, so it verifies copies pointing there.
+mkdir -p "$scratch/units"
+for unit in "$root"/lib/systemd/system/*.service; do
+    name=$(basename "$unit")
+    grep -q "^ExecStart=$prefix/bin/" "$unit" || fail "$name does not start a binary of $prefix/bin"
+    sed "s|$prefix/bin/|$root/bin/|g" "$unit" > "$scratch/units/$name"
+done
+problems=$(MANPATH=$root/share/man systemd-analyze verify "$scratch"/units/*.service 2>&1) \
+    || fail "systemd-analyze verify rejects the units: $problems"
+[[ -z $problems ]] || fail "systemd-analyze verify warns about the units: $problems"
 
 make --no-print-directory uninstall DESTDIR="$destdir" PREFIX="$prefix"
 left=$(cd "$destdir" && find . \( -type f -o -type l \) | sed 's|^\.||' | sort)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs (or removes) the tools: chanctl and guest-agent, their manual pages
-# and shell completions, under $DESTDIR$PREFIX. make install builds in release
+# Installs (or removes) the tools: chanctl and guest-agent, their manual pages,
+# shell completions and systemd units, under $DESTDIR$PREFIX. make install builds in release
 # first and installs the C interface too (scripts/install-lib.sh); make
 # uninstall removes both.
 #
@@ -16,6 +16,8 @@
 #   share/bash-completion/completions/{chanctl,guest-agent}
 #   share/zsh/site-functions/{_chanctl,_guest-agent}
 #   share/fish/vendor_completions.d/{chanctl,guest-agent}.fish
+#   lib/systemd/system/secure-channel-agent.service, secure-channel-sim.service
+#       (from systemd/*.service.in, with @BINDIR@ made PREFIX/bin)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +26,7 @@ action=${1:?$usage}
 prefix=${PREFIX:-/usr/local}
 root=${DESTDIR:-}$prefix
 tools=(chanctl guest-agent)
+units=(secure-channel-agent.service secure-channel-sim.service)
 
 # Every file this script installs, PREFIX-relative (uninstall removes these).
 files() {
@@ -34,6 +37,7 @@ files() {
         echo "share/zsh/site-functions/_$tool"
         echo "share/fish/vendor_completions.d/$tool.fish"
     done
+    for unit in "${units[@]}"; do echo "lib/systemd/system/$unit"; done
 }
 
 case $action in
@@ -43,7 +47,7 @@ install)
         [[ -x $build/$file ]] || { echo "install: $build/$file is missing; build it first: swift build -c release --product $file (make install does)" >&2; exit 1; }
     done
     install -d "$root/bin" "$root/share/man/man1" "$root/share/bash-completion/completions" \
-               "$root/share/zsh/site-functions" "$root/share/fish/vendor_completions.d"
+               "$root/share/zsh/site-functions" "$root/share/fish/vendor_completions.d" "$root/lib/systemd/system"
     # The manual pages carry the date of the commit built, not of the day
     # they were made, so the same sources give the same pages.
     date=$(git log -1 --format=%cs 2>/dev/null || true)
@@ -63,11 +67,15 @@ install)
         install -m 0644 "$scratch/_$tool" "$root/share/zsh/site-functions/_$tool"
         install -m 0644 "$scratch/$tool.fish" "$root/share/fish/vendor_completions.d/$tool.fish"
     done
-    echo "installed ${tools[*]} with manual pages and completions under $root"
+    for unit in "${units[@]}"; do
+        sed "s|@BINDIR@|$prefix/bin|g" "systemd/$unit.in" > "$scratch/$unit"
+        install -m 0644 "$scratch/$unit" "$root/lib/systemd/system/$unit"
+    done
+    echo "installed ${tools[*]} with manual pages, completions and ${units[*]} under $root"
     ;;
 uninstall)
     while read -r file; do rm -f "$root/$file"; done < <(files)
-    echo "removed ${tools[*]}, their manual pages and completions from $root"
+    echo "removed ${tools[*]}, their manual pages, completions and ${units[*]} from $root"
     ;;
 files)
     files

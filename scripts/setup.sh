@@ -2,8 +2,8 @@
 # Installs the C libraries the package links (libsodium, Xen's tool libraries)
 # when pkg-config cannot find them, and the spin model checker (with gcc, which
 # spin needs for its preprocessor and verifiers) for `make model`, and man
-# (man-db, with groff) for make install-check, which renders the installed
-# manual pages. Idempotent and quiet when all is present.
+# (man-db, with groff) and systemd-analyze (systemd) for make install-check,
+# which renders the installed manual pages and verifies the systemd units. Idempotent and quiet when all is present.
 set -euo pipefail
 
 missing=()
@@ -14,6 +14,7 @@ command -v spin >/dev/null 2>&1 || missing+=(spin)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 command -v man >/dev/null 2>&1 || missing+=(man-db)
 command -v groff >/dev/null 2>&1 || missing+=(groff-base)
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 
 if ((${#missing[@]} == 0)); then
     exit 0
@@ -39,7 +40,8 @@ pkg-config --exists libsodium && pkg-config --exists xencontrol || {
     echo "setup: installed ${missing[*]} but pkg-config still cannot find libsodium or xencontrol" >&2
     exit 1
 }
-command -v spin >/dev/null 2>&1 && command -v gcc >/dev/null 2>&1 && command -v man >/dev/null 2>&1 || {
-    echo "setup: installed ${missing[*]} but spin, gcc or man is still missing" >&2
+command -v spin >/dev/null 2>&1 && command -v gcc >/dev/null 2>&1 && command -v man >/dev/null 2>&1 \
+    && command -v systemd-analyze >/dev/null 2>&1 || {
+    echo "setup: installed ${missing[*]} but spin, gcc, man or systemd-analyze is still missing" >&2
     exit 1
 }

@@ -80,6 +80,36 @@ struct NotifyEndToEndTests {
         #expect(waitForExit(agent, seconds: 10) && agent.terminationStatus == 0, "\(world.log("run"))")
     }
 
+    @Test("chanctl sim serve: READY=1 once its socket accepts clients; the daemon sim start puts in the background tells nothing")
+    func simulatorReadiness() throws {
+        let tmp = try TemporaryDirectory()
+        let listener = try NotifyListener(path: tmp.path + "/notify.sock")
+        let state = tmp.path + "/state"
+        let daemon = Process()
+        daemon.executableURL = URL(fileURLWithPath: try Binaries.chanctl)
+        daemon.arguments = ["sim", "serve", "--state-dir", state]
+        daemon.environment = ProcessInfo.processInfo.environment.merging(["NOTIFY_SOCKET": listener.path]) { $1 }
+        daemon.standardOutput = FileHandle.nullDevice
+        daemon.standardError = FileHandle.nullDevice
+        try daemon.run()
+        defer { stopProcess(daemon) }
+        let messages = try #require(listener.await("READY=1", seconds: 20), "no READY=1 from chanctl sim serve")
+        #expect(messages.last?.contains("STATUS=serving at \(state)/sim.sock") == true, "\(messages)")
+        // Ready means clients are served: the first request right after it works.
+        let status = try Binaries.run(Binaries.chanctl, ["sim", "status", "--state-dir", state, "--json"])
+        #expect(status.status == 0, "\(status.stdout) \(status.stderr)")
+        kill(daemon.processIdentifier, SIGTERM)
+        #expect(waitForExit(daemon, seconds: 10))
+
+        // sim start from a process that has NOTIFY_SOCKET: its background
+        // daemon does not claim that process's readiness.
+        let other = tmp.path + "/other"
+        let start = try Binaries.run(Binaries.chanctl, ["sim", "start", "--state-dir", other], environment: ["NOTIFY_SOCKET": listener.path])
+        #expect(start.status == 0, "\(start.stderr)")
+        defer { _ = try? Binaries.run(Binaries.chanctl, ["sim", "stop", "--state-dir", other]) }
+        #expect(listener.next(seconds: 0.5) == nil, "the background daemon sent a notification")
+    }
+
     @Test("guest-agent run with no channel published: READY=1 at once; a malformed NOTIFY_SOCKET exits 1 naming it")
     func agentReadyWithoutChannels() throws {
         let world = try SimWorld()
