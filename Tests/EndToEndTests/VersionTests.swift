@@ -58,6 +58,17 @@ struct VersionEndToEndTests {
         }
     }
 
+    @Test("the tools' package version is the C library's (sc_version's text in libsecurechannel.so)")
+    func sameVersionAsTheLibrary() throws {
+        let tools = try Binaries.run(Binaries.chanctl, ["--version"])
+        let version = try #require(tools.stdout.split(separator: "\n").first?.split(separator: " ").last.map(String.init))
+        let library = URL(fileURLWithPath: try Binaries.chanctl).deletingLastPathComponent().appendingPathComponent("libsecurechannel.so")
+        let bytes = try Data(contentsOf: library)
+        let says = Data("securechannel \(version)\0".utf8)
+        #expect(bytes.range(of: says) != nil,
+                "libsecurechannel.so's sc_version does not say securechannel \(version): change BuildInfo.packageVersion and sc_version together")
+    }
+
     @Test("scripts/build-facts.sh: outside a git checkout the revision is unknown; it rewrites its file only on a change")
     func buildFactsOutsideGit() throws {
         let tmp = try TemporaryDirectory()
