@@ -12,7 +12,10 @@
 # What goes where (PREFIX-relative):
 #   bin/chanctl, bin/guest-agent
 #   share/man/man1/chanctl.1, share/man/man1/guest-agent.1   (generate-manual,
-#       swift-argument-parser's manual generator, from the binaries' own help)
+#       swift-argument-parser's manual generator, from the binaries' own help;
+#       the tool behind `swift package plugin generate-manual`, run here on
+#       the two release binaries: the plugin first builds every product of
+#       the package, benchmarks and fuzzers included, with its own flags)
 #   share/bash-completion/completions/{chanctl,guest-agent}
 #   share/zsh/site-functions/{_chanctl,_guest-agent}
 #   share/fish/vendor_completions.d/{chanctl,guest-agent}.fish
