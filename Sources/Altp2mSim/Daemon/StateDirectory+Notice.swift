@@ -12,7 +12,7 @@ extension StateDirectory {
     /// unprivileged user's temporary default, says so on standard error,
     /// once per process, with how to choose another (the system's simulator,
     /// secure-channel-sim.service, keeps its state in ``systemPath``).
-    public static func resolveForTool(explicit: String?, tool: String) -> StateDirectory {
+    package static func resolveForTool(explicit: String?, tool: String) -> StateDirectory {
         let (directory, origin) = choose(explicit: explicit)
         if origin == .userTemporary, !noticeGiven.exchange(true, ordering: .relaxed) {
             let line = "\(tool): state directory \(directory.path): the default for a user other than root, for trying things out; "

@@ -47,7 +47,7 @@ public struct StateDirectory: Sendable, Hashable, CustomStringConvertible {
     public static let systemPath = "/var/lib/secure-channel"
 
     /// What picked a state directory.
-    public enum Origin: Sendable, Equatable {
+    package enum Origin: Sendable, Equatable {
         /// `--state-dir`.
         case option
         /// `$CHANCTL_STATE_DIR`.
@@ -59,7 +59,7 @@ public struct StateDirectory: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// ``resolve(explicit:)`` and the rule that chose it.
-    public static func choose(explicit: String? = nil) -> (directory: StateDirectory, origin: Origin) {
+    package static func choose(explicit: String? = nil) -> (directory: StateDirectory, origin: Origin) {
         if let explicit, !explicit.isEmpty { return (StateDirectory(path: explicit), .option) }
         if let env = environment("CHANCTL_STATE_DIR"), !env.isEmpty { return (StateDirectory(path: env), .environment) }
         if getuid() == 0 { return (StateDirectory(path: systemPath), .system) }
