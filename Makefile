@@ -12,9 +12,12 @@
 #   make sanitize  the SecureChannel, SimPlatform and SimDaemon suites under
 #                the address and the thread sanitizer (SANITIZERS="address" or
 #                "thread" for one; docs/SECURITY.md, "Sanitizers"; not part of make test)
-#   make install-lib  the C interface: securechannel.h, libsecurechannel.so and .a,
-#                securechannel.pc under $(DESTDIR)$(PREFIX) (default /usr/local;
-#                docs/C-API.md; not part of make test)
+#   make install  the tools (release builds), their manual pages, shell completions
+#                and the C interface under $(DESTDIR)$(PREFIX) (default /usr/local);
+#                make uninstall removes them; make install-check tries both in a
+#                scratch DESTDIR (part of make test)
+#   make install-lib  the C interface alone: securechannel.h, libsecurechannel.so and .a,
+#                securechannel.pc under $(DESTDIR)$(PREFIX) (docs/C-API.md)
 #   make bench-c-abi  the C ping beside guest-agent ping, p50 in one run
 #                (docs/BENCHMARKS.md, "The C interface")
 
@@ -48,6 +51,7 @@ test: setup
 	./scripts/model.sh
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --no-parallel
+	./scripts/install-check.sh
 	FUZZ_SECONDS=$(TEST_FUZZ_SECONDS) ./scripts/fuzz.sh
 
 # Coverage-guided fuzzing with the address sanitizer: each target of
@@ -111,6 +115,27 @@ install-lib: setup
 	$(SWIFT) build $(RELEASE_FLAGS) --product securechannel
 	$(SWIFT) build $(RELEASE_FLAGS) --product securechannel-static
 	DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" ./scripts/install-lib.sh .build/release
+
+# The tools and everything a system needs to run them, under
+# $(DESTDIR)$(PREFIX): release builds of chanctl and guest-agent in bin/,
+# their manual pages (swift-argument-parser's generate-manual, from the
+# binaries' help) in share/man/man1, bash, zsh and fish completions in
+# their shells' standard places, and the C interface (install-lib).
+# make uninstall removes all of it; make install-check (part of make test)
+# installs into a scratch DESTDIR, checks every file and uninstalls.
+.PHONY: install uninstall install-check
+install: install-lib
+	$(SWIFT) build $(RELEASE_FLAGS) --product chanctl
+	$(SWIFT) build $(RELEASE_FLAGS) --product guest-agent
+	$(SWIFT) build $(RELEASE_FLAGS) --product generate-manual
+	DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" ./scripts/install.sh install .build/release
+
+uninstall:
+	DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" ./scripts/install.sh uninstall
+	DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" ./scripts/install-lib.sh --uninstall
+
+install-check: setup
+	./scripts/install-check.sh
 
 # sc_ping (examples/c, against the installed library) and guest-agent ping
 # against one guest-agent run echo, alternating, both modes, release builds.

@@ -117,6 +117,20 @@ let package = Package(
             name: "AgentPlatform",
             dependencies: ["Altp2m", "Altp2mSim", "XenGuest", "XenInterface"]
         ),
+        // What a binary was built from (`--version` of both executables): the
+        // BuildFacts plugin records the git revision at build time.
+        .target(
+            name: "BuildInfo",
+            dependencies: ["ChannelCrypto"],
+            plugins: ["BuildFacts"]
+        ),
+        .plugin(
+            name: "BuildFacts",
+            capability: .buildTool()
+        ),
+        // The service manager's readiness and watchdog notifications
+        // (sd_notify's datagrams), for guest-agent run and chanctl sim serve.
+        .target(name: "ServiceNotify"),
         // The C interface: @_cdecl functions behind securechannel.h.
         .target(
             name: "SecureChannelABI",
@@ -152,7 +166,7 @@ let package = Package(
             dependencies: [
                 "Altp2m", "Altp2mSim", "Altp2mGrant", "ChannelCrypto", "SecureChannel", "XenBackend", "XenGuest", "XenInterface", "CPlatform",
                 // chanctl bench: the C baselines and HdrHistogram.
-                "ChannelBenchBaseline",
+                "ChannelBenchBaseline", "BuildInfo", "ServiceNotify",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
@@ -163,7 +177,7 @@ let package = Package(
             name: "guest-agent",
             dependencies: [
                 "Altp2m", "Altp2mSim", "SecureChannel", "ChannelCrypto", "XenGuest", "XenInterface", "AgentServices",
-                "AgentReplayGuard", "AgentPlatform",
+                "AgentReplayGuard", "AgentPlatform", "BuildInfo", "ServiceNotify",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),

@@ -5,6 +5,7 @@
 # securechannel.pc, under $DESTDIR$PREFIX (docs/C-API.md, "Installing").
 #
 #   scripts/install-lib.sh BUILD_DIR      e.g. .build/release
+#   scripts/install-lib.sh --uninstall    removes what it installed (make uninstall)
 #   environment: PREFIX (default /usr/local), LIBDIR (PREFIX/lib),
 #                INCLUDEDIR (PREFIX/include), DESTDIR (default empty)
 #
@@ -14,11 +15,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-build=${1:?usage: scripts/install-lib.sh BUILD_DIR (e.g. .build/release)}
+build=${1:?usage: scripts/install-lib.sh BUILD_DIR (e.g. .build/release) | --uninstall}
 prefix=${PREFIX:-/usr/local}
 libdir=${LIBDIR:-$prefix/lib}
 includedir=${INCLUDEDIR:-$prefix/include}
 destdir=${DESTDIR:-}
+
+if [[ $build == --uninstall ]]; then
+    # The versioned object is the one the libsecurechannel.so link names.
+    soname=$(readlink "$destdir$libdir/libsecurechannel.so" 2>/dev/null || true)
+    [[ -z $soname || $soname == */* ]] || rm -f "$destdir$libdir/$soname"
+    rm -f "$destdir$libdir/libsecurechannel.so" "$destdir$libdir/libsecurechannel.a" \
+          "$destdir$libdir/pkgconfig/securechannel.pc" "$destdir$includedir/securechannel.h"
+    echo "removed securechannel from $destdir$prefix"
+    exit 0
+fi
 shared=$build/libsecurechannel.so
 archive=$build/libsecurechannel-static.a
 header=Sources/CSecureChannelABI/include/securechannel.h

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the C libraries the package links (libsodium, Xen's tool libraries)
 # when pkg-config cannot find them, the spin model checker (with gcc, which
-# spin needs for its preprocessor and verifiers) for `make model`, and readelf
+# spin needs for its preprocessor and verifiers) for `make model`, readelf
 # (binutils), with which a test checks that guest binaries need no dom0 Xen
-# library. Idempotent
-# and quiet when all is present.
+# library, and man (man-db, with groff) and systemd-analyze (systemd) for
+# make install-check, which renders the installed manual pages and verifies
+# the systemd units. Idempotent and quiet when all is present.
 set -euo pipefail
 
 missing=()
@@ -14,6 +15,9 @@ command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 command -v spin >/dev/null 2>&1 || missing+=(spin)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 command -v readelf >/dev/null 2>&1 || missing+=(binutils)
+command -v man >/dev/null 2>&1 || missing+=(man-db)
+command -v groff >/dev/null 2>&1 || missing+=(groff-base)
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 
 if ((${#missing[@]} == 0)); then
     exit 0
@@ -39,7 +43,8 @@ pkg-config --exists libsodium && pkg-config --exists xencontrol xenstore || {
     echo "setup: installed ${missing[*]} but pkg-config still cannot find libsodium, xencontrol or xenstore" >&2
     exit 1
 }
-command -v spin >/dev/null 2>&1 && command -v gcc >/dev/null 2>&1 && command -v readelf >/dev/null 2>&1 || {
-    echo "setup: installed ${missing[*]} but spin, gcc or readelf is still missing" >&2
+command -v spin >/dev/null 2>&1 && command -v gcc >/dev/null 2>&1 && command -v readelf >/dev/null 2>&1 \
+    && command -v man >/dev/null 2>&1 && command -v systemd-analyze >/dev/null 2>&1 || {
+    echo "setup: installed ${missing[*]} but spin, gcc, readelf, man or systemd-analyze is still missing" >&2
     exit 1
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BuildInfo
 import Logging
 #if canImport(Glibc)
 import Glibc
@@ -18,6 +19,7 @@ struct GuestAgent: ParsableCommand {
             Exit status: 0 success, 1 failure, 2 bad usage. With --json a command \
             prints one JSON object; failures print {"ok":false,"error":...}.
             """,
+        version: BuildInfo.versionText(tool: "guest-agent"),
         subcommands: [Keygen.self, Run.self, Ping.self, Cat.self, Forward.self]
     )
 

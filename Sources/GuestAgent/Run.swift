@@ -43,6 +43,11 @@ struct Run: ParsableCommand {
             A channel still in its handshake is waited for (at most --handshake-timeout); \
             a second signal exits at once: the domain keeps running, and the peers see \
             peerDied instead of a polite close.
+
+            Under a service manager ($NOTIFY_SOCKET set, as by a Type=notify systemd unit \
+            such as secure-channel-agent.service): READY=1 once the agent has attached \
+            and every channel published at its start has finished its handshake (or \
+            failed it); WATCHDOG=1 every half of $WATCHDOG_USEC; STOPPING=1 on SIGTERM.
             """)
 
     @OptionGroup var agent: AgentOptions
@@ -75,6 +80,7 @@ struct Run: ParsableCommand {
         let agentKey = try agent.agentKey()
         let hostKey = try agent.hostPublicKey()
         AgentSignals.install(hangupReloads: true)
+        let readiness = try ServiceReadiness(log: log)
         let watcher = try agent.platform(vcpu: 0)
         let vcpuCount = (watcher as? SimPlatformInfo)?.vcpuCount ?? 1
         log.info("agent running", metadata: ["wait": "\(wait.rawValue)", "vcpus": "\(vcpuCount)",
@@ -114,6 +120,7 @@ struct Run: ParsableCommand {
                 if let entry = current[name], entry.envelope == envelope { continue }  // done with this descriptor
                 toStart.append((name, envelope))
             }
+            readiness.listed(started: toStart.map(\.0))
             var jobs: [ChannelJob] = []
             var refused: [(String, String?)] = []
             for (name, envelope) in toStart {
@@ -149,9 +156,12 @@ struct Run: ParsableCommand {
                 thread.name = "serve-\(name)"
                 thread.start()
             }
+            let table = served.table.withLock { $0 }
+            readiness.turn(now: monotonicNanoseconds()) { table[$0]?.phase }
             // A signal cuts the sleep short (the handlers do not restart it).
-            usleep(UInt32(pollMilliseconds) * 1000)
+            usleep(readiness.sleepMicroseconds(upTo: UInt32(pollMilliseconds) * 1000, now: monotonicNanoseconds()))
         }
+        readiness.stopping()
         try shutDown(served, log: log)
         _ = watcher  // detaches last, once every channel thread has
     }

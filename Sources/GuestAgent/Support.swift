@@ -114,7 +114,7 @@ struct AgentOptions: ParsableArguments {
     @Option(help: "The hypervisor backend: sim (the simulator daemon), xen, or xen-sim (the Xen backend's code over the simulator's Xen libraries).")
     var backend: GuestBackend = .sim
 
-    @Option(name: .customLong("state-dir"), help: ArgumentHelp("The simulator's state directory (default as chanctl); the domain's replay guard (replay-guard-DOMID.json) is kept there. With --backend xen: where the replay guard is kept (default /var/lib/guest-agent).", valueName: "path"))
+    @Option(name: .customLong("state-dir"), help: ArgumentHelp("The simulator's state directory (default as chanctl's: for root /var/lib/secure-channel); the domain's replay guard (replay-guard-DOMID.json) is kept there. With --backend xen: where the replay guard is kept (default /var/lib/guest-agent).", valueName: "path"))
     var stateDir: String?
 
     // Optional rather than defaulted so that --backend xen can refuse an
@@ -171,7 +171,7 @@ struct AgentOptions: ParsableArguments {
     /// the channel while the agent waits.
     func startFrameFlow(log: Logger) throws(AgentFailure) {
         let made: XenFrameFlowAgent?
-        do { made = try backend.frameFlowAgent(domain: domain, stateDirectory: stateDir) } catch {
+        do { made = try backend.frameFlowAgent(domain: domain, stateDirectory: resolvedStateDir) } catch {
             throw .failure(error.description)
         }
         guard let made else { return }
@@ -202,7 +202,13 @@ struct AgentOptions: ParsableArguments {
     }
 
     var spec: PlatformSpec {
-        PlatformSpec(backend: backend, domain: domain, stateDir: stateDir, enforcement: (enforcement ?? .software).simulator)
+        PlatformSpec(backend: backend, domain: domain, stateDir: resolvedStateDir, enforcement: (enforcement ?? .software).simulator)
+    }
+
+    /// On the simulator, the state directory chosen now (a user's temporary
+    /// default is said on standard error once); on Xen, `--state-dir` as given.
+    var resolvedStateDir: String? {
+        backend.isSimulated ? StateDirectory.resolveForTool(explicit: stateDir, tool: "guest-agent").path : stateDir
     }
 }
 

@@ -1,4 +1,6 @@
+import Altp2m
 import ArgumentParser
+import BuildInfo
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -18,6 +20,7 @@ struct Chanctl: ParsableCommand {
             2 bad usage, 3 the hypervisor returned an error. With --json every \
             command prints one JSON object: {"ok":true,...} or {"ok":false,...}.
             """,
+        version: BuildInfo.versionText(tool: "chanctl", extra: [("simulator default", "Xen \(HostProfile.default.xen)")]),
         subcommands: [SimCommand.self, DomainCommand.self, Altp2mCommand.self, MonitorCommand.self, EvtchnCommand.self, GnttabCommand.self, ForeignCommand.self, XenstoreCommand.self, PingPongCommand.self,
                       KeysCommand.self, PolicyCommand.self, ChannelCommand.self, BenchCommand.self, BenchPeerCommand.self]
     )

@@ -8,11 +8,11 @@ struct GlobalOptions: ParsableArguments {
 
     @Option(name: .long, help: ArgumentHelp(
         "The simulator's state directory.",
-        discussion: "Default: $CHANCTL_STATE_DIR, else $XDG_RUNTIME_DIR/secure-channel, else /tmp/secure-channel-$UID.",
+        discussion: "Default: $CHANCTL_STATE_DIR, else for root /var/lib/secure-channel (as secure-channel-sim.service), else $XDG_RUNTIME_DIR/secure-channel, else /tmp/secure-channel-$UID (said on standard error).",
         valueName: "path"))
     var stateDir: String?
 
-    var stateDirectory: StateDirectory { StateDirectory.resolve(explicit: stateDir) }
+    var stateDirectory: StateDirectory { StateDirectory.resolveForTool(explicit: stateDir, tool: "chanctl") }
 }
 
 /// `--as-guest` / `--as-guest-user`: make the call from inside the domain.

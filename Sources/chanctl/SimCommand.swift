@@ -1,6 +1,7 @@
 import Altp2m
 import Altp2mSim
 import ArgumentParser
+import ServiceNotify
 
 /// `chanctl sim ...`: the simulator's lifecycle, and what happens inside a
 /// guest (memory accesses, VMFUNC, #VE) for scripting and tests.
@@ -113,7 +114,14 @@ struct SimCommand: ParsableCommand {
     }
 
     struct Serve: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Run the simulator daemon in the foreground (sim start runs this).")
+        static let configuration = CommandConfiguration(
+            abstract: "Run the simulator daemon in the foreground (sim start runs this).",
+            discussion: """
+                SIGTERM or SIGINT stops it with the simulated host's state kept in the state \
+                directory, for the next daemon to recover; sim stop powers the host off. Under \
+                a service manager ($NOTIFY_SOCKET set, as by secure-channel-sim.service, \
+                Type=notify) it sends READY=1 once its socket accepts clients.
+                """)
         @OptionGroup var options: GlobalOptions
         @OptionGroup var host: HostOptions
         @Flag(name: .long, help: ArgumentHelp("Detach from the terminal's session (sim start passes it).", visibility: .hidden))
@@ -121,13 +129,26 @@ struct SimCommand: ParsableCommand {
 
         func run() throws {
             do {
+                // Under a service manager (secure-channel-sim.service, Type=notify):
+                // READY=1 once the socket listens. A daemon that sim start put in
+                // the background tells nothing to whatever manager its caller has.
+                let notifier: ServiceManagerNotifier?
+                do { notifier = background ? nil : try ServiceManagerNotifier.fromEnvironment() } catch {
+                    throw CommandFailure.failure(error.description)
+                }
                 let daemon = try SimDaemon(stateDirectory: options.stateDirectory, configuration: host.configuration,
                                            background: background)
                 // The grant module runs next to the engine (chanctl keys|policy|channel).
                 do { daemon.register(try GrantService.inDaemon(daemon)) } catch {
                     throw CommandFailure.failure("cannot open the grant module in \(options.stateDirectory.grantPath): \(error)")
                 }
-                try daemon.run()
+                try daemon.run {
+                    guard let notifier else { return }
+                    do { try notifier.notify(["READY=1", "STATUS=serving at \(options.stateDirectory.socketPath)"]) } catch {
+                        var standardError = StandardError()
+                        print("chanctl sim serve: \(error)", to: &standardError)
+                    }
+                }
             } catch let failure as CommandFailure {
                 throw failure
             } catch let error as SimDaemonError {

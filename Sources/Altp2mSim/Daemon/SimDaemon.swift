@@ -146,13 +146,16 @@ public final class SimDaemon {
     /// Serves requests until `sim.stop`, SIGTERM or SIGINT. `sim.stop` powers
     /// the simulated host off (the state directory's files are removed); a
     /// signal leaves them, so a new daemon recovers the same host.
-    public func run() throws(SimDaemonError) {
+    /// `whenListening` runs once the socket accepts clients, before the
+    /// first request is served (`chanctl sim serve` tells a service manager).
+    public func run(whenListening: () -> Void = {}) throws(SimDaemonError) {
         let socket: UnixSocket
         do { socket = try UnixSocket.listen(at: directory.socketPath) } catch { throw .io(error.description) }
         listener = socket
         writePIDFile()
         installSignalHandlers()
         Self.log("serving \(host) with \(machineFrames) frames at \(directory.socketPath) (pid \(getpid()))")
+        whenListening()
 
         while !stopRequested && DaemonSignals.received.load(ordering: .relaxed) == 0 {
             pollOnce(timeoutMilliseconds: 250)

@@ -35,15 +35,38 @@ public struct StateDirectory: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// The state directory to use: `explicit` (`--state-dir`) if given, else
-    /// `$CHANCTL_STATE_DIR`, else `$XDG_RUNTIME_DIR/secure-channel`, else
+    /// `$CHANCTL_STATE_DIR`, else for root ``systemPath``, else (another
+    /// user, trying things out) `$XDG_RUNTIME_DIR/secure-channel`, else
     /// `/tmp/secure-channel-$UID`.
     public static func resolve(explicit: String? = nil) -> StateDirectory {
-        if let explicit, !explicit.isEmpty { return StateDirectory(path: explicit) }
-        if let env = environment("CHANCTL_STATE_DIR"), !env.isEmpty { return StateDirectory(path: env) }
+        choose(explicit: explicit).directory
+    }
+
+    /// Where the system's simulator keeps its state: root's default, and the
+    /// state directory of secure-channel-sim.service.
+    public static let systemPath = "/var/lib/secure-channel"
+
+    /// What picked a state directory.
+    package enum Origin: Sendable, Equatable {
+        /// `--state-dir`.
+        case option
+        /// `$CHANCTL_STATE_DIR`.
+        case environment
+        /// Root's default, ``systemPath``.
+        case system
+        /// An unprivileged user's default, in a per-user temporary directory.
+        case userTemporary
+    }
+
+    /// ``resolve(explicit:)`` and the rule that chose it.
+    package static func choose(explicit: String? = nil) -> (directory: StateDirectory, origin: Origin) {
+        if let explicit, !explicit.isEmpty { return (StateDirectory(path: explicit), .option) }
+        if let env = environment("CHANCTL_STATE_DIR"), !env.isEmpty { return (StateDirectory(path: env), .environment) }
+        if getuid() == 0 { return (StateDirectory(path: systemPath), .system) }
         if let runtime = environment("XDG_RUNTIME_DIR"), !runtime.isEmpty {
-            return StateDirectory(path: runtime + "/secure-channel")
+            return (StateDirectory(path: runtime + "/secure-channel"), .userTemporary)
         }
-        return StateDirectory(path: "/tmp/secure-channel-\(getuid())")
+        return (StateDirectory(path: "/tmp/secure-channel-\(getuid())"), .userTemporary)
     }
 
     public var description: String { path }
