@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 import Altp2m
 import Synchronization
 
@@ -95,8 +100,11 @@ extension SimGuest {
         @inline(__always)
         func vmfunc(_ index: UInt32, eax: UInt32, vcpu: Int) -> VMFUNCOutcome {
             refresh()
-            let vflags = flags[vcpu]
-            guard vflags & ControlRegionLayout.vcpuFlagRunnable != 0 else { return .vcpuNotRunning }
+            var vflags = flags[vcpu]
+            if vflags & ControlRegionLayout.vcpuFlagRunnable == 0 {
+                guard waitUntilRunnable(vcpu) else { return .vcpuNotRunning }
+                vflags = flags[vcpu]
+            }
             guard vflags & ControlRegionLayout.vcpuFlagVMFUNC != 0 else { return .invalidOpcode(.vmfuncDisabled) }
             guard eax == 0, index < 512, active, visible.contains(index) else { return .invalidOpcode(.vmExit) }
             // One writer besides the daemon's compare-and-swap for dom0 switches;
@@ -106,6 +114,23 @@ extension SimGuest {
             word.pointee.store(index, ordering: .releasing)
             if window != nil { syncWindow(vcpu: vcpu) }
             return .switched(from: ViewID(UInt16(truncatingIfNeeded: from)), to: ViewID(UInt16(truncatingIfNeeded: index)))
+        }
+
+        /// A vCPU that is not runnable but whose domain lives is paused
+        /// (dom0's `xc_domain_pause`, or a vm_event awaiting its answer):
+        /// on Xen its thread does not run at all, so the instruction waits
+        /// until the vCPU runs again. False when the domain crashed or was
+        /// destroyed (the instruction never completes).
+        func waitUntilRunnable(_ vcpu: Int) -> Bool {
+            let dead = ControlRegionLayout.flagCrashed | ControlRegionLayout.flagDestroyed
+            while true {
+                refresh()
+                if flags[vcpu] & ControlRegionLayout.vcpuFlagRunnable != 0 { return true }
+                let domainFlags = UnsafeRawPointer(control.base).load(fromByteOffset: ControlRegionLayout.flagsOffset,
+                                                                        as: UInt32.self)
+                if domainFlags & dead != 0 { return false }
+                usleep(50)
+            }
         }
 
         /// The table `vcpu` uses now (0 host, 1 + v view v), or nil.
