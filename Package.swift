@@ -209,7 +209,7 @@ let package = Package(
         // Guest-process VMFUNC benchmark (release: swift build -c release --product guest-vmfunc-bench)
         .executableTarget(
             name: "guest-vmfunc-bench",
-            dependencies: ["Altp2m", "Altp2mSim", "CPlatform"],
+            dependencies: ["Altp2m", "Altp2mSim", "CPlatform", "XenInterface"],
             path: "Benchmarks/GuestVMFUNCBench"
         ),
 
