@@ -42,10 +42,14 @@ struct Ping: ParsableCommand {
     @Option(help: ArgumentHelp("Also write every round trip (index,rtt_ns) to this CSV file.", valueName: "file"))
     var csv: String?
 
+    @Option(help: ArgumentHelp("When the peer restarts, closes or the descriptors are re-issued mid-run, open the channel again, waiting up to this many seconds for the peer, and go on (the round trip in flight is repeated); 0 ends the run instead.", valueName: "seconds"))
+    var reconnect: Double = 0
+
     func validate() throws {
         guard (1...100_000_000).contains(count) else { throw ValidationError("bad --count \(count): expected 1...100000000") }
         guard (1...(1 << 20)).contains(size) else { throw ValidationError("bad --size \(size): expected 1...1048576 bytes") }
         guard timeout > 0, timeout <= 3600 else { throw ValidationError("bad --timeout \(timeout): expected seconds in (0, 3600]") }
+        guard reconnect >= 0, reconnect <= 3600 else { throw ValidationError("bad --reconnect \(reconnect): expected seconds in [0, 3600]") }
     }
 
     func run() throws {
@@ -67,7 +71,7 @@ struct Ping: ParsableCommand {
         try agent.startFrameFlow(log: log)
         let platform = try agent.platform(vcpu: 0)
         let openStart = monotonicNanoseconds()
-        let ch = try openChannel(channel, options: agent, platform: platform, wait: wait.strategy, timeout: timeout)
+        var ch = try openChannel(channel, options: agent, platform: platform, wait: wait.strategy, timeout: timeout)
         let openNanoseconds = monotonicNanoseconds() - openStart
         log.debug("channel open", metadata: ["open_ns": "\(openNanoseconds)"])
         guard size <= ch.maximumMessageBytes else {
@@ -82,7 +86,8 @@ struct Ping: ParsableCommand {
         let limit = Duration.seconds(timeout)
 
         var completed = 0  // timed round trips done, for the messages
-        func roundTrip() throws(AgentFailure) -> UInt64 {
+        var reconnects = 0
+        func attempt() throws(AgentFailure) -> Result<UInt64, ChannelError> {
             let start = monotonicNanoseconds()
             do {
                 try ch.send(UnsafeRawBufferPointer(message), timeout: limit)
@@ -91,18 +96,37 @@ struct Ping: ParsableCommand {
                 guard n == size else {
                     throw AgentFailure.failure("the echo on \(channel) returned \(n) bytes for \(size); is the peer running guest-agent run?")
                 }
-                return end - start
+                return .success(end - start)
             } catch let failure as AgentFailure {
                 throw failure
             } catch let error as ChannelError {
+                return .failure(error)
+            } catch {
+                throw .failure("round trip on \(channel) failed: \(error)")
+            }
+        }
+        func roundTrip() throws(AgentFailure) -> UInt64 {
+            while true {
+                let error: ChannelError
+                switch try attempt() {
+                case .success(let rtt): return rtt
+                case .failure(let failure): error = failure
+                }
+                if reconnect > 0, Self.peerMayReturn(error) {
+                    // The channel outlives the session: open it again (the
+                    // descriptor as published now) and repeat this round trip.
+                    log.notice("\(channel): \(error); opening the channel again (waiting up to \(reconnect) s)")
+                    try? ch.close(timeout: .milliseconds(200))
+                    ch = try openChannel(channel, options: agent, platform: platform, wait: wait.strategy, timeout: reconnect)
+                    reconnects += 1
+                    continue
+                }
                 if error == .peerClosed {
                     // A polite close (the peer agent stopped or its service
                     // ended), not a crash: say so in words, with how far it got.
                     throw .failure("peerClosed: the peer closed channel \(channel) after \(completed) of \(count) round trips (its agent stopped or stopped serving the channel); the run is incomplete")
                 }
                 throw .failure("round trip on \(channel) failed: \(error)\(error == .timeout ? "; is guest-agent run serving the peer domain?" : "")")
-            } catch {
-                throw .failure("round trip on \(channel) failed: \(error)")
             }
         }
 
@@ -149,14 +173,24 @@ struct Ping: ParsableCommand {
                 ("p999_ns", .uint(stats.p999)), ("max_ns", .uint(stats.max)), ("min_ns", .uint(stats.min)),
                 ("mean_ns", .double((histogram.mean * 10).rounded() / 10)),
                 ("open_ns", .uint(openNanoseconds)), ("first_round_trip_ns", .uint(first)),
+                ("reconnects", .int(Int64(reconnects))),
                 // As attached, read back from the platform: "hardware" on Xen.
                 ("enforcement", .string((platform as? SimPlatformInfo)?.enforcementName ?? "hardware")),
             ]))
         } else {
-            print("channel \(channel): \(count) round trips of \(size) bytes (\(mode), \(suite), wait \(wait.rawValue))")
+            print("channel \(channel): \(count) round trips of \(size) bytes (\(mode), \(suite), wait \(wait.rawValue))"
+                  + (reconnects > 0 ? ", \(reconnects) reconnect(s)" : ""))
             print(stats.table(extra: [("open + handshake", openNanoseconds), ("first round trip", first)]))
             print("")
             print(asciiHistogram(samples))
+        }
+    }
+
+    /// The errors after which the peer may open the channel again by itself.
+    static func peerMayReturn(_ error: ChannelError) -> Bool {
+        switch error {
+        case .peerClosed, .peerDied, .peerRestarted, .descriptorsReissued: return true
+        default: return false
         }
     }
 

@@ -1,0 +1,85 @@
+import Foundation
+import Testing
+
+/// Channels outlive their sessions, through the built binaries: an agent
+/// killed (kill -9) or stopped (SIGTERM) and started again reopens the same
+/// channel without any host action, and the side that stayed carries on
+/// with it.
+@Suite("End to end: agents that restart reopen the same channel", .serialized)
+struct ReconnectTests {
+    static let cases: [(String, String, Int32)] = ["encrypted", "isolated"].flatMap { mode in
+        ["run", "ping"].flatMap { side in [SIGKILL, SIGTERM].map { (mode, side, $0) } }
+    }
+
+    /// A world with a channel `probe` of `mode` between left and right.
+    func world(mode: String) throws -> SimWorld {
+        let world = try SimWorld(allow: false)
+        try world.chanctl("policy", "allow", "left", "right", "--modes", "encrypted,isolated")
+        try world.chanctl("channel", "create", "probe", "--between", "left", "right", "--pages", "4", "--mode", mode)
+        return world
+    }
+
+    func startRun(_ world: SimWorld, log: String) throws -> Process {
+        try world.spawnAgent(["run", "--wait", "block", "--poll-ms", "20"] + world.agentOptions("right"), log: log)
+    }
+
+    func startPing(_ world: SimWorld, count: Int, reconnect: Bool, log: String) throws -> Process {
+        try world.spawnAgent(["ping", "--channel", "probe", "--count", String(count), "--size", "64", "--wait", "block",
+                              "--timeout", "30", "--json"] + (reconnect ? ["--reconnect", "30"] : []) + world.agentOptions("left"),
+                             log: log)
+    }
+
+    /// Waits until `process` made `text` appear in its log, failing by name past 20 s.
+    func expectLog(_ world: SimWorld, _ name: String, _ text: String, sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(world.waitForLog(name, text), "\(name) never logged '\(text)': \(world.log(name))", sourceLocation: sourceLocation)
+    }
+
+    func finishedJSON(_ world: SimWorld, _ name: String) -> [String: Any]? {
+        let text = (try? String(contentsOfFile: world.tmp.path + "/\(name).out", encoding: .utf8)) ?? ""
+        return (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any]
+    }
+
+    @Test("either side of run/ping killed (kill -9) or stopped (SIGTERM) and started again: the survivor carries on with it, in both modes",
+          arguments: cases)
+    func restartOneSide(mode: String, side: String, signal: Int32) throws {
+        let world = try world(mode: mode)
+        let run = try startRun(world, log: "run1")
+        defer { stopProcess(run) }
+        if side == "run" {
+            // ping survives: a long run that must outlive the agent's restart.
+            let ping = try startPing(world, count: 100_000, reconnect: true, log: "ping")
+            defer { stopProcess(ping) }
+            expectLog(world, "run1", "channel open")
+            usleep(300_000)
+            #expect(ping.isRunning, "ping must still be running: \(world.log("ping"))")
+            kill(run.processIdentifier, signal)
+            #expect(waitForExit(run, seconds: 5), "run must go: \(world.log("run1"))")
+            let again = try startRun(world, log: "run2")
+            defer { stopProcess(again) }
+            expectLog(world, "run2", "channel open")
+            #expect(waitForExit(ping, seconds: 120), "ping must finish after the restart: \(world.log("ping"))")
+            #expect(ping.terminationStatus == 0, "\(world.log("ping")) \(world.log("run2"))")
+            let result = finishedJSON(world, "ping")
+            #expect(result?["mode"] as? String == mode)
+            #expect((result?["reconnects"] as? Int ?? 0) >= 1, "the run must span the restart: \(String(describing: result))")
+            #expect(world.log("ping").contains(signal == SIGKILL ? "opening the channel again" : "peer closed")
+                    || world.log("ping").contains("opening the channel again"), "\(world.log("ping"))")
+        } else {
+            // run survives: a ping killed or stopped mid-run, then another.
+            let ping = try startPing(world, count: 100_000, reconnect: false, log: "ping1")
+            defer { stopProcess(ping) }
+            expectLog(world, "run1", "channel open")
+            usleep(300_000)
+            #expect(ping.isRunning, "ping must still be running: \(world.log("ping1"))")
+            kill(ping.processIdentifier, signal)
+            #expect(waitForExit(ping, seconds: 5), "ping must go: \(world.log("ping1"))")
+            expectLog(world, "run1", "waiting for")
+            let second = try startPing(world, count: 200, reconnect: false, log: "ping2")
+            defer { stopProcess(second) }
+            #expect(waitForExit(second, seconds: 60), "the second ping must finish: \(world.log("ping2"))")
+            #expect(second.terminationStatus == 0, "\(world.log("ping2")) \(world.log("run1"))")
+            expectLog(world, "run1", "channel open again")
+            #expect(run.isRunning, "run survives its peer's restart: \(world.log("run1"))")
+        }
+    }
+}
