@@ -4,7 +4,8 @@ import Testing
 /// Channels outlive their sessions, through the built binaries: an agent
 /// killed (kill -9) or stopped (SIGTERM) and started again reopens the same
 /// channel without any host action, and the side that stayed carries on
-/// with it.
+/// with it; a re-issue cuts the session off and both sides reopen with the
+/// new descriptors.
 @Suite("End to end: agents that restart reopen the same channel", .serialized)
 struct ReconnectTests {
     static let cases: [(String, String, Int32)] = ["encrypted", "isolated"].flatMap { mode in
@@ -81,5 +82,35 @@ struct ReconnectTests {
             expectLog(world, "run1", "channel open again")
             #expect(run.isRunning, "run survives its peer's restart: \(world.log("run1"))")
         }
+    }
+
+    @Test("chanctl channel reissue cuts the session off: ping without --reconnect fails naming the re-issue, run and a reconnecting ping reopen with the new descriptors")
+    func reissue() throws {
+        let world = try world(mode: "encrypted")
+        let run = try startRun(world, log: "run")
+        defer { stopProcess(run) }
+        let strict = try startPing(world, count: 1_000_000, reconnect: false, log: "strict")
+        defer { stopProcess(strict) }
+        expectLog(world, "run", "channel open")
+        usleep(300_000)
+        #expect(strict.isRunning, "\(world.log("strict"))")
+        let first = try world.chanctl("channel", "reissue", "probe")
+        let generation = try #require(first.json?["generation"] as? Int, "\(first.stdout)")
+        #expect(waitForExit(strict, seconds: 10), "\(world.log("strict"))")
+        #expect(strict.terminationStatus == 1)
+        let said = world.log("strict") + ((try? String(contentsOfFile: world.tmp.path + "/strict.out", encoding: .utf8)) ?? "")
+        #expect(said.contains("re-issued") && said.contains("generation \(generation)"), "the error names the re-issue: \(said)")
+        expectLog(world, "run", "re-issued")
+
+        // A reconnecting ping spans the next re-issue.
+        let ping = try startPing(world, count: 400_000, reconnect: true, log: "ping")
+        defer { stopProcess(ping) }
+        usleep(800_000)
+        #expect(ping.isRunning, "\(world.log("ping")) \(world.log("run"))")
+        try world.chanctl("channel", "reissue", "probe")
+        #expect(waitForExit(ping, seconds: 240), "\(world.log("ping"))")
+        #expect(ping.terminationStatus == 0, "\(world.log("ping")) \(world.log("run"))")
+        #expect((finishedJSON(world, "ping")?["reconnects"] as? Int ?? 0) >= 1, "\(world.log("ping"))")
+        #expect(run.isRunning, "\(world.log("run"))")
     }
 }
