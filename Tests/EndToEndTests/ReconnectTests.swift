@@ -113,4 +113,41 @@ struct ReconnectTests {
         #expect((finishedJSON(world, "ping")?["reconnects"] as? Int ?? 0) >= 1, "\(world.log("ping"))")
         #expect(run.isRunning, "\(world.log("run"))")
     }
+
+    @Test("forward --reconnect: the connecting forwarder killed (kill -9) and started again; the listening one cuts the connection, reopens and carries the next one, in both modes",
+          arguments: ["encrypted", "isolated"])
+    func forwardCarriesOn(mode: String) throws {
+        let world = try SimWorld(allow: false)
+        try world.chanctl("policy", "allow", "left", "right", "--modes", "encrypted,isolated")
+        try world.chanctl("channel", "create", "web", "--between", "left", "right", "--pages", "4", "--mode", mode)
+        let serverPath = world.tmp.path + "/server.sock", clientPath = world.tmp.path + "/client.sock"
+        let listener = try UnixSocket.listen(serverPath)
+        defer { close(listener) }
+        let connector = ["forward", "--channel", "web", "--connect-unix", serverPath] + world.agentOptions("right")
+        let first = try world.spawnAgent(connector, log: "fwd-server1")
+        defer { stopProcess(first) }
+        let client = try world.spawnAgent(["forward", "--channel", "web", "--listen-unix", clientPath, "--reconnect", "30"]
+                                          + world.agentOptions("left"), log: "fwd-client")
+        defer { stopProcess(client) }
+
+        func exchange(_ text: String) throws {
+            let fd = try UnixSocket.connect(clientPath, retryFor: 20)
+            defer { close(fd) }
+            let accepted = UnixSocket.accept(listener, within: 20)
+            defer { if accepted >= 0 { close(accepted) } }
+            try #require(accepted >= 0, "the connecting forwarder never connected: \(world.log("fwd-client"))")
+            #expect(UnixSocket.writeAll(fd, Array(text.utf8)))
+            #expect(UnixSocket.read(accepted) { $0.count >= text.utf8.count } == Array(text.utf8),
+                    "\(world.log("fwd-client"))")
+        }
+        try exchange("hello")
+        kill(first.processIdentifier, SIGKILL)
+        #expect(waitForExit(first, seconds: 5))
+        #expect(world.waitForLog("fwd-client", "opening the channel again"), "\(world.log("fwd-client"))")
+        #expect(client.isRunning, "the listening forwarder carries on: \(world.log("fwd-client"))")
+        let second = try world.spawnAgent(connector, log: "fwd-server2")
+        defer { stopProcess(second) }
+        try exchange("hello again")
+        #expect(client.isRunning, "\(world.log("fwd-client"))")
+    }
 }
