@@ -16,8 +16,8 @@ struct RestartSetup: @unchecked Sendable {
     let psk = SymmetricKey()
     var options = ChannelEndpoint.Options(wait: .spin, handshakeTimeout: .seconds(5))
 
-    init(mode: ChannelMode = .encrypted, pages: Int = 4, aliased: Bool = false) throws {
-        window = try TestWindow(pages: pages, aliased: aliased)
+    init(mode: ChannelMode = .encrypted, pages: Int = 4, aliased: Bool = false, oneWay: Bool = false) throws {
+        window = try TestWindow(pages: pages, oneWay: oneWay, aliased: aliased)
         self.mode = mode
     }
 
@@ -136,6 +136,32 @@ struct RestartTests {
         }
     }
 
+    @Test("one-way: a restarted writer is seen by the reader, which reopens; a restarted reader waits for the writer's next incarnation")
+    func oneWayRestarts() throws {
+        var setup = try RestartSetup(oneWay: true)
+        setup.options.handshakeTimeout = .milliseconds(500)
+        let first = try setup.openPair()
+        try first.initiator.send(text("a"))
+        #expect(try first.responder.receive(timeout: .seconds(5)) == text("a"))
+        // The writer restarts (its open returns at once) and writes on.
+        try first.initiator.send(text("before"))
+        let writer = try setup.open(.initiator).value(within: .seconds(5), "the writer's reopen").value
+        try writer.send(text("b"))
+        #expect(try first.responder.receive(timeout: .seconds(5)) == text("before"))
+        #expect(first.responder.receiveError() == .peerRestarted)
+        let reader = try setup.open(.responder).value(within: .seconds(5), "the reader's reopen").value
+        #expect(try reader.receive(timeout: .seconds(5)) == text("b"), "the new reader starts at the writer's new session")
+        // The reader restarts: the writer's session was read by its
+        // predecessor, so it waits (and times out) until the writer opens again.
+        let lone = Result { try setup.open(.responder).value(within: .seconds(5), "a reader without a new writer") }
+        guard case .failure(let error) = lone else { Issue.record("a reader paired with a session its predecessor read"); return }
+        #expect(error as? ChannelError == .timeout)
+        let again = setup.open(.responder)
+        let writer2 = try setup.open(.initiator).value(within: .seconds(5), "the writer's second reopen").value
+        try writer2.send(text("c"))
+        #expect(try again.value(within: .seconds(5), "the reader's open").value.receive(timeout: .seconds(5)) == text("c"))
+    }
+
     @Test("old-session frames written again into the new session are refused as an attack, never delivered")
     func replayOldFramesIntoNewSession() throws {
         let setup = try RestartSetup()
@@ -227,7 +253,7 @@ struct RestartTests {
                     page.u64(at: line + ControlPage.SideField.start).pointee.store(start, ordering: .relaxed)
                 }
                 writes.add(1, ordering: .relaxed)
-                usleep(UInt32.random(in: 0..<4000, using: &rng))
+                usleep(UInt32.random(in: 0..<10_000, using: &rng))
             }
         }
         defer { stop.store(true, ordering: .relaxed); _ = try? attacker.value(within: .seconds(5), "the attacker") }
