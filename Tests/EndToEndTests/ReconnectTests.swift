@@ -150,4 +150,39 @@ struct ReconnectTests {
         try exchange("hello again")
         #expect(client.isRunning, "\(world.log("fwd-client"))")
     }
+
+    @Test("cat killed (kill -9) or stopped (SIGTERM) mid-stream and started again: run serves the new one, whose bytes come back intact, in both modes",
+          arguments: ["encrypted", "isolated"].flatMap { mode in [SIGKILL, SIGTERM].map { (mode, $0) } })
+    func catRestarted(mode: String, signal: Int32) throws {
+        let world = try world(mode: mode)
+        let run = try startRun(world, log: "run")
+        defer { stopProcess(run) }
+        // The first cat keeps its standard input open, so it is mid-stream when it goes.
+        let input = Pipe()
+        let first = Process()
+        first.executableURL = URL(fileURLWithPath: try Binaries.guestAgent)
+        first.arguments = ["cat", "--channel", "probe", "--timeout", "20"] + world.agentOptions("left")
+        first.standardInput = input
+        first.standardOutput = FileHandle.nullDevice
+        first.standardError = FileHandle.nullDevice
+        try first.run()
+        defer { stopProcess(first) }
+        input.fileHandleForWriting.write(Data(repeating: 0x5A, count: 100_000))
+        expectLog(world, "run", "channel open")
+        usleep(200_000)
+        kill(first.processIdentifier, signal)
+        #expect(waitForExit(first, seconds: 5))
+        try? input.fileHandleForWriting.close()
+        expectLog(world, "run", "waiting for")
+
+        let source = world.tmp.path + "/input", sink = world.tmp.path + "/output"
+        var bytes = [UInt8](repeating: 0, count: 1 << 20)
+        for i in bytes.indices { bytes[i] = UInt8(truncatingIfNeeded: i &* 131 &+ i >> 11) }
+        try Data(bytes).write(to: URL(fileURLWithPath: source))
+        let second = try Binaries.run("/bin/sh", ["-c", "exec \"$0\" \"$@\" < \(source) > \(sink)", try Binaries.guestAgent, "cat",
+                                                  "--channel", "probe", "--timeout", "30"] + world.agentOptions("left"), timeout: 120)
+        #expect(second.status == 0, "\(second.stderr) \(world.log("run"))")
+        #expect(try sha256(ofFile: source) == sha256(ofFile: sink), "the echo of the new cat must be its own bytes only")
+        #expect(run.isRunning, "\(world.log("run"))")
+    }
 }
