@@ -71,7 +71,7 @@ struct Ping: ParsableCommand {
         try agent.startFrameFlow(log: log)
         let platform = try agent.platform(vcpu: 0)
         let openStart = monotonicNanoseconds()
-        var ch = try openChannel(channel, options: agent, platform: platform, wait: wait.strategy, timeout: timeout)
+        let ch = try openChannel(channel, options: agent, platform: platform, wait: wait.strategy, timeout: timeout)
         let openNanoseconds = monotonicNanoseconds() - openStart
         log.debug("channel open", metadata: ["open_ns": "\(openNanoseconds)"])
         guard size <= ch.maximumMessageBytes else {
@@ -79,59 +79,10 @@ struct Ping: ParsableCommand {
             throw AgentFailure.failure("--size \(size) is larger than one message on channel \(channel) (at most \(ch.maximumMessageBytes) bytes); use a smaller --size or create the channel with more --pages")
         }
 
-        let message = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 16)
-        let reply = UnsafeMutableRawBufferPointer.allocate(byteCount: ch.maximumMessageBytes, alignment: 16)
-        defer { message.deallocate(); reply.deallocate() }
-        for i in 0..<size { message[i] = UInt8(truncatingIfNeeded: i &* 31 &+ 7) }
-        let limit = Duration.seconds(timeout)
-
-        var completed = 0  // timed round trips done, for the messages
-        var reconnects = 0
-        func attempt() throws(AgentFailure) -> Result<UInt64, ChannelError> {
-            let start = monotonicNanoseconds()
-            do {
-                try ch.send(UnsafeRawBufferPointer(message), timeout: limit)
-                let n = try ch.receive(into: reply, timeout: limit)
-                let end = monotonicNanoseconds()
-                guard n == size else {
-                    throw AgentFailure.failure("the echo on \(channel) returned \(n) bytes for \(size); is the peer running guest-agent run?")
-                }
-                return .success(end - start)
-            } catch let failure as AgentFailure {
-                throw failure
-            } catch let error as ChannelError {
-                return .failure(error)
-            } catch {
-                throw .failure("round trip on \(channel) failed: \(error)")
-            }
-        }
-        func roundTrip() throws(AgentFailure) -> UInt64 {
-            while true {
-                let error: ChannelError
-                switch try attempt() {
-                case .success(let rtt): return rtt
-                case .failure(let failure): error = failure
-                }
-                if reconnect > 0, Self.peerMayReturn(error) {
-                    // The channel outlives the session: open it again (the
-                    // descriptor as published now) and repeat this round trip.
-                    log.notice("\(channel): \(error); opening the channel again (waiting up to \(reconnect) s)")
-                    try? ch.close(timeout: .milliseconds(200))
-                    ch = try openChannel(channel, options: agent, platform: platform, wait: wait.strategy, timeout: reconnect)
-                    reconnects += 1
-                    continue
-                }
-                if error == .peerClosed {
-                    // A polite close (the peer agent stopped or its service
-                    // ended), not a crash: say so in words, with how far it got.
-                    throw .failure("peerClosed: the peer closed channel \(channel) after \(completed) of \(count) round trips (its agent stopped or stopped serving the channel); the run is incomplete")
-                }
-                throw .failure("round trip on \(channel) failed: \(error)\(error == .timeout ? "; is guest-agent run serving the peer domain?" : "")")
-            }
-        }
-
-        let first = try roundTrip()
-        guard memcmp(message.baseAddress!, reply.baseAddress!, size) == 0 else {
+        let link = PingLink(ch, name: channel, agent: agent, platform: platform, wait: wait.strategy,
+                            reconnect: reconnect, timeout: timeout, size: size, count: count, log: log)
+        let first = try link.roundTrip()
+        guard link.echoed else {
             throw AgentFailure.failure("the echo on \(channel) changed the message; the peer is not an echo agent")
         }
         var histogram = Histogram<UInt64>(numberOfSignificantValueDigits: .three)
@@ -142,12 +93,12 @@ struct Ping: ParsableCommand {
         let step = max(1, count / 50)
         for i in 0..<count {
             if AgentSignals.stopRequested {
-                try? ch.close(timeout: .seconds(1))
-                throw AgentFailure.failure("stopped by a signal after \(completed) of \(count) round trips; the channel was closed")
+                try? link.channel.close(timeout: .seconds(1))
+                throw AgentFailure.failure("stopped by a signal after \(link.completed) of \(count) round trips; the channel was closed")
             }
-            let rtt = try roundTrip()
+            let rtt = try link.roundTrip()
             samples.append(rtt)
-            completed = i + 1
+            link.completed = i + 1
             if progress, i % step == 0 { drawProgress(i, count) }
         }
         if progress { drawProgress(count, count); _ = write(1, "\n", 1) }
@@ -157,13 +108,13 @@ struct Ping: ParsableCommand {
             for (i, rtt) in samples.enumerated() { fputs("\(i),\(rtt)\n", csvFile) }
         }
         do {
-            try ch.close(timeout: .seconds(timeout))
+            try link.channel.close(timeout: .seconds(timeout))
         } catch {
             log.warning("closing \(channel): \(error)")
         }
 
         let stats = LatencyStats(histogram)
-        let mode = "\(ch.descriptor.mode)", suite = "\(ch.descriptor.suite)"
+        let mode = "\(link.channel.descriptor.mode)", suite = "\(link.channel.descriptor.suite)"
         if json {
             print(jsonObject([
                 ("ok", .bool(true)), ("channel", .string(channel)), ("count", .int(Int64(count))),
@@ -173,24 +124,16 @@ struct Ping: ParsableCommand {
                 ("p999_ns", .uint(stats.p999)), ("max_ns", .uint(stats.max)), ("min_ns", .uint(stats.min)),
                 ("mean_ns", .double((histogram.mean * 10).rounded() / 10)),
                 ("open_ns", .uint(openNanoseconds)), ("first_round_trip_ns", .uint(first)),
-                ("reconnects", .int(Int64(reconnects))),
+                ("reconnects", .int(Int64(link.reconnects))),
                 // As attached, read back from the platform: "hardware" on Xen.
                 ("enforcement", .string((platform as? SimPlatformInfo)?.enforcementName ?? "hardware")),
             ]))
         } else {
             print("channel \(channel): \(count) round trips of \(size) bytes (\(mode), \(suite), wait \(wait.rawValue))"
-                  + (reconnects > 0 ? ", \(reconnects) reconnect(s)" : ""))
+                  + (link.reconnects > 0 ? ", \(link.reconnects) reconnect(s)" : ""))
             print(stats.table(extra: [("open + handshake", openNanoseconds), ("first round trip", first)]))
             print("")
             print(asciiHistogram(samples))
-        }
-    }
-
-    /// The errors after which the peer may open the channel again by itself.
-    static func peerMayReturn(_ error: ChannelError) -> Bool {
-        switch error {
-        case .peerClosed, .peerDied, .peerRestarted, .descriptorsReissued: return true
-        default: return false
         }
     }
 
