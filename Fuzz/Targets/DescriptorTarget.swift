@@ -13,8 +13,10 @@ import SecureChannel
 ///
 /// Oracle: an accepted envelope is canonical (reassembling what was parsed
 /// gives the same bytes; re-encoding the descriptor gives the plaintext),
-/// is for this agent's domain and the expected name, is unexpired, and
-/// opening it again with the same replay guard is refused as a replay.
+/// is for this agent's domain and the expected name, is unexpired, opening
+/// it again with the same replay guard is accepted (a reopening), and once
+/// the guard recorded a newer generation of its channel it is refused as a
+/// replay.
 enum DescriptorTarget {
     static let target = FuzzTarget(
         name: "descriptor", summary: "descriptor envelopes: raw, signed by the host, sealed plaintext",
@@ -43,14 +45,21 @@ enum DescriptorTarget {
         var guardState = DescriptorReplayGuard()
         guard let opened = try? opener.open(envelope, named: name, now: now, replayGuard: &guardState) else { return }
         try check(opened, envelope: envelope, plaintext: depth % 3 == 2 ? body : nil)
+        guard (try? opener.open(envelope, named: name, now: now, replayGuard: &guardState)) != nil else {
+            throw OracleViolation("the same envelope was refused the second time: a reopening must be accepted")
+        }
+        var newer = opened.descriptor
+        newer.generation &+= 1
+        guard newer.generation > opened.descriptor.generation else { return }
+        guardState.accept(newer)
         do {
             _ = try opener.open(envelope, named: name, now: now, replayGuard: &guardState)
-            throw OracleViolation("the same envelope was accepted twice by one replay guard")
+            throw OracleViolation("an envelope older than a generation the guard accepted was accepted")
         } catch let violation as OracleViolation {
             throw violation
         } catch {
             guard case .replayed = error as? DescriptorError else {
-                throw OracleViolation("a second open was refused for '\(error)', not as a replay")
+                throw OracleViolation("an older generation was refused for '\(error)', not as a replay")
             }
         }
     }

@@ -433,7 +433,8 @@ extension GrantModule {
             throw StepFailure(.controlPage, .invalidRequest, error.description)
         }
         var page = [UInt8](repeating: 0, count: RingGeometry.pageSize)
-        page.withUnsafeMutableBytes { ControlPage(base: $0.baseAddress!).initialize(geometry: geometry) }
+        page.withUnsafeMutableBytes { ControlPage(base: $0.baseAddress!).initialize(geometry: geometry, channelID: channel.id.bytes,
+                                                                                       generation: channel.generation) }
         let side = channel.initiator
         guard let first = side.backing.first else {
             throw StepFailure(.controlPage, .verification, "the channel has no shared frames")

@@ -66,10 +66,37 @@ extension GrantModule {
                                       bytes: littleEndianBytes(exited.processExits))
         }
         guard problems.isEmpty else { return }
+        wakeAll(channel, except: exited.domain)
+    }
+
+    /// A re-issue cuts the sessions off: the new generation goes into the
+    /// control page's host line and every word an agent may sleep on is
+    /// woken. An endpoint whose descriptor is older ends its session with
+    /// ``descriptorsReissued`` at its next wait, and the agents open the new
+    /// descriptors. Nothing is written when the control page is not there
+    /// yet; a failed write leaves the old sessions running (they end at the
+    /// next re-issue or when their keys age out) and is not an error of the
+    /// re-issue, whose descriptors are published.
+    func announceGeneration(_ channel: ChannelState) {
+        guard channel.controlPageWritten, let holder = channel.sides.first(where: { !$0.backing.isEmpty }) else { return }
+        let base = ControlPage.Offset.hostState
+        var problems: [String] = []
+        note(&problems, "\(holder.domainName) (\(holder.domain)): writing the generation of '\(channel.name)'") {
+            () throws(XenErrno) in
+            try host.writeGuestMemory(holder.domain, gfn: holder.backing[0], offset: base + ControlPage.HostField.generation,
+                                      bytes: littleEndianBytes(channel.generation))
+        }
+        guard problems.isEmpty else { return }
+        wakeAll(channel, except: nil)
+    }
+
+    /// Wakes every word the agents of `channel` may sleep on (the four ring
+    /// indices and the host's `closed` word), on the sides other than `except`.
+    func wakeAll(_ channel: ChannelState, except: DomainID?) {
         let words = [ControlPage.Offset.ring0Producer, ControlPage.Offset.ring0Consumer,
                      ControlPage.Offset.ring1Producer, ControlPage.Offset.ring1Consumer,
-                     base + ControlPage.HostField.closed]
-        for reader in channel.sides where reader.domain != exited.domain && !reader.backing.isEmpty {
+                     ControlPage.Offset.hostState + ControlPage.HostField.closed]
+        for reader in channel.sides where reader.domain != except && !reader.backing.isEmpty {
             for offset in words {
                 host.wake(reader.domain, gfn: reader.backing[0], offset: offset, port: channel.port ?? 0)
             }

@@ -151,6 +151,7 @@ extension GrantModule {
             contents.channels[name] = updated
             contents.nextGeneration = max(contents.nextGeneration, updated.generation + 1)
         }
+        announceGeneration(updated)
         return summary(updated)
     }
 
@@ -508,5 +509,10 @@ extension StepFailure {
 
 /// A 32-bit value as its four little-endian bytes.
 func littleEndianBytes(_ value: UInt32) -> [UInt8] {
+    withUnsafeBytes(of: value.littleEndian) { Array($0) }
+}
+
+/// A 64-bit value as its eight little-endian bytes.
+func littleEndianBytes(_ value: UInt64) -> [UInt8] {
     withUnsafeBytes(of: value.littleEndian) { Array($0) }
 }

@@ -28,6 +28,9 @@ struct ChannelJob: Sendable {
     let rule: String?
     /// Called once the channel is open (the handshake is done).
     let opened: @Sendable () -> Void
+    /// Called when a session ended and the channel is being opened again
+    /// (false), and when it is open again (true).
+    let reopened: @Sendable (Bool) -> Void
 
     /// The longest wait between two looks at the stop signal.
     static let turn = Duration.milliseconds(200)
@@ -38,48 +41,116 @@ struct ChannelJob: Sendable {
         var log = self.log
         log[metadataKey: "channel"] = "\(name)"
         let platform: GuestPlatform
-        let accepted: OpenedDescriptor
         do {
             platform = try spec.platform(vcpu: vcpu)
-            // `name` is the store key the service was chosen by: the
-            // descriptor must be signed for it, or the store's writer
-            // would pick this channel's service.
-            switch try acceptDescriptor(envelope, named: name, agentKey: agentKey, hostKey: hostKey,
-                                        platform: platform, spec: spec) {
-            case .success(let descriptor): accepted = descriptor
-            case .failure(let refusal):
-                log.error("refused: \(refusalMessage(refusal))", metadata: ["refusal": "\(refusal.kind)"])
-                return
-            }
         } catch {
             log.error("cannot serve: \(error)")
             return
         }
-        log.info("serving with \(service)", metadata: ["rule": "\(rule ?? "default (no rule matched)")"])
-        let channel: SecureChannel
-        do {
-            channel = try SecureChannel.open(accepted, platform: platform,
-                                             options: .init(wait: wait, handshakeTimeout: .seconds(handshakeTimeout)))
-        } catch {
-            log.error("cannot open: \(error)\(fixHint(error))")
-            return
-        }
-        opened()
-        log.info("channel open", metadata: ["vcpu": "\(vcpu)", "mode": "\(channel.descriptor.mode)",
-                                            "suite": "\(channel.descriptor.suite)", "service": "\(service)"])
-        switch service {
-        case .echo: echo(channel, log: log)
-        case .sink: sink(channel, log: log)
-        case .forwardUnix(let path): forward(channel, to: path, log: log)
-        case .refuse: try? channel.close(timeout: Self.closeTimeout)  // never started for refuse; harmless
+        var envelope = self.envelope
+        var sessions = 0
+        while !AgentSignals.stopRequested {
+            guard let channel = openSession(envelope, platform: platform, first: sessions == 0, log: log) else { return }
+            if sessions == 0 { opened() } else { reopened(true) }
+            sessions += 1
+            log.info(sessions == 1 ? "channel open" : "channel open again (session \(sessions))",
+                     metadata: ["vcpu": "\(vcpu)", "mode": "\(channel.descriptor.mode)",
+                                "suite": "\(channel.descriptor.suite)", "service": "\(service)"])
+            let stopped: Bool
+            switch service {
+            case .echo: stopped = echo(channel, log: log)
+            case .sink: stopped = sink(channel, log: log)
+            case .forwardUnix(let path): stopped = forward(channel, to: path, log: log)
+            case .refuse: try? channel.close(timeout: Self.closeTimeout); stopped = true  // never started for refuse
+            }
+            if stopped { return }
+            // The channel outlives the session: open it again for the next
+            // peer incarnation, with the descriptor published now (a
+            // re-issue replaced it; a destroy removed it).
+            reopened(false)
+            guard let fresh = nextEnvelope(platform: platform, log: log) else { return }
+            envelope = fresh
         }
         _ = platform  // detaches when released, after the channel is done with it
     }
 
+    /// Accepts `envelope` and opens the channel, trying again (in bounded
+    /// handshakes, so a stop signal is seen) while the peer is not there.
+    /// Nil when the descriptor is refused, the channel is gone, or a stop
+    /// signal came.
+    private func openSession(_ envelope: [UInt8], platform: GuestPlatform, first: Bool, log: Logger) -> SecureChannel? {
+        var envelope = envelope
+        var attempts = 0
+        while !AgentSignals.stopRequested {
+            let accepted: OpenedDescriptor
+            do {
+                // `name` is the store key the service was chosen by: the
+                // descriptor must be signed for it, or the store's writer
+                // would pick this channel's service.
+                switch try acceptDescriptor(envelope, named: name, agentKey: agentKey, hostKey: hostKey,
+                                            platform: platform, spec: spec) {
+                case .success(let descriptor): accepted = descriptor
+                case .failure(let refusal):
+                    log.error("refused: \(refusalMessage(refusal))", metadata: ["refusal": "\(refusal.kind)"])
+                    return nil
+                }
+            } catch {
+                log.error("cannot serve: \(error)")
+                return nil
+            }
+            if first && attempts == 0 {
+                log.info("serving with \(service)", metadata: ["rule": "\(rule ?? "default (no rule matched)")"])
+            }
+            // The first open waits as long as asked; later ones in short
+            // turns, so a stop signal ends a wait for a peer that is away.
+            let timeout = first && attempts == 0 ? handshakeTimeout : min(handshakeTimeout, Self.reopenTurn)
+            do {
+                return try SecureChannel.open(accepted, platform: platform,
+                                              options: .init(wait: wait, handshakeTimeout: .seconds(timeout)))
+            } catch {
+                attempts += 1
+                if first && attempts == 1 && !Self.peerMayReturn(error) {
+                    log.error("cannot open: \(error)\(fixHint(error))")
+                    return nil
+                }
+                if attempts == 1 || attempts % 30 == 0 {
+                    log.notice("waiting for the peer to open the channel again: \(error)", metadata: ["attempts": "\(attempts)"])
+                }
+                if case .timeout = error {} else { usleep(50_000) }
+            }
+            guard let fresh = nextEnvelope(platform: platform, log: log) else { return nil }
+            envelope = fresh
+        }
+        return nil
+    }
+
+    /// The channel's descriptor as published now; nil (logged) once the
+    /// channel is gone.
+    private func nextEnvelope(platform: GuestPlatform, log: Logger) -> [UInt8]? {
+        do {
+            return try platform.readDescriptor(named: name)
+        } catch {
+            log.info("the channel's descriptor is gone (\(error)); dropping the channel")
+            return nil
+        }
+    }
+
+    /// Whether a failed first open may succeed later without anyone acting:
+    /// the peer is away or restarting, or the descriptors were re-issued.
+    static func peerMayReturn(_ error: ChannelError) -> Bool {
+        switch error {
+        case .timeout, .peerClosed, .peerDied, .peerRestarted, .descriptorsReissued: return true
+        default: return false
+        }
+    }
+
+    /// How long one handshake of a reopening waits for the peer.
+    static let reopenTurn = 2.0
+
     // MARK: Services
 
-    /// Sends every message back.
-    private func echo(_ channel: SecureChannel, log: Logger) {
+    /// Sends every message back. True when a stop signal ended it.
+    private func echo(_ channel: SecureChannel, log: Logger) -> Bool {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: channel.maximumMessageBytes, alignment: 16)
         defer { buffer.deallocate() }
         var messages: UInt64 = 0
@@ -97,18 +168,19 @@ struct ChannelJob: Sendable {
                 }
                 messages += 1
             } catch .peerClosed {
-                log.info("peer closed the channel; dropping it", metadata: ["messages": "\(messages)"])
+                log.info("peer closed the channel; waiting for it to open it again", metadata: ["messages": "\(messages)"])
                 try? channel.close(timeout: .seconds(1))
-                return
+                return false
             } catch {
-                log.warning("peer went away: \(error); dropping the channel", metadata: ["messages": "\(messages)"])
-                return
+                log.warning("peer went away: \(error); waiting for it to open the channel again", metadata: ["messages": "\(messages)"])
+                return false
             }
         }
     }
 
-    /// Reads and discards; says how much when the peer closes.
-    private func sink(_ channel: SecureChannel, log: Logger) {
+    /// Reads and discards; says how much when the peer closes. True when a
+    /// stop signal ended it.
+    private func sink(_ channel: SecureChannel, log: Logger) -> Bool {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: channel.maximumMessageBytes, alignment: 16)
         defer { buffer.deallocate() }
         var messages: UInt64 = 0, bytes: UInt64 = 0
@@ -123,20 +195,21 @@ struct ChannelJob: Sendable {
             } catch .timeout {
                 continue
             } catch .peerClosed {
-                log.info("sink: peer closed the channel after \(messages) messages, \(bytes) bytes; dropping it",
+                log.info("sink: peer closed the channel after \(messages) messages, \(bytes) bytes; waiting for it to open it again",
                          metadata: ["messages": "\(messages)", "bytes": "\(bytes)"])
                 try? channel.close(timeout: .seconds(1))
-                return
+                return false
             } catch {
-                log.warning("sink: peer went away after \(messages) messages, \(bytes) bytes: \(error); dropping the channel",
+                log.warning("sink: peer went away after \(messages) messages, \(bytes) bytes: \(error); waiting for it to open the channel again",
                             metadata: ["messages": "\(messages)", "bytes": "\(bytes)"])
-                return
+                return false
             }
         }
     }
 
     /// Connects to the socket and bridges it, exactly as `forward --connect-unix`.
-    private func forward(_ channel: SecureChannel, to path: String, log: Logger) {
+    /// True when a stop signal ended it.
+    private func forward(_ channel: SecureChannel, to path: String, log: Logger) -> Bool {
         let socket: Int32
         do {
             socket = try UnixSockets.connect(to: path)
@@ -145,7 +218,7 @@ struct ChannelJob: Sendable {
             // channel nobody will read.
             log.error("forward-unix: \(error.description); closing the channel")
             try? channel.close(timeout: Self.closeTimeout)
-            return
+            return true
         }
         defer { close(socket) }
         log.info("forward-unix: connected to \(path)")
@@ -154,15 +227,17 @@ struct ChannelJob: Sendable {
                                            shouldStop: { AgentSignals.stopRequested }).run()
             switch outcome {
             case .finished:
-                log.info("forward-unix: both directions closed; dropping the channel")
+                log.info("forward-unix: both directions closed; waiting for the peer to open the channel again")
+                return false
             case .stopped:
-                stop(channel, log: log, metadata: [:])
+                return stop(channel, log: log, metadata: [:])
             }
         } catch {
             // The socket may be what failed: a close (cut short if the
             // channel itself failed) keeps the peer from waiting in vain.
-            log.warning("forward-unix: \(error.description); dropping the channel")
+            log.warning("forward-unix: \(error.description); waiting for the peer to open the channel again")
             try? channel.close(timeout: Self.closeTimeout)
+            return false
         }
     }
 
@@ -186,12 +261,15 @@ struct ChannelJob: Sendable {
     }
 
     /// The polite end on a stop signal: close (the peer sees peerClosed).
-    private func stop(_ channel: SecureChannel, log: Logger, metadata: Logger.Metadata) {
+    /// Always true: the job ends.
+    @discardableResult
+    private func stop(_ channel: SecureChannel, log: Logger, metadata: Logger.Metadata) -> Bool {
         do {
             try channel.close(timeout: Self.closeTimeout)
             log.info("stopping: closed the channel", metadata: metadata)
         } catch {
             log.warning("stopping: could not close the channel politely: \(error)", metadata: metadata)
         }
+        return true
     }
 }

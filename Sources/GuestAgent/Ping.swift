@@ -42,10 +42,14 @@ struct Ping: ParsableCommand {
     @Option(help: ArgumentHelp("Also write every round trip (index,rtt_ns) to this CSV file.", valueName: "file"))
     var csv: String?
 
+    @Option(help: ArgumentHelp("When the peer restarts, closes or the descriptors are re-issued mid-run, open the channel again, waiting up to this many seconds for the peer, and go on (the round trip in flight is repeated); 0 ends the run instead.", valueName: "seconds"))
+    var reconnect: Double = 0
+
     func validate() throws {
         guard (1...100_000_000).contains(count) else { throw ValidationError("bad --count \(count): expected 1...100000000") }
         guard (1...(1 << 20)).contains(size) else { throw ValidationError("bad --size \(size): expected 1...1048576 bytes") }
         guard timeout > 0, timeout <= 3600 else { throw ValidationError("bad --timeout \(timeout): expected seconds in (0, 3600]") }
+        guard reconnect >= 0, reconnect <= 3600 else { throw ValidationError("bad --reconnect \(reconnect): expected seconds in [0, 3600]") }
     }
 
     func run() throws {
@@ -75,39 +79,10 @@ struct Ping: ParsableCommand {
             throw AgentFailure.failure("--size \(size) is larger than one message on channel \(channel) (at most \(ch.maximumMessageBytes) bytes); use a smaller --size or create the channel with more --pages")
         }
 
-        let message = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 16)
-        let reply = UnsafeMutableRawBufferPointer.allocate(byteCount: ch.maximumMessageBytes, alignment: 16)
-        defer { message.deallocate(); reply.deallocate() }
-        for i in 0..<size { message[i] = UInt8(truncatingIfNeeded: i &* 31 &+ 7) }
-        let limit = Duration.seconds(timeout)
-
-        var completed = 0  // timed round trips done, for the messages
-        func roundTrip() throws(AgentFailure) -> UInt64 {
-            let start = monotonicNanoseconds()
-            do {
-                try ch.send(UnsafeRawBufferPointer(message), timeout: limit)
-                let n = try ch.receive(into: reply, timeout: limit)
-                let end = monotonicNanoseconds()
-                guard n == size else {
-                    throw AgentFailure.failure("the echo on \(channel) returned \(n) bytes for \(size); is the peer running guest-agent run?")
-                }
-                return end - start
-            } catch let failure as AgentFailure {
-                throw failure
-            } catch let error as ChannelError {
-                if error == .peerClosed {
-                    // A polite close (the peer agent stopped or its service
-                    // ended), not a crash: say so in words, with how far it got.
-                    throw .failure("peerClosed: the peer closed channel \(channel) after \(completed) of \(count) round trips (its agent stopped or stopped serving the channel); the run is incomplete")
-                }
-                throw .failure("round trip on \(channel) failed: \(error)\(error == .timeout ? "; is guest-agent run serving the peer domain?" : "")")
-            } catch {
-                throw .failure("round trip on \(channel) failed: \(error)")
-            }
-        }
-
-        let first = try roundTrip()
-        guard memcmp(message.baseAddress!, reply.baseAddress!, size) == 0 else {
+        let link = PingLink(ch, name: channel, agent: agent, platform: platform, wait: wait.strategy,
+                            reconnect: reconnect, timeout: timeout, size: size, count: count, log: log)
+        let first = try link.roundTrip()
+        guard link.echoed else {
             throw AgentFailure.failure("the echo on \(channel) changed the message; the peer is not an echo agent")
         }
         var histogram = Histogram<UInt64>(numberOfSignificantValueDigits: .three)
@@ -118,12 +93,12 @@ struct Ping: ParsableCommand {
         let step = max(1, count / 50)
         for i in 0..<count {
             if AgentSignals.stopRequested {
-                try? ch.close(timeout: .seconds(1))
-                throw AgentFailure.failure("stopped by a signal after \(completed) of \(count) round trips; the channel was closed")
+                try? link.channel.close(timeout: .seconds(1))
+                throw AgentFailure.failure("stopped by a signal after \(link.completed) of \(count) round trips; the channel was closed")
             }
-            let rtt = try roundTrip()
+            let rtt = try link.roundTrip()
             samples.append(rtt)
-            completed = i + 1
+            link.completed = i + 1
             if progress, i % step == 0 { drawProgress(i, count) }
         }
         if progress { drawProgress(count, count); _ = write(1, "\n", 1) }
@@ -133,13 +108,13 @@ struct Ping: ParsableCommand {
             for (i, rtt) in samples.enumerated() { fputs("\(i),\(rtt)\n", csvFile) }
         }
         do {
-            try ch.close(timeout: .seconds(timeout))
+            try link.channel.close(timeout: .seconds(timeout))
         } catch {
             log.warning("closing \(channel): \(error)")
         }
 
         let stats = LatencyStats(histogram)
-        let mode = "\(ch.descriptor.mode)", suite = "\(ch.descriptor.suite)"
+        let mode = "\(link.channel.descriptor.mode)", suite = "\(link.channel.descriptor.suite)"
         if json {
             print(jsonObject([
                 ("ok", .bool(true)), ("channel", .string(channel)), ("count", .int(Int64(count))),
@@ -149,11 +124,13 @@ struct Ping: ParsableCommand {
                 ("p999_ns", .uint(stats.p999)), ("max_ns", .uint(stats.max)), ("min_ns", .uint(stats.min)),
                 ("mean_ns", .double((histogram.mean * 10).rounded() / 10)),
                 ("open_ns", .uint(openNanoseconds)), ("first_round_trip_ns", .uint(first)),
+                ("reconnects", .int(Int64(link.reconnects))),
                 // As attached, read back from the platform: "hardware" on Xen.
                 ("enforcement", .string((platform as? SimPlatformInfo)?.enforcementName ?? "hardware")),
             ]))
         } else {
-            print("channel \(channel): \(count) round trips of \(size) bytes (\(mode), \(suite), wait \(wait.rawValue))")
+            print("channel \(channel): \(count) round trips of \(size) bytes (\(mode), \(suite), wait \(wait.rawValue))"
+                  + (link.reconnects > 0 ? ", \(link.reconnects) reconnect(s)" : ""))
             print(stats.table(extra: [("open + handshake", openNanoseconds), ("first round trip", first)]))
             print("")
             print(asciiHistogram(samples))

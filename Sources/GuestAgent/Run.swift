@@ -134,7 +134,8 @@ struct Run: ParsableCommand {
                 jobs.append(ChannelJob(name: name, envelope: envelope, spec: agent.spec, agentKey: agentKey, hostKey: hostKey,
                                        vcpu: vcpu, wait: wait.strategy, handshakeTimeout: handshakeTimeout, log: log,
                                        service: service, rule: rule,
-                                       opened: { served.table.withLock { $0[name]?.phase = .serving } }))
+                                       opened: { served.table.withLock { $0[name]?.phase = .serving } },
+                                       reopened: { open in served.table.withLock { $0[name]?.phase = open ? .serving : .opening } }))
             }
             served.table.withLock { table in
                 for name in table.keys where !names.contains(name) && !table[name]!.phase.isRunning { table[name] = nil }

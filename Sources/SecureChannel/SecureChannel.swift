@@ -135,7 +135,8 @@ public final class SecureChannel {
             mode: d.mode == .isolated ? .isolated : .encrypted,
             suite: d.suite == .aesgcm ? .aesgcm : .chachapoly,
             notificationPort: port, prologue: opened.prologue,
-            staticKey: opened.agentKey, peerStaticKey: opened.peerPublicKey, presharedKey: opened.presharedKey)
+            staticKey: opened.agentKey, peerStaticKey: opened.peerPublicKey, presharedKey: opened.presharedKey,
+            generation: d.generation, channelID: d.channelID.bytes)
         do {
             let endpoint = try ChannelEndpoint(platform: platform, window: window, parameters: parameters, options: options)
             return SecureChannel(descriptor: d, endpoint: endpoint, platform: platform, window: window,

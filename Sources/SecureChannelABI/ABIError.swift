@@ -37,6 +37,11 @@ struct ABIError: Error {
         case .timeout: self.init(SC_ETIMEDOUT, detail)
         case .peerClosed: self.init(SC_EPEERCLOSED, detail)
         case .peerDied: self.init(SC_EPEERDIED, detail)
+        // The C interface keeps its codes: a restarted peer ends the session
+        // as a dead one does (sc_open again reaches the new incarnation), and
+        // a re-issue makes the descriptor in hand the wrong one.
+        case .peerRestarted: self.init(SC_EPEERDIED, detail)
+        case .descriptorsReissued: self.init(SC_EDESCRIPTOR, detail)
         // A session at a hard limit of its keys means the peer never
         // completed the renewal the protocol asked of it.
         case .protocolViolation, .handshakeFailed, .keyLimitReached: self.init(SC_EPROTO, detail)

@@ -81,6 +81,10 @@ struct RacingAttackerTests {
             case .peerDied: "peerDied"
             case .peerClosed: "peerClosed"
             case .timeout: "timeout"
+            // The host line and the state lines are the attacker's to write:
+            // a generation or an incarnation it wrote ends the session.
+            case .descriptorsReissued: "descriptorsReissued"
+            case .peerRestarted: "peerRestarted"
             default: "other: \(error)"
             }
             lock.withLock { $0["\(side) \(kind)", default: 0] += 1 }

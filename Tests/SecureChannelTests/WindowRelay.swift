@@ -67,6 +67,10 @@ final class WindowRelay: @unchecked Sendable {
             // show it a close with frames still missing).
             let initiatorLine = readLine(ControlPage.Offset.initiatorState, of: initiatorWindow)
             let responderLine = readLine(ControlPage.Offset.responderState, of: responderWindow)
+            // A side's incarnation and session start go before its frames:
+            // a writer publishes them before its session's first frame.
+            writeIncarnation(initiatorLine, ControlPage.Offset.initiatorState, to: responderWindow)
+            writeIncarnation(responderLine, ControlPage.Offset.responderState, to: initiatorWindow)
             for ring in 0..<geometry.ringCount {
                 // Ring 0 carries initiator-to-responder frames, ring 1 the rest.
                 let (writer, reader) = ring == 0 ? (initiatorWindow, responderWindow) : (responderWindow, initiatorWindow)
@@ -110,6 +114,8 @@ final class WindowRelay: @unchecked Sendable {
         var waiting: UInt32
         var closed: UInt32
         var liveness: UInt64
+        var incarnation: UInt32
+        var start: UInt64
     }
 
     private func readLine(_ offset: Int, of window: TestWindow) -> StateLine {
@@ -117,7 +123,15 @@ final class WindowRelay: @unchecked Sendable {
         return StateLine(
             waiting: page.u32(at: offset + ControlPage.SideField.waiting).pointee.load(ordering: .sequentiallyConsistent),
             closed: page.u32(at: offset + ControlPage.SideField.closed).pointee.load(ordering: .sequentiallyConsistent),
-            liveness: page.u64(at: offset + ControlPage.SideField.liveness).pointee.load(ordering: .relaxed))
+            liveness: page.u64(at: offset + ControlPage.SideField.liveness).pointee.load(ordering: .relaxed),
+            incarnation: page.u32(at: offset + ControlPage.SideField.incarnation).pointee.load(ordering: .acquiring),
+            start: page.u64(at: offset + ControlPage.SideField.start).pointee.load(ordering: .acquiring))
+    }
+
+    private func writeIncarnation(_ line: StateLine, _ offset: Int, to window: TestWindow) {
+        let page = ControlPage(base: window.base)
+        page.u64(at: offset + ControlPage.SideField.start).pointee.store(line.start, ordering: .sequentiallyConsistent)
+        page.u32(at: offset + ControlPage.SideField.incarnation).pointee.store(line.incarnation, ordering: .sequentiallyConsistent)
     }
 
     private func writeLine(_ line: StateLine, _ offset: Int, to window: TestWindow) {

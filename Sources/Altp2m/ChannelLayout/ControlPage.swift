@@ -37,6 +37,11 @@ public struct ControlPage: @unchecked Sendable {
         public static let pageCount = 16  // u32
         public static let ringSize = 20   // u32
         public static let ringCount = 24  // u32
+        /// 16 bytes: the channel id the host created the window for. An
+        /// agent compares it with its descriptor's at open, so a descriptor
+        /// of a destroyed channel never opens a window first fit gave to
+        /// another channel.
+        public static let channelID = 32
     }
 
     /// Layout of a side's state line (written only by that side).
@@ -47,6 +52,13 @@ public struct ControlPage: @unchecked Sendable {
         public static let closed = 4
         /// u64: incremented periodically while the side is alive.
         public static let liveness = 8
+        /// u32: this side's incarnation, incremented by every open (0: never
+        /// opened). Published last, after ``start`` and the cleared
+        /// `closed`/`waiting` words, with a sequentially consistent store.
+        public static let incarnation = 16
+        /// u64: this side's producer index when the incarnation opened: its
+        /// session's first frame. The peer's consumer starts there.
+        public static let start = 24
     }
 
     /// The bits of a side's `closed` word.
@@ -72,6 +84,10 @@ public struct ControlPage: @unchecked Sendable {
         public static let initiatorProcessExits = 8
         /// u32: the same count for the responder's domain.
         public static let responderProcessExits = 12
+        /// u64: the generation of the channel's newest descriptors, written
+        /// at creation and by every re-issue. A session opened with an older
+        /// descriptor ends on both sides (the agents open the new ones).
+        public static let generation = 16
 
         /// The process-exit count of `side`.
         public static func processExits(of side: ChannelSide) -> Int {
@@ -115,7 +131,12 @@ public struct ControlPage: @unchecked Sendable {
 
     /// Writes the header line and zeroes every index: the host does this once
     /// when it creates the channel, before either agent can reach the window.
-    public func initialize(geometry: RingGeometry) {
+    /// - Parameters:
+    ///   - channelID: the 16-byte channel id of the descriptors (zero bytes
+    ///     when the caller has none: tests of the ring alone).
+    ///   - generation: the descriptors' generation.
+    public func initialize(geometry: RingGeometry, channelID: [UInt8] = [UInt8](repeating: 0, count: 16),
+                           generation: UInt64 = 0) {
         base.initializeMemory(as: UInt8.self, repeating: 0, count: RingGeometry.pageSize)
         base.storeBytes(of: Self.magic.littleEndian, toByteOffset: HeaderField.magic, as: UInt64.self)
         base.storeBytes(of: Self.version.littleEndian, toByteOffset: HeaderField.version, as: UInt32.self)
@@ -123,6 +144,17 @@ public struct ControlPage: @unchecked Sendable {
         base.storeBytes(of: UInt32(geometry.pageCount).littleEndian, toByteOffset: HeaderField.pageCount, as: UInt32.self)
         base.storeBytes(of: UInt32(geometry.ringSize).littleEndian, toByteOffset: HeaderField.ringSize, as: UInt32.self)
         base.storeBytes(of: UInt32(geometry.ringCount).littleEndian, toByteOffset: HeaderField.ringCount, as: UInt32.self)
+        for (i, byte) in channelID.prefix(16).enumerated() { base.storeBytes(of: byte, toByteOffset: HeaderField.channelID + i, as: UInt8.self) }
+        base.storeBytes(of: generation.littleEndian, toByteOffset: Offset.hostState + HostField.generation, as: UInt64.self)
+    }
+
+    /// Whether the header names `channelID` (see ``HeaderField/channelID``).
+    public func headerNames(channelID: [UInt8]) -> Bool {
+        var differs: UInt8 = 0
+        for (i, byte) in channelID.prefix(16).enumerated() {
+            differs |= base.load(fromByteOffset: HeaderField.channelID + i, as: UInt8.self) ^ byte
+        }
+        return channelID.count == 16 && differs == 0
     }
 
     /// Checks the header against the geometry the descriptor promised. A

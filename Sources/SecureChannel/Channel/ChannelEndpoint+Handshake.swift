@@ -29,14 +29,17 @@ extension ChannelEndpoint {
             return
         }
         do {
+            // The plaintext frames carry incarnations in `sequence`: message
+            // 1 its sender's, message 2 the one of the initiator it answers,
+            // so an initiator skips an answer meant for its predecessor.
             if side == .initiator {
-                try sendHandshakeFrame(state.writeMessage(), flags: 0, deadline: deadline)
-                let reply = try receiveHandshakeFrame(deadline: deadline)
-                _ = try state.readMessage(reply)
+                try sendHandshakeFrame(state.writeMessage(), flags: 0, sequence: UInt64(ownIncarnation), deadline: deadline)
+                let reply = try receiveHandshakeFrame(deadline: deadline, answering: ownIncarnation)
+                _ = try state.readMessage(reply.message)
             } else {
-                let first = try receiveHandshakeFrame(deadline: deadline)
-                _ = try state.readMessage(first)
-                try sendHandshakeFrame(state.writeMessage(), flags: 0, deadline: deadline)
+                let first = try receiveHandshakeFrame(deadline: deadline, answering: nil)
+                _ = try state.readMessage(first.message)
+                try sendHandshakeFrame(state.writeMessage(), flags: 0, sequence: first.tag, deadline: deadline)
             }
             let result = try state.finish()
             sendCipher = result.sending
@@ -68,9 +71,9 @@ extension ChannelEndpoint {
     func oneWayHandshake(_ state: HandshakeState, deadline: UInt64) throws(ChannelError) {
         do {
             if side == .initiator {
-                try sendHandshakeFrame(state.writeMessage(), flags: 0, deadline: deadline)
+                try sendHandshakeFrame(state.writeMessage(), flags: 0, sequence: UInt64(ownIncarnation), deadline: deadline)
             } else {
-                _ = try state.readMessage(try receiveHandshakeFrame(deadline: deadline))
+                _ = try state.readMessage(try receiveHandshakeFrame(deadline: deadline, answering: nil).message)
             }
             let result = try state.finish()
             if side == .initiator { sendCipher = result.sending } else { receiveCipher = result.receiving }
@@ -82,7 +85,7 @@ extension ChannelEndpoint {
         handshakeCount = 1
     }
 
-    func sendHandshakeFrame(_ message: [UInt8], flags: UInt8, deadline: UInt64) throws(ChannelError) {
+    func sendHandshakeFrame(_ message: [UInt8], flags: UInt8, sequence: UInt64, deadline: UInt64) throws(ChannelError) {
         guard message.count <= geometry.maximumPayloadBytes else {
             throw .handshakeFailed("handshake message of \(message.count) bytes does not fit the ring")
         }
@@ -90,7 +93,7 @@ extension ChannelEndpoint {
             let sent = try withChannelView { () throws(ChannelError) -> Bool in
                 guard let slot = try ringCall({ () throws(RingViolation) in try producer!.reserve(payloadBytes: message.count) }) else { return false }
                 message.withUnsafeBytes { if $0.count > 0 { slot.copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
-                producer!.commit(FrameHeader(length: UInt32(message.count), type: .handshake, flags: flags, sequence: 0))
+                producer!.commit(FrameHeader(length: UInt32(message.count), type: .handshake, flags: flags, sequence: sequence))
                 return true
             }
             if sent { wakePeerIfWaiting(dataWaiting: true); return }
@@ -98,19 +101,41 @@ extension ChannelEndpoint {
         }
     }
 
-    func receiveHandshakeFrame(deadline: UInt64) throws(ChannelError) -> [UInt8] {
+    /// The peer's first handshake message (or, `answering` this side's
+    /// incarnation, its answer), from the peer incarnation this side pairs
+    /// with. A peer that opens again before its message arrived is paired
+    /// with anew; an answer tagged for an earlier incarnation of this side
+    /// is skipped (its predecessor's handshake, never this one's).
+    func receiveHandshakeFrame(deadline: UInt64, answering: UInt32?) throws(ChannelError) -> (message: [UInt8], tag: UInt64) {
+        try pairWithPeer(deadline: deadline)
         while true {
             let frame = try withChannelView { () throws(ChannelError) -> FrameHeader? in
                 try ringCall { () throws(RingViolation) in try consumer!.receive(into: scratch) }
             }
             if let frame {
                 wakePeerIfWaiting(dataWaiting: false)
-                guard frame.type == .handshake, frame.sequence == 0, frame.flags == 0 else {
-                    throw .protocolViolation("expected a handshake frame, got \(frame.type) with sequence \(frame.sequence)")
+                guard frame.type == .handshake, frame.flags == 0 else {
+                    throw .protocolViolation("expected a handshake frame, got \(frame.type) with flags \(frame.flags)")
                 }
-                return Array(UnsafeRawBufferPointer(rebasing: scratch[0..<Int(frame.length)]))
+                if let answering {
+                    if frame.sequence != UInt64(answering) { continue }
+                } else if frame.sequence != UInt64(consumer!.pairedIncarnation) {
+                    throw .protocolViolation("the handshake frame is tagged with incarnation \(frame.sequence); the peer opened as \(consumer!.pairedIncarnation)")
+                }
+                return (Array(UnsafeRawBufferPointer(rebasing: scratch[0..<Int(frame.length)])), frame.sequence)
             }
-            try waitForPeer(forSpace: false, deadline: deadline)
+            if consumer!.restartBoundaryReached {
+                try pairWithPeer(deadline: deadline)
+                continue
+            }
+            do {
+                try waitForPeer(forSpace: false, deadline: deadline)
+            } catch .peerRestarted {
+                // The peer opened again before its handshake frame came:
+                // pair with the new incarnation.
+                failure = nil
+                try pairWithPeer(deadline: deadline)
+            }
         }
     }
 }

@@ -245,6 +245,10 @@ extension ChannelEndpoint {
                 throw .peerDied(why)
             }
         }
+        try checkIncarnations(forSpace: forSpace)
+        // Before pairing, the peer's closed bits may be an earlier
+        // incarnation's (a peer that closed and has not opened again).
+        guard peerLineInUse else { return }
         // The writer of a one-way channel has nothing to receive, and its
         // reader never writes a closed flag.
         if forSpace {

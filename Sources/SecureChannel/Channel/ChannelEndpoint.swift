@@ -79,11 +79,21 @@ public final class ChannelEndpoint {
         public var staticKey: Curve25519.KeyAgreement.PrivateKey
         public var peerStaticKey: Curve25519.KeyAgreement.PublicKey
         public var presharedKey: SymmetricKey
+        /// The descriptor's generation: a session ends once the host line
+        /// names a newer one (a re-issue), and does not open if it already does.
+        public var generation: UInt64
+        /// The descriptor's channel id (16 bytes), checked against the one the
+        /// host wrote in the window's header; nil skips the check (tests of
+        /// windows set up without a host).
+        public var channelID: [UInt8]?
 
         public init(side: ChannelSide, view: ViewID, geometry: RingGeometry, mode: ChannelMode,
                     suite: ChannelSuite, notificationPort: UInt32, prologue: [UInt8],
                     staticKey: Curve25519.KeyAgreement.PrivateKey,
-                    peerStaticKey: Curve25519.KeyAgreement.PublicKey, presharedKey: SymmetricKey) {
+                    peerStaticKey: Curve25519.KeyAgreement.PublicKey, presharedKey: SymmetricKey,
+                    generation: UInt64 = 0, channelID: [UInt8]? = nil) {
+            self.generation = generation
+            self.channelID = channelID
             self.side = side
             self.view = view
             self.geometry = geometry
@@ -195,6 +205,9 @@ public final class ChannelEndpoint {
     /// read at open: a different value later means the process this session
     /// talks to is gone (the channel itself stays; see ``checkPeerAlive``).
     var peerProcessExits: UInt32 = 0
+    /// This side's incarnation, as it published it at open (0 on the reader
+    /// of a one-way channel, which publishes none).
+    var ownIncarnation: UInt32 = 0
     /// Set from another thread to make an interruptible receive
     /// (``receiveMessage(interruptible:)``) give up: how a `messages`
     /// iteration stops its receiving thread without closing the channel.
@@ -214,8 +227,15 @@ public final class ChannelEndpoint {
     /// when it reads the message, and then stops consuming). The reader
     /// returns once the writer's message has authenticated it.
     ///
+    /// The open is a new incarnation of this side (docs/PROTOCOL.md,
+    /// "Restarts"): it announces itself in its state line, pairs with the
+    /// peer's incarnation and skips what earlier sessions left in the ring.
+    ///
     /// - Throws: `ChannelError.handshakeFailed`, `.authenticationFailed`
     ///   (wrong keys or PSK on either side), `.timeout`, `.peerDied`,
+    ///   `.peerRestarted` (the peer opened again during the handshake),
+    ///   `.descriptorsReissued` (the descriptor is older than the host's
+    ///   newest), `.descriptorRejected` (the window holds another channel),
     ///   `.protocolViolation`, `.platform`.
     public convenience init(platform: GuestPlatform, window: UnsafeMutableRawPointer, parameters: Parameters,
                             options: Options = Options()) throws(ChannelError) {
@@ -267,9 +287,15 @@ public final class ChannelEndpoint {
             if let problem = control.validateHeader(against: geometry) {
                 throw .descriptorRejected(problem)
             }
+            if let id = parameters.channelID, !control.headerNames(channelID: id) {
+                throw .descriptorRejected("the window holds another channel than the descriptor names (its channel was destroyed and the window given to a newer one): the descriptor is stale; read the channel's descriptor again")
+            }
+            try checkGeneration()
             let exits = ControlPage.Offset.hostState + ControlPage.HostField.processExits(of: side.peer)
             peerProcessExits = control.u32(at: exits).pointee.load(ordering: .acquiring)
+            if keys == nil { announceIncarnation() }
         }
+        if keys == nil { wakePeerForOpen() }
         if let keys {
             sendCipher = producer != nil ? keys.sending : nil
             receiveCipher = consumer != nil ? keys.receiving : nil

@@ -5,6 +5,16 @@ public enum ChannelError: Error, Equatable, Sendable, CustomStringConvertible {
     case peerClosed
     /// The peer's domain died or the host tore the channel down.
     case peerDied(String)
+    /// The peer's agent opened the channel again (a restarted process): the
+    /// session this side was in is over. Everything the peer sent in it
+    /// before it restarted was delivered; nothing of the new session was.
+    /// Open the channel again to talk to the new incarnation (the
+    /// descriptor is the same; the replay guard accepts its generation again).
+    case peerRestarted
+    /// The host re-issued the channel's descriptors (`chanctl channel
+    /// reissue`): the session opened with an older one is cut off. Read the
+    /// channel's descriptor again and open it.
+    case descriptorsReissued(generation: UInt64)
     /// This side already closed the channel (or its sending direction).
     case closed
     /// The peer broke the wire protocol; the channel is unusable. The string
@@ -43,6 +53,9 @@ public enum ChannelError: Error, Equatable, Sendable, CustomStringConvertible {
         switch self {
         case .peerClosed: return "the peer closed the channel"
         case let .peerDied(why): return "the peer is gone: \(why)"
+        case .peerRestarted: return "the peer's agent restarted and opened the channel again; open it again to start a new session"
+        case let .descriptorsReissued(generation):
+            return "the host re-issued the channel's descriptors (generation \(generation)); read the new descriptor and open the channel again"
         case .closed: return "the channel is closed on this side"
         case let .protocolViolation(why): return "protocol violation by the peer: \(why)"
         case .authenticationFailed: return "a frame failed authentication (forged, altered or replayed)"

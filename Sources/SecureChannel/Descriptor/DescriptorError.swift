@@ -25,8 +25,8 @@ public enum DescriptorError: Error, Equatable, Sendable, CustomStringConvertible
     case nameMismatch(expected: String, signed: String)
     /// The descriptor's expiry has passed.
     case expired
-    /// A descriptor of this channel (or of this channel name) with the same
-    /// or a newer generation was already accepted (``DescriptorReplayGuard``).
+    /// A newer descriptor of this channel (or of this channel name) was
+    /// already accepted (``DescriptorReplayGuard``).
     case replayed
     /// The envelope or descriptor is in a format version this build does not read.
     case unsupportedVersion
@@ -46,7 +46,7 @@ public enum DescriptorError: Error, Equatable, Sendable, CustomStringConvertible
         case .expired:
             "the descriptor has expired; ask for a re-issue (chanctl channel reissue)"
         case .replayed:
-            "a descriptor of this channel (or of a channel of this name) with the same or a newer generation was already accepted in this domain; this one is a replay or was opened before (an agent restarted on a live channel): ask for a re-issue (chanctl channel reissue)"
+            "a newer descriptor of this channel (or of a channel of this name) was already accepted in this domain: this one is a replay of an older generation; read the channel's current descriptor, or ask for a re-issue (chanctl channel reissue)"
         case .unsupportedVersion:
             "the descriptor's format version is not supported by this build"
         }

@@ -4,24 +4,25 @@ import Altp2m
 /// ones shown again: for each channel id and each channel name, the highest
 /// generation accepted.
 ///
-/// The rule: a descriptor is accepted only if its generation is newer than
-/// every generation already accepted for its channel id and for its name.
-/// The same descriptor is therefore accepted once per guard, never twice.
+/// The rule: a descriptor is accepted if its generation is newer than every
+/// generation accepted for its channel id and for its name, or if it is the
+/// very descriptor generation last accepted for both (the same channel id,
+/// the same name, the same generation): an agent that restarts, or a side
+/// whose peer restarted, opens the same channel again. An older generation
+/// is refused, and so is the newest generation of a name under another
+/// channel id.
 ///
 /// The host numbers every descriptor it issues from one counter that only
 /// grows (creates and re-issues alike, across all channels), so a channel
-/// that is destroyed and re-created, or re-issued, comes back newer. Why
-/// not accept the same (channel id, generation) again, say while it is
-/// still the newest seen for its name, so that an agent restarted on a live
-/// channel could reopen it: nothing the agent holds tells a live channel
-/// from a destroyed one. After channel A is destroyed, first-fit
-/// allocation may give its window to channel B; an old, unexpired envelope
-/// of A published again would then map B's window. B may have another
-/// name, and whoever rewrites the descriptor store can hide B's descriptor
-/// until A's has been opened, so no record of names or windows can refuse
-/// A reliably; refusing every second opening can. An agent that restarts
-/// on a live channel asks for a re-issue (chanctl channel reissue), whose
-/// newer generation the guard accepts.
+/// that is destroyed and re-created, or re-issued, comes back newer, and a
+/// re-issue makes every earlier descriptor of the channel a replay. What the
+/// guard cannot tell is a live channel from a destroyed one whose newest
+/// descriptor is published again: after channel A is destroyed, first fit
+/// may give its window to channel B, and whoever rewrites the store can hide
+/// B's descriptor until A's was opened again. The window tells: the host
+/// writes the channel id into the window's header at creation, and an
+/// endpoint refuses a window whose header names another channel
+/// (``ChannelEndpoint`` at open), so A's descriptor never opens B's window.
 ///
 /// Keep one guard per domain for as long as the host's registry lives, and
 /// share it between every process of that domain that opens channels (the
@@ -43,10 +44,17 @@ public struct DescriptorReplayGuard: Equatable, Sendable {
         self.byName = byName
     }
 
-    /// Whether `descriptor` is not newer than one already accepted.
+    /// Whether `descriptor` is older than one already accepted for its
+    /// channel id or name, or its generation was accepted for that name
+    /// under another channel id (the same generation of the same channel
+    /// and name is accepted again: a reopening).
     public func isReplay(_ descriptor: ChannelDescriptor) -> Bool {
-        if let seen = byChannel[descriptor.channelID], descriptor.generation <= seen { return true }
-        if let seen = byName[descriptor.name], descriptor.generation <= seen { return true }
+        let seenChannel = byChannel[descriptor.channelID]
+        if let seenChannel, descriptor.generation < seenChannel { return true }
+        if let seenName = byName[descriptor.name] {
+            if descriptor.generation < seenName { return true }
+            if descriptor.generation == seenName, seenChannel != seenName { return true }
+        }
         return false
     }
 

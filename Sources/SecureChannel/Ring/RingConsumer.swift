@@ -9,18 +9,29 @@ import Synchronization
 /// only shared value the consumer writes is its own index.
 public final class RingConsumer {
     private let ring: UnsafeMutableRawPointer
-    private let size: UInt64
+    let size: UInt64
     private let mask: UInt64
     private let maximumFrameBytes: Int
-    private let producerIndex: UnsafeMutablePointer<Atomic<UInt64>>
-    private let consumerIndex: UnsafeMutablePointer<Atomic<UInt64>>
+    let producerIndex: UnsafeMutablePointer<Atomic<UInt64>>
+    let consumerIndex: UnsafeMutablePointer<Atomic<UInt64>>
 
     /// Which ring this is (0 or 1), for the messages that name a field.
-    private let ringIndex: Int
+    let ringIndex: Int
     /// Next position to read (free-running).
-    private var consumed: UInt64 = 0
+    var consumed: UInt64 = 0
     /// Last producer index read from shared memory and found valid.
-    private var cachedProduced: UInt64 = 0
+    var cachedProduced: UInt64 = 0
+
+    /// The producer's incarnation word and session start in its state line,
+    /// once watched (`RingConsumer+Incarnations.swift`): nil for a ring read
+    /// on its own (the ring tests, the fuzzer's ring target).
+    var incarnationWord: UnsafeMutablePointer<Atomic<UInt32>>?
+    var startWord: UnsafeMutablePointer<Atomic<UInt64>>?
+    /// The producer incarnation whose frames this consumer reads (0: none yet).
+    public internal(set) var pairedIncarnation: UInt32 = 0
+    /// Where the producer's next incarnation starts, once seen: nothing at or
+    /// past it is read in this session.
+    public internal(set) var restartBoundary: UInt64?
 
     /// The reader of ring `ringIndex` of the window at `window`, resuming
     /// from the consumer index published in the window (zero for a fresh one).
@@ -202,10 +213,22 @@ public final class RingConsumer {
     /// most the ring's size past what was consumed, in whole 16-byte units.
     @inline(__always)
     private func refreshProduced() throws(RingViolation) {
+        // The session ends at a restart boundary; and before it paired
+        // with an incarnation, a watched consumer reads nothing.
+        if restartBoundary != nil || (incarnationWord != nil && pairedIncarnation == 0) { return }
         let produced = producerIndex.pointee.load(ordering: .acquiring)
         let ahead = produced &- consumed
         guard ahead <= size, ahead >= cachedProduced &- consumed, ahead % UInt64(FrameHeader.alignment) == 0 else {
             throw RingViolation("ring \(ringIndex) producer index \(produced) is impossible (consumed \(consumed), ring \(size) bytes)")
+        }
+        // New frames: the producer's incarnation is read after the index
+        // (acquire), and a new incarnation publishes itself before its
+        // first frame, so frames of a later incarnation are never taken
+        // for this session's.
+        if produced != cachedProduced, let word = incarnationWord,
+           word.pointee.load(ordering: .acquiring) != pairedIncarnation {
+            try noteRestart(produced: produced)
+            return
         }
         cachedProduced = produced
     }
