@@ -65,7 +65,8 @@ public final class SecureChannel {
     ///     or the key the envelope is stored under); a descriptor the host
     ///     signed for another name is refused, since whoever writes the store
     ///     can copy any envelope under any name.
-    ///   - descriptor: the envelope the host published for this agent.
+    ///   - envelope: the `descriptor:` argument, the sealed envelope the host
+    ///     published for this agent.
     ///   - agentKey: this agent's X25519 key pair (the host sealed to it).
     ///   - hostKey: the host's Ed25519 public key, pinned by configuration.
     ///   - platform: the simulator guest or the Xen guest this agent runs on.
@@ -75,6 +76,8 @@ public final class SecureChannel {
     ///     newer than a recorded one (by channel id or by name) is refused.
     ///     Keep it for the domain's lifetime (``DescriptorReplayGuard``): a
     ///     fresh guard refuses nothing.
+    ///   - now: the current time in Unix seconds, against which the
+    ///     descriptor's expiry is checked.
     /// - Throws: `ChannelError.descriptorRejected` naming the failed check,
     ///   `.timeout` when the peer does not answer in time, `.authenticationFailed`
     ///   when the peer holds other keys, `.platform` when the window cannot be mapped.

@@ -13,7 +13,7 @@ import Synchronization
 /// forms with `.spin`) nothing is allocated, no lock is taken and no system
 /// call is made.
 ///
-/// A one-way channel (``RingGeometry/isOneWay``) has a single ring: the
+/// A one-way channel (``isOneWay``) has a single ring: the
 /// initiator is its writer and can only send, the responder its reader and
 /// can only receive. The reader writes nothing into the window but its
 /// consumer index (no state line, no close flag, no liveness counter), so

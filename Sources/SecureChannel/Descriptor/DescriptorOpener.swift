@@ -39,10 +39,13 @@ public struct DescriptorOpener: Sendable {
 
     /// Verifies, opens and checks `envelope`; on success records it in `replayGuard`.
     /// - Parameters:
+    ///   - envelope: the sealed, signed descriptor the host published.
     ///   - expectedName: the channel the caller means to open: the name it
     ///     was asked for, or the key the envelope is stored under. The store
     ///     is not signed, so its keys are only claims.
     ///   - now: the current time in Unix seconds.
+    ///   - replayGuard: the descriptors this domain already accepted; one
+    ///     not newer than a recorded one is refused (``DescriptorError/replayed``).
     public func open(_ envelope: [UInt8], named expectedName: String, now: UInt64,
                      replayGuard: inout DescriptorReplayGuard) throws(DescriptorError) -> OpenedDescriptor {
         let parts: DescriptorEnvelope.Parts
@@ -104,7 +107,7 @@ public struct DescriptorOpener: Sendable {
 /// one, so holding one proves the checks ran (``SecureChannel/open(_:platform:options:)``
 /// relies on that).
 public struct OpenedDescriptor: Sendable {
-    /// The descriptor; its ``ChannelDescriptor/presharedKey`` array is all
+    /// The descriptor; its `presharedKey` array is all
     /// zeros (the key is in ``presharedKey``).
     public let descriptor: ChannelDescriptor
     /// The channel's pre-shared key, in guarded memory.
