@@ -6,6 +6,9 @@
 #   make fuzz    libFuzzer on every fuzz target for FUZZ_SECONDS each (default 300;
 #                docs/SECURITY.md, "Fuzzing")
 #   make build   a debug build
+#   make docs    the SecureChannel library's documentation (DocC) as a static site in
+#                .build/docs (DOCS_OUTPUT=DIR for another); any DocC warning, such as
+#                a broken symbol link, fails it (scripts/docs.sh)
 #   make bench   chanctl bench, written into docs/BENCHMARKS.md (see there)
 #   make mutate  weakens each security check in turn; its tests must fail
 #                (docs/SECURITY.md, "Mutation testing"; not part of make test)
@@ -34,7 +37,7 @@ FUZZ_SECONDS ?= 300
 # that the corpus reaches quickly, short enough for every CI run.
 TEST_FUZZ_SECONDS ?= 20
 
-.PHONY: setup build release test model fuzz mutate sanitize bench bench-quick bench-components bench-crypto bench-channel demo clean
+.PHONY: setup build release docs test model fuzz mutate sanitize bench bench-quick bench-components bench-crypto bench-channel demo clean
 
 setup:
 	@./scripts/setup.sh
@@ -44,6 +47,12 @@ build: setup
 
 release: setup
 	$(SWIFT) build $(RELEASE_FLAGS)
+
+# The documentation of the SecureChannel library: its doc comments and the
+# catalog Sources/SecureChannel/SecureChannel.docc, built by swift-docc-plugin
+# into a static site; scripts/docs.sh says how to browse it.
+docs: setup
+	SWIFT="$(SWIFT)" DOCS_OUTPUT="$(DOCS_OUTPUT)" ./scripts/docs.sh
 
 # Serial: several suites spin two threads per test (like the vCPUs they stand
 # for), and on a two-core machine parallel suites would starve each other.
