@@ -1,14 +1,14 @@
 # The project's entry points. Every target installs what is missing first, so
 # a fresh Debian machine with Swift needs nothing else:
 #   make demo    the main job (a ping-pong between two agents)
-#   make test    the whole test suite (the model checks first)
+#   make test    the whole test suite (the model checks first; make docs too)
 #   make model   model-check the ring and wake-up protocol with spin (model/ring.pml)
 #   make fuzz    libFuzzer on every fuzz target for FUZZ_SECONDS each (default 300;
 #                docs/SECURITY.md, "Fuzzing")
 #   make build   a debug build
 #   make docs    the SecureChannel library's documentation (DocC) as a static site in
 #                .build/docs (DOCS_OUTPUT=DIR for another); any DocC warning, such as
-#                a broken symbol link, fails it (scripts/docs.sh)
+#                a broken symbol link, fails it (scripts/docs.sh; part of make test)
 #   make bench   chanctl bench, written into docs/BENCHMARKS.md (see there)
 #   make mutate  weakens each security check in turn; its tests must fail
 #                (docs/SECURITY.md, "Mutation testing"; not part of make test)
@@ -61,6 +61,7 @@ test: setup
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --no-parallel
 	./scripts/install-check.sh
+	SWIFT="$(SWIFT)" ./scripts/docs.sh
 	FUZZ_SECONDS=$(TEST_FUZZ_SECONDS) ./scripts/fuzz.sh
 
 # Coverage-guided fuzzing with the address sanitizer: each target of
