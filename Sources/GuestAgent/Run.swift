@@ -135,7 +135,7 @@ struct Run: ParsableCommand {
                                        vcpu: vcpu, wait: wait.strategy, handshakeTimeout: handshakeTimeout, log: log,
                                        service: service, rule: rule,
                                        opened: { served.table.withLock { $0[name]?.phase = .serving } },
-                                       reopened: { open in served.table.withLock { $0[name]?.phase = open ? .serving : .opening } }))
+                                       reopened: { open in served.table.withLock { $0[name]?.phase = open ? .serving : .reopening } }))
             }
             served.table.withLock { table in
                 for name in table.keys where !names.contains(name) && !table[name]!.phase.isRunning { table[name] = nil }
@@ -203,7 +203,7 @@ struct Run: ParsableCommand {
         while true {
             let table = served.table.withLock { $0 }
             let serving = table.filter { $0.value.phase == .serving }.keys.sorted()
-            let opening = table.filter { $0.value.phase == .opening }.keys.sorted()
+            let opening = table.filter { $0.value.phase == .opening || $0.value.phase == .reopening }.keys.sorted()
             if serving.isEmpty && opening.isEmpty { break }
             let elapsed = monotonicNanoseconds() - start
             if AgentSignals.stopCount > 1 || (elapsed > servingBound && !serving.isEmpty) || elapsed > openingBound {
@@ -225,12 +225,16 @@ enum ServedPhase: Sendable, Equatable {
     case opening
     /// The channel is open and its service runs.
     case serving
+    /// A session ended (the peer restarted or closed, or a re-issue) and the
+    /// thread is opening the channel again: it has been open before, so
+    /// readiness does not wait for it.
+    case reopening
     /// The thread ended (the peer went away, or it failed to open).
     case finished
     /// A `refuse` rule matched: never opened.
     case refused
 
-    var isRunning: Bool { self == .opening || self == .serving }
+    var isRunning: Bool { self == .opening || self == .serving || self == .reopening }
 }
 
 struct Served: Sendable {

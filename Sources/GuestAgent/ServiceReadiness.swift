@@ -51,7 +51,7 @@ final class ServiceReadiness {
             pending = opening
             if opening.isEmpty {
                 told = true
-                let serving = waiting.filter { phase($0) == .serving }.count
+                let serving = waiting.filter { phase($0) == .serving || phase($0) == .reopening }.count
                 send("READY=1", "STATUS=serving \(serving) channel(s)")
                 log.info("told the service manager: ready", metadata: ["serving": "\(serving)"])
             }
