@@ -45,6 +45,7 @@ enum JSONField {
     case double(Double)
     case bool(Bool)
     case object([(String, JSONField)])
+    case array([JSONField])
 
     var serialized: String {
         switch self {
@@ -54,6 +55,7 @@ enum JSONField {
         case .double(let v): return v.isFinite ? String(v) : "null"
         case .bool(let b): return b ? "true" : "false"
         case .object(let fields): return jsonObject(fields)
+        case .array(let items): return "[" + items.map(\.serialized).joined(separator: ",") + "]"
         }
     }
 }
