@@ -92,6 +92,7 @@ final class ChannelStatsReporter {
         do {
             try directory.write(snapshot)
             failed = false
+            log.trace("statistics snapshot written", metadata: ["state": "\(snapshot.state)", "directory": "\(directory.path)"])
         } catch {
             // Said once, not every second; serving goes on.
             if !failed { log.warning("statistics: \(error.description)") }

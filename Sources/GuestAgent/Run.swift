@@ -156,6 +156,8 @@ struct Run: ParsableCommand {
             }
             for job in jobs {
                 let name = job.name
+                log.debug("starting a thread for the channel", metadata: ["channel": "\(name)", "vcpu": "\(job.vcpu)",
+                                                                         "service": "\(job.service)"])
                 let thread = Thread {
                     job.serve()
                     served.table.withLock { $0[name]?.phase = .finished }

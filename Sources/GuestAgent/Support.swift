@@ -125,10 +125,18 @@ struct AgentOptions: ParsableArguments {
                                valueName: "mode"))
     var enforcement: EnforcementArgument?
 
-    @Flag(name: .shortAndLong, help: "Log debug messages to standard error.")
+    @Flag(name: .shortAndLong, help: "Log debug messages to standard error (--log-level debug).")
     var verbose = false
 
+    @Option(name: .customLong("log-level"), help: ArgumentHelp(
+        "The least severe events logged, one line each on standard error: trace, debug, info (the default), notice, warning, error or critical.",
+        valueName: "level"))
+    var logLevel: Logger.Level?
+
     func validate() throws {
+        if verbose, let logLevel, logLevel != .debug {
+            throw ValidationError("--verbose is --log-level debug; give one of them, not --verbose with --log-level \(logLevel)")
+        }
         guard hostKey.count == 64, hostKey.allSatisfy(\.isHexDigit) else {
             throw ValidationError("bad --host-key '\(hostKey)': expected 64 hex digits (the public_key printed by chanctl keys show)")
         }
@@ -161,7 +169,7 @@ struct AgentOptions: ParsableArguments {
     func logger(_ label: String) -> Logger {
         bootstrapLogging()
         var logger = Logger(label: label)
-        logger.logLevel = verbose ? .debug : .info
+        logger.logLevel = logLevel ?? (verbose ? .debug : .info)
         logger[metadataKey: "domain"] = "\(domain)"
         return logger
     }
