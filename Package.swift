@@ -172,6 +172,7 @@ let package = Package(
                 "ChannelBenchBaseline", "BuildInfo", "ServiceNotify",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
 

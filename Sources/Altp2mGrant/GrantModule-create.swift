@@ -47,6 +47,16 @@ extension GrantModule {
     ///   detail that names the domain, view or gfn.
     @discardableResult
     public func createChannel(_ request: ChannelRequest) throws(ChannelSetupError) -> ChannelCreation {
+        let details = ["pages": "\(request.pageCount)", "suite": request.suite.description,
+                       "mode": request.mode.description, "one_way": "\(request.oneWay)"]
+        return try audited(.channelCreate, channel: request.name,
+                           domains: [request.first.description, request.second.description], details: details,
+                           resolved: { ([$0.channel.initiator.domainName, $0.channel.responder.domainName], $0.channel.generation) }) { () throws(ChannelSetupError) in
+            try makeChannel(request)
+        }
+    }
+
+    private func makeChannel(_ request: ChannelRequest) throws(ChannelSetupError) -> ChannelCreation {
         let pair: ResolvedPair
         do {
             pair = try check(request)

@@ -19,6 +19,14 @@ extension GrantModule {
     ///   by then, and destroying the channel again is safe).
     @discardableResult
     public func destroyChannel(_ name: String) throws(GrantError) -> ChannelTeardown {
+        let known = registry.contents.channels[name]
+        return try audited(.channelDestroy, channel: name, domains: known.map { $0.sides.map(\.domainName) },
+                           details: nil, resolved: { _ in (nil, known?.generation) }) { () throws(GrantError) in
+            try tearDownChannel(name)
+        }
+    }
+
+    private func tearDownChannel(_ name: String) throws(GrantError) -> ChannelTeardown {
         guard let channel = registry.contents.channels[name] else { throw .noSuchChannel(name) }
         var remaining: [DomainID: [ChannelState]] = [:]
         var retire: [DomainID: DomainState] = [:]
@@ -73,6 +81,25 @@ extension GrantModule {
     /// variant that takes a ``DomainReference`` does.
     @discardableResult
     public func domainDied(_ domain: DomainID) throws(GrantError) -> [ChannelTeardown] {
+        let channels = registry.contents.channels(of: domain)
+        func record(_ error: String?) {
+            for channel in channels {
+                let reason = channel.initiator.domain == domain ? "initiator died" : "responder died"
+                audit(.channelTeardown, channel: channel.name, domains: channel.sides.map(\.domainName),
+                      details: ["reason": reason], generation: channel.generation, error: error)
+            }
+        }
+        do {
+            let reports = try tearDownChannels(of: domain)
+            record(nil)
+            return reports
+        } catch {
+            record(error.description)
+            throw error
+        }
+    }
+
+    private func tearDownChannels(of domain: DomainID) throws(GrantError) -> [ChannelTeardown] {
         var left = registry.contents
         var reports: [ChannelTeardown] = []
         let channels = left.channels(of: domain)
@@ -117,6 +144,14 @@ extension GrantModule {
     /// - Returns: the channel with its new generation and expiry.
     @discardableResult
     public func reissueDescriptors(_ name: String, lifetime: UInt64 = 3600) throws(GrantError) -> ChannelSummary {
+        let known = registry.contents.channels[name]
+        return try audited(.channelReissue, channel: name, domains: known.map { $0.sides.map(\.domainName) },
+                           details: ["lifetime_s": "\(lifetime)"], resolved: { (nil, $0.generation) }) { () throws(GrantError) in
+            try issueDescriptorsAgain(name, lifetime: lifetime)
+        }
+    }
+
+    private func issueDescriptorsAgain(_ name: String, lifetime: UInt64) throws(GrantError) -> ChannelSummary {
         guard var channel = registry.contents.channels[name] else { throw .noSuchChannel(name) }
         guard lifetime >= 1 else { throw .invalidArgument("the descriptor lifetime must be at least one second") }
         var agentKeys: [Curve25519.KeyAgreement.PublicKey] = []

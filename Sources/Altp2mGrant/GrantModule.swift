@@ -20,7 +20,8 @@ import ChannelCrypto
 /// `host-ed25519.key` (the signing key, 0600, made on first use),
 /// `agents.json` (agent public keys by domain name), `policy.json` (what may
 /// be connected; without it nothing may), `channels.json` (the registry,
-/// replaced atomically) and `grant.lock` (one grant module per directory).
+/// replaced atomically), `grant.lock` (one grant module per directory) and
+/// `audit.log` (one line per change of policy, keys or channels, appended).
 ///
 /// ## Use
 /// ```swift
@@ -41,6 +42,15 @@ public final class GrantModule {
     var keys: AgentKeyRing
     let registry: ChannelRegistry
     private let lock: StateLock
+    let auditLog: AuditLog
+
+    /// Who the next operations are recorded as in the audit log
+    /// (`audit.log`); this process until the caller says otherwise (the
+    /// simulator daemon sets it to each request's client).
+    public var auditActor: AuditActor = .currentProcess
+    /// Why the last audit record could not be written, or nil when it was.
+    /// (Each recorded operation sets or clears it; a caller may clear it.)
+    public var lastAuditFailure: String?
 
     /// The policy file's name in the state directory.
     public static let policyFile = "policy.json"
@@ -63,6 +73,7 @@ public final class GrantModule {
         self.clock = clock
         try StateFiles.preparePrivateDirectory(stateDirectory)
         lock = try StateLock(path: "\(stateDirectory)/grant.lock")
+        auditLog = AuditLog(path: "\(stateDirectory)/\(Self.auditFile)")
         keys = try AgentKeyRing(directory: stateDirectory)
         registry = try ChannelRegistry(
             storage: registryStorage ?? FileRegistryStorage(path: "\(stateDirectory)/\(Self.registryFile)"))
@@ -84,14 +95,16 @@ public final class GrantModule {
     /// Registers (or replaces) the X25519 public key of the agent in the
     /// domain named `domain`; descriptors for that domain are sealed to it.
     public func registerAgentKey(_ key: Curve25519.KeyAgreement.PublicKey, forDomain domain: String) throws(GrantError) {
-        guard !domain.isEmpty else { throw .invalidArgument("a domain name is needed to register an agent key") }
-        try keys.register(key, for: domain)
+        try audited(.keyRegister, domains: [domain], details: ["public_key": key.hex]) { () throws(GrantError) in
+            guard !domain.isEmpty else { throw .invalidArgument("a domain name is needed to register an agent key") }
+            try keys.register(key, for: domain)
+        }
     }
 
     /// Forgets the agent key of a domain; returns whether one was registered.
     @discardableResult
     public func removeAgentKey(forDomain domain: String) throws(GrantError) -> Bool {
-        try keys.remove(domain)
+        try audited(.keyRemove, domains: [domain]) { () throws(GrantError) -> Bool in try keys.remove(domain) }
     }
 
     // MARK: Policy
@@ -115,44 +128,52 @@ public final class GrantModule {
     public func allow(_ a: String, _ b: String, maxPages: Int = 64,
                       suites: [ChannelDescriptor.CipherSuite] = ChannelDescriptor.CipherSuite.allCases,
                       modes: [ChannelDescriptor.Mode] = [.encrypted], oneWayRequired: Bool = false) throws(GrantError) {
-        guard !a.isEmpty, !b.isEmpty, a != b else {
-            throw .invalidArgument("a policy rule names two different domains")
+        let details = ["max_pages": "\(maxPages)", "suites": suites.map(\.description).joined(separator: ","),
+                       "modes": modes.map(\.description).joined(separator: ","), "one_way_required": "\(oneWayRequired)"]
+        try audited(.policyAllow, domains: [a, b], details: details) { () throws(GrantError) in
+            guard !a.isEmpty, !b.isEmpty, a != b else {
+                throw .invalidArgument("a policy rule names two different domains")
+            }
+            guard RingGeometry.pageCountRange.contains(maxPages) else {
+                throw .invalidArgument("maxPages must be within \(RingGeometry.pageCountRange), not \(maxPages)")
+            }
+            guard !suites.isEmpty, !modes.isEmpty else {
+                throw .invalidArgument("a policy rule must allow at least one suite and one mode")
+            }
+            var policy = try loadPolicy()
+            policy.rules.removeAll { $0.covers(a, b) }
+            policy.rules.append(GrantPolicy.Rule(domains: [a, b], maxPages: maxPages, suites: suites, modes: modes,
+                                                 oneWayRequired: oneWayRequired))
+            try savePolicy(policy)
         }
-        guard RingGeometry.pageCountRange.contains(maxPages) else {
-            throw .invalidArgument("maxPages must be within \(RingGeometry.pageCountRange), not \(maxPages)")
-        }
-        guard !suites.isEmpty, !modes.isEmpty else {
-            throw .invalidArgument("a policy rule must allow at least one suite and one mode")
-        }
-        var policy = try loadPolicy()
-        policy.rules.removeAll { $0.covers(a, b) }
-        policy.rules.append(GrantPolicy.Rule(domains: [a, b], maxPages: maxPages, suites: suites, modes: modes,
-                                             oneWayRequired: oneWayRequired))
-        try savePolicy(policy)
     }
 
     /// Sets the most channels one domain may take part in: what `chanctl
     /// policy limit --max-channels-per-domain N` does. Existing channels
     /// stay; the cap applies to the next creation.
     public func setMaxChannelsPerDomain(_ count: Int) throws(GrantError) {
-        guard GrantPolicy.maxChannelsPerDomainRange.contains(count) else {
-            throw .invalidArgument("maxChannelsPerDomain must be within \(GrantPolicy.maxChannelsPerDomainRange), not \(count)")
+        try audited(.policyLimit, details: ["max_channels_per_domain": "\(count)"]) { () throws(GrantError) in
+            guard GrantPolicy.maxChannelsPerDomainRange.contains(count) else {
+                throw .invalidArgument("maxChannelsPerDomain must be within \(GrantPolicy.maxChannelsPerDomainRange), not \(count)")
+            }
+            var policy = try loadPolicy()
+            policy.maxChannelsPerDomain = count
+            try savePolicy(policy)
         }
-        var policy = try loadPolicy()
-        policy.maxChannelsPerDomain = count
-        try savePolicy(policy)
     }
 
     /// Removes the rule for `a` and `b`; returns whether there was one.
     /// Existing channels stay until destroyed.
     @discardableResult
     public func disallow(_ a: String, _ b: String) throws(GrantError) -> Bool {
-        var policy = try loadPolicy()
-        let before = policy.rules.count
-        policy.rules.removeAll { $0.covers(a, b) }
-        guard policy.rules.count != before else { return false }
-        try savePolicy(policy)
-        return true
+        try audited(.policyDeny, domains: [a, b]) { () throws(GrantError) -> Bool in
+            var policy = try loadPolicy()
+            let before = policy.rules.count
+            policy.rules.removeAll { $0.covers(a, b) }
+            guard policy.rules.count != before else { return false }
+            try savePolicy(policy)
+            return true
+        }
     }
 
     // MARK: Inspection

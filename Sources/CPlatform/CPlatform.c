@@ -134,6 +134,14 @@ int cplatform_peer_pid(int sock) {
     return (int)cred.pid;
 }
 
+int cplatform_peer_uid(int sock, unsigned int *uid) {
+    struct ucred cred;
+    socklen_t size = sizeof(cred);
+    if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &size) != 0) return -1;
+    *uid = (unsigned int)cred.uid;
+    return 0;
+}
+
 // --- VMFUNC with the refusal caught -----------------------------------------
 
 #if defined(__x86_64__)

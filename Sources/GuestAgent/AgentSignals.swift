@@ -8,6 +8,8 @@ import Glibc
 private let stopSignalCount = Atomic<Int>(0)
 /// SIGHUPs received where SIGHUP means "re-read the configuration".
 private let hangupSignalCount = Atomic<Int>(0)
+/// SIGUSR1s received: "write the statistics snapshots now".
+private let statsSignalCount = Atomic<Int>(0)
 
 /// Signal handling shared by the commands that hold a channel open.
 ///
@@ -25,13 +27,19 @@ enum AgentSignals {
     /// How many reload (SIGHUP) signals arrived so far.
     static var hangupCount: Int { hangupSignalCount.load(ordering: .relaxed) }
 
-    /// SIGTERM and SIGINT request a stop; SIGHUP too, unless `hangupReloads`,
+    /// How many statistics requests (SIGUSR1) arrived so far.
+    static var statsRequestCount: Int { statsSignalCount.load(ordering: .relaxed) }
+
+    /// SIGTERM and SIGINT request a stop; SIGUSR1 asks for the statistics
+    /// snapshots at once; SIGHUP too, unless `hangupReloads`,
     /// in which case it counts as a reload request instead.
     static func install(hangupReloads: Bool) {
         // Touch both globals first: their lazy initialisation must not run
         // for the first time inside a signal handler.
         _ = stopSignalCount.load(ordering: .relaxed)
         _ = hangupSignalCount.load(ordering: .relaxed)
+        _ = statsSignalCount.load(ordering: .relaxed)
+        handle(SIGUSR1) { _ in _ = statsSignalCount.add(1, ordering: .relaxed) }
         for signal in [SIGTERM, SIGINT] { handle(signal) { _ in _ = stopSignalCount.add(1, ordering: .relaxed) } }
         if hangupReloads {
             handle(SIGHUP) { _ in _ = hangupSignalCount.add(1, ordering: .relaxed) }

@@ -26,6 +26,9 @@ struct ChannelJob: Sendable {
     let service: ChannelService
     /// The rule that chose `service` ("FILE:LINE"), nil for the default.
     let rule: String?
+    /// Where the channel's statistics snapshot goes, and the domain it names.
+    let stats: ChannelStatsDirectory
+    let domain: String
     /// Called once the channel is open (the handshake is done).
     let opened: @Sendable () -> Void
     /// Called when a session ended and the channel is being opened again
@@ -49,26 +52,35 @@ struct ChannelJob: Sendable {
         }
         var envelope = self.envelope
         var sessions = 0
+        let reporter = ChannelStatsReporter(directory: stats, channel: name, domain: domain, service: "\(service)", log: log)
         while !AgentSignals.stopRequested {
-            guard let channel = openSession(envelope, platform: platform, first: sessions == 0, log: log) else { return }
+            guard let channel = openSession(envelope, platform: platform, first: sessions == 0, log: log) else {
+                reporter.finished(state: AgentSignals.stopRequested ? "stopped" : "closed")
+                return
+            }
             if sessions == 0 { opened() } else { reopened(true) }
+            reporter.opened(channel)
             sessions += 1
             log.info(sessions == 1 ? "channel open" : "channel open again (session \(sessions))",
                      metadata: ["vcpu": "\(vcpu)", "mode": "\(channel.descriptor.mode)",
                                 "suite": "\(channel.descriptor.suite)", "service": "\(service)"])
             let stopped: Bool
             switch service {
-            case .echo: stopped = echo(channel, log: log)
-            case .sink: stopped = sink(channel, log: log)
-            case .forwardUnix(let path): stopped = forward(channel, to: path, log: log)
+            case .echo: stopped = echo(channel, log: log, reporter: reporter)
+            case .sink: stopped = sink(channel, log: log, reporter: reporter)
+            case .forwardUnix(let path): stopped = forward(channel, to: path, log: log, reporter: reporter)
             case .refuse: try? channel.close(timeout: Self.closeTimeout); stopped = true  // never started for refuse
             }
+            reporter.ended(channel, state: stopped ? "stopped" : "reopening")
             if stopped { return }
             // The channel outlives the session: open it again for the next
             // peer incarnation, with the descriptor published now (a
             // re-issue replaced it; a destroy removed it).
             reopened(false)
-            guard let fresh = nextEnvelope(platform: platform, log: log) else { return }
+            guard let fresh = nextEnvelope(platform: platform, log: log) else {
+                reporter.finished(state: "closed")
+                return
+            }
             envelope = fresh
         }
         _ = platform  // detaches when released, after the channel is done with it
@@ -150,12 +162,13 @@ struct ChannelJob: Sendable {
     // MARK: Services
 
     /// Sends every message back. True when a stop signal ended it.
-    private func echo(_ channel: SecureChannel, log: Logger) -> Bool {
+    private func echo(_ channel: SecureChannel, log: Logger, reporter: ChannelStatsReporter) -> Bool {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: channel.maximumMessageBytes, alignment: 16)
         defer { buffer.deallocate() }
         var messages: UInt64 = 0
         while true {
             if AgentSignals.stopRequested { return stop(channel, log: log, metadata: ["messages": "\(messages)"]) }
+            reporter.tick(channel)
             do {
                 let n: Int
                 do {
@@ -180,7 +193,7 @@ struct ChannelJob: Sendable {
 
     /// Reads and discards; says how much when the peer closes. True when a
     /// stop signal ended it.
-    private func sink(_ channel: SecureChannel, log: Logger) -> Bool {
+    private func sink(_ channel: SecureChannel, log: Logger, reporter: ChannelStatsReporter) -> Bool {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: channel.maximumMessageBytes, alignment: 16)
         defer { buffer.deallocate() }
         var messages: UInt64 = 0, bytes: UInt64 = 0
@@ -188,6 +201,7 @@ struct ChannelJob: Sendable {
             if AgentSignals.stopRequested {
                 return stop(channel, log: log, metadata: ["messages": "\(messages)", "bytes": "\(bytes)"])
             }
+            reporter.tick(channel)
             do {
                 let n = try channel.receive(into: buffer, timeout: Self.turn)
                 messages += 1
@@ -209,7 +223,7 @@ struct ChannelJob: Sendable {
 
     /// Connects to the socket and bridges it, exactly as `forward --connect-unix`.
     /// True when a stop signal ended it.
-    private func forward(_ channel: SecureChannel, to path: String, log: Logger) -> Bool {
+    private func forward(_ channel: SecureChannel, to path: String, log: Logger, reporter: ChannelStatsReporter) -> Bool {
         let socket: Int32
         do {
             socket = try UnixSockets.connect(to: path)
@@ -224,7 +238,7 @@ struct ChannelJob: Sendable {
         log.info("forward-unix: connected to \(path)")
         do {
             let outcome = try SocketBridge(channel: channel, channelName: name, socket: socket,
-                                           shouldStop: { AgentSignals.stopRequested }).run()
+                                           shouldStop: { reporter.tick(channel); return AgentSignals.stopRequested }).run()
             switch outcome {
             case .finished:
                 log.info("forward-unix: both directions closed; waiting for the peer to open the channel again")

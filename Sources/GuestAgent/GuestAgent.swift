@@ -20,7 +20,7 @@ struct GuestAgent: ParsableCommand {
             prints one JSON object; failures print {"ok":false,"error":...}.
             """,
         version: BuildInfo.versionText(tool: "guest-agent"),
-        subcommands: [Keygen.self, Run.self, Ping.self, Cat.self, Forward.self]
+        subcommands: [Keygen.self, Run.self, Ping.self, Cat.self, Forward.self, Stats.self]
     )
 
     static func main() {

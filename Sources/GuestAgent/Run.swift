@@ -44,6 +44,10 @@ struct Run: ParsableCommand {
             a second signal exits at once: the domain keeps running, and the peers see \
             peerDied instead of a polite close.
 
+            Statistics: each channel's counters go to STATE/agent-stats-DOMAIN/CHANNEL.json \
+            every second (a forward-unix channel's while it is idle), when a session ends, and \
+            at once on SIGUSR1; guest-agent stats prints them.
+
             Under a service manager ($NOTIFY_SOCKET set, as by a Type=notify systemd unit \
             such as secure-channel-agent.service): READY=1 once the agent has attached \
             and every channel published at its start has finished its handshake (or \
@@ -134,6 +138,8 @@ struct Run: ParsableCommand {
                 jobs.append(ChannelJob(name: name, envelope: envelope, spec: agent.spec, agentKey: agentKey, hostKey: hostKey,
                                        vcpu: vcpu, wait: wait.strategy, handshakeTimeout: handshakeTimeout, log: log,
                                        service: service, rule: rule,
+                                       stats: ChannelStatsDirectory(stateDirectory: agent.resolvedStateDir, domain: agent.domain),
+                                       domain: agent.domain,
                                        opened: { served.table.withLock { $0[name]?.phase = .serving } },
                                        reopened: { open in served.table.withLock { $0[name]?.phase = open ? .serving : .reopening } }))
             }
@@ -150,6 +156,8 @@ struct Run: ParsableCommand {
             }
             for job in jobs {
                 let name = job.name
+                log.debug("starting a thread for the channel", metadata: ["channel": "\(name)", "vcpu": "\(job.vcpu)",
+                                                                         "service": "\(job.service)"])
                 let thread = Thread {
                     job.serve()
                     served.table.withLock { $0[name]?.phase = .finished }

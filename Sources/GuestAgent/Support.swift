@@ -45,6 +45,7 @@ enum JSONField {
     case double(Double)
     case bool(Bool)
     case object([(String, JSONField)])
+    case array([JSONField])
 
     var serialized: String {
         switch self {
@@ -54,6 +55,7 @@ enum JSONField {
         case .double(let v): return v.isFinite ? String(v) : "null"
         case .bool(let b): return b ? "true" : "false"
         case .object(let fields): return jsonObject(fields)
+        case .array(let items): return "[" + items.map(\.serialized).joined(separator: ",") + "]"
         }
     }
 }
@@ -123,10 +125,18 @@ struct AgentOptions: ParsableArguments {
                                valueName: "mode"))
     var enforcement: EnforcementArgument?
 
-    @Flag(name: .shortAndLong, help: "Log debug messages to standard error.")
+    @Flag(name: .shortAndLong, help: "Log debug messages to standard error (--log-level debug).")
     var verbose = false
 
+    @Option(name: .customLong("log-level"), help: ArgumentHelp(
+        "The least severe events logged, one line each on standard error: trace, debug, info (the default), notice, warning, error or critical.",
+        valueName: "level"))
+    var logLevel: Logger.Level?
+
     func validate() throws {
+        if verbose, let logLevel, logLevel != .debug {
+            throw ValidationError("--verbose is --log-level debug; give one of them, not --verbose with --log-level \(logLevel)")
+        }
         guard hostKey.count == 64, hostKey.allSatisfy(\.isHexDigit) else {
             throw ValidationError("bad --host-key '\(hostKey)': expected 64 hex digits (the public_key printed by chanctl keys show)")
         }
@@ -159,7 +169,7 @@ struct AgentOptions: ParsableArguments {
     func logger(_ label: String) -> Logger {
         bootstrapLogging()
         var logger = Logger(label: label)
-        logger.logLevel = verbose ? .debug : .info
+        logger.logLevel = logLevel ?? (verbose ? .debug : .info)
         logger[metadataKey: "domain"] = "\(domain)"
         return logger
     }

@@ -161,6 +161,12 @@ public final class SecureChannel {
     public var canSend: Bool { endpoint.canSend }
     /// False on the writing end of a one-way channel.
     public var canReceive: Bool { endpoint.canReceive }
+    /// What this end has done since it opened: messages and bytes each way,
+    /// handshakes and rekeys, protocol violations and authentication
+    /// failures, waits, sleeps and wake-ups, and the session keys' age.
+    /// Plain counters the data path bumps without allocating; read them on
+    /// the thread that uses the channel.
+    public var statistics: ChannelStatistics { endpoint.statistics }
 
     // MARK: Data path
 

@@ -22,7 +22,7 @@ struct Chanctl: ParsableCommand {
             """,
         version: BuildInfo.versionText(tool: "chanctl", extra: [("simulator default", "Xen \(HostProfile.default.xen)")]),
         subcommands: [SimCommand.self, DomainCommand.self, Altp2mCommand.self, MonitorCommand.self, EvtchnCommand.self, GnttabCommand.self, ForeignCommand.self, XenstoreCommand.self, PingPongCommand.self,
-                      KeysCommand.self, PolicyCommand.self, ChannelCommand.self, BenchCommand.self, BenchPeerCommand.self]
+                      KeysCommand.self, PolicyCommand.self, ChannelCommand.self, AuditCommand.self, BenchCommand.self, BenchPeerCommand.self]
     )
 
     /// Parses and runs, mapping every failure to the exit codes above.

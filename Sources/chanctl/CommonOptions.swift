@@ -1,5 +1,6 @@
 import Altp2mSim
 import ArgumentParser
+import Logging
 
 /// Options every command takes.
 struct GlobalOptions: ParsableArguments {
@@ -12,7 +13,16 @@ struct GlobalOptions: ParsableArguments {
         valueName: "path"))
     var stateDir: String?
 
+    @Option(name: .customLong("log-level"), help: ArgumentHelp(
+        "Log events at this level and above, one line each on standard error: trace, debug, info, notice, warning, error or critical (default: none).",
+        discussion: "debug: each request to the simulator or the Xen backend and its answer's time; trace: with its arguments; info: each change of policy, keys or channels that succeeded; error: each refused request.",
+        valueName: "level"))
+    var logLevel: Logger.Level?
+
     var stateDirectory: StateDirectory { StateDirectory.resolveForTool(explicit: stateDir, tool: "chanctl") }
+
+    /// The command's logger: silent unless `--log-level` was given.
+    var log: Logger { CommandLog.logger(level: logLevel) }
 }
 
 /// `--as-guest` / `--as-guest-user`: make the call from inside the domain.

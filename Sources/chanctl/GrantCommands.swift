@@ -78,9 +78,23 @@ struct BackendOptions: ParsableArguments {
     }
 }
 
-/// Runs one grant operation on the chosen backend.
+/// Runs one grant operation on the chosen backend. A change that happened
+/// but whose audit record could not be written is said on standard error.
 func grantCall(_ options: GlobalOptions, _ backend: BackendOptions, _ op: String,
                _ arguments: [String: JSONValue] = [:]) throws(CommandFailure) -> JSONValue {
+    let answer = try grantAnswer(options, backend, op, arguments)
+    if let problem = answer["audit_error"]?.string {
+        var standardError = StandardError()
+        print("chanctl: warning: \(op) was done, but its audit record is missing: \(problem)", to: &standardError)
+    }
+    if !op.hasSuffix(".show") && !op.hasSuffix(".list") {
+        options.log.info("done", metadata: ["op": "\(op)", "backend": "\(backend.backend.rawValue)"])
+    }
+    return answer
+}
+
+private func grantAnswer(_ options: GlobalOptions, _ backend: BackendOptions, _ op: String,
+                         _ arguments: [String: JSONValue]) throws(CommandFailure) -> JSONValue {
     switch backend.backend {
     case .sim:
         return try Session(options).call(op, arguments)
@@ -92,9 +106,11 @@ func grantCall(_ options: GlobalOptions, _ backend: BackendOptions, _ op: String
         } catch {
             throw .failure(error.description)
         }
+        options.log.debug("request", metadata: ["op": "\(op)", "backend": "\(backend.backend.rawValue)"])
         do {
             return .object(try service.handle(op, arguments: arguments))
         } catch {
+            options.log.error("refused", metadata: ["op": "\(op)", "error": "\(error)"])
             switch error {
             case .hypervisor(let errno, let message):
                 throw CommandFailure(exitCode: 3, json: ["ok": false, "errno": .string(errno.name),

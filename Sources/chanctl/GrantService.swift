@@ -12,24 +12,33 @@ import ChannelCrypto
 /// `XenControl`. Either way the answers are these fields.
 final class GrantService: SimDaemonExtension {
     let grants: GrantModule
+    /// Who the request being answered comes from, for the audit log.
+    private let requester: () -> AuditActor
 
-    init(grants: GrantModule) {
+    init(grants: GrantModule, requester: @escaping () -> AuditActor = { .currentProcess }) {
         self.grants = grants
+        self.requester = requester
     }
 
-    /// The grant module inside a daemon, on its journaled host.
+    /// The grant module inside a daemon, on its journaled host; the audit
+    /// log records each request's client (SO_PEERCRED), not the daemon.
     static func inDaemon(_ daemon: SimDaemon) throws(GrantError) -> GrantService {
         GrantService(grants: try GrantModule(host: daemon.journaledChannelHost,
-                                             stateDirectory: daemon.stateDirectory.grantPath))
+                                             stateDirectory: daemon.stateDirectory.grantPath)) { [weak daemon] in
+            guard let peer = daemon?.currentRequestPeer else { return .currentProcess }
+            return AuditActor(uid: peer.uid, pid: peer.pid)
+        }
     }
 
     func handles(_ op: String) -> Bool { op.hasPrefix("grant.") }
 
     func domainDied(_ domain: DomainID) {
+        grants.auditActor = requester()
         _ = try? grants.domainDied(domain)
     }
 
     func domainWillBeDestroyed(_ domain: DomainID) {
+        grants.auditActor = requester()
         _ = try? grants.domainDied(domain)
     }
 
@@ -43,6 +52,17 @@ final class GrantService: SimDaemonExtension {
     // MARK: Operations
 
     func handle(_ op: String, arguments a: [String: JSONValue]) throws(SimDaemonExtensionError) -> [String: JSONValue] {
+        grants.auditActor = requester()
+        grants.lastAuditFailure = nil
+        var fields = try perform(op, arguments: a)
+        if let failure = grants.lastAuditFailure {
+            // The operation happened; say loudly that its record is missing.
+            fields["audit_error"] = .string(failure)
+        }
+        return fields
+    }
+
+    private func perform(_ op: String, arguments a: [String: JSONValue]) throws(SimDaemonExtensionError) -> [String: JSONValue] {
         func string(_ key: String) throws(SimDaemonExtensionError) -> String {
             guard let value = a[key]?.string, !value.isEmpty else { throw .usage("missing argument '\(key)'") }
             return value
@@ -166,6 +186,9 @@ final class GrantService: SimDaemonExtension {
                 return ["name": .string(name), "problems": .array(teardown.problems.map { .string($0) }),
                         "notes": .array(teardown.notes.map { .string($0) })]
 
+            case "grant.audit.show":
+                return ["records": .array(try grants.auditRecords().map { .object(Self.auditRecord($0)) })]
+
             default:
                 throw SimDaemonExtensionError.usage("unknown operation '\(op)'")
             }
@@ -198,6 +221,19 @@ final class GrantService: SimDaemonExtension {
             "port": .int(Int64(c.notificationPort)), "generation": .uint(c.generation),
             "created_at": .uint(c.createdAt), "expires_at": .uint(c.expiresAt),
         ]
+    }
+
+    static func auditRecord(_ r: AuditRecord) -> [String: JSONValue] {
+        var fields: [String: JSONValue] = [
+            "time": .string(r.time), "uid": .uint(UInt64(r.uid)), "user": .string(r.user), "pid": .int(Int64(r.pid)),
+            "action": .string(r.action), "outcome": .string(r.outcome),
+        ]
+        if let channel = r.channel { fields["channel"] = .string(channel) }
+        if let domains = r.domains { fields["domains"] = .array(domains.map { .string($0) }) }
+        if let generation = r.generation { fields["generation"] = .uint(generation) }
+        if let details = r.details { fields["details"] = .object(details.mapValues { .string($0) }) }
+        if let error = r.error { fields["error"] = .string(error) }
+        return fields
     }
 
     static func setupError(_ error: ChannelSetupError) -> SimDaemonExtensionError {

@@ -32,10 +32,18 @@ struct Session {
 
     /// Sends a request; a refusal becomes a ``CommandFailure``.
     func call(_ op: String, _ arguments: [String: JSONValue] = [:]) throws(CommandFailure) -> JSONValue {
+        let log = options.log
+        log.debug("request", metadata: ["op": "\(op)", "state_dir": "\(options.stateDirectory.path)"])
+        log.trace("request arguments", metadata: ["op": "\(op)", "arguments": "\(JSONValue.object(arguments).serialized)"])
+        let start = ContinuousClock.now
         do {
-            return try client.call(op, arguments)
+            let answer = try client.call(op, arguments)
+            log.debug("answer", metadata: ["op": "\(op)", "elapsed": "\(ContinuousClock.now - start)"])
+            return answer
         } catch {
-            throw CommandFailure(error)
+            let failure = CommandFailure(error)
+            log.error("refused", metadata: ["op": "\(op)", "error": "\(failure.text)"])
+            throw failure
         }
     }
 

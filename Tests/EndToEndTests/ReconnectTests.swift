@@ -131,7 +131,11 @@ struct ReconnectTests {
         defer { stopProcess(client) }
 
         func exchange(_ text: String) throws {
-            let fd = try UnixSocket.connect(clientPath, retryFor: 20)
+            let fd: Int32
+            do { fd = try UnixSocket.connect(clientPath, retryFor: 20) } catch {
+                Issue.record("\(error); the listening forwarder \(client.isRunning ? "runs" : "exited (status \(client.terminationStatus))"): \(world.log("fwd-client")); the connecting one: \(world.log("fwd-server1"))")
+                throw error
+            }
             defer { close(fd) }
             let accepted = UnixSocket.accept(listener, within: 20)
             defer { if accepted >= 0 { close(accepted) } }

@@ -38,6 +38,8 @@ extension SimDaemon {
         record["caller"] = Self.encode(caller)
         var touched: [GFN] = []
         let reply: Reply
+        requestPeer = RequestPeer(connection)
+        defer { requestPeer = nil }
         do {
             reply = try execute(op, RequestArguments(fields: fields), caller: caller, connection: connection,
                                 record: &record, touched: &touched)

@@ -50,6 +50,8 @@ public final class SimDaemon {
     /// Registered extensions (the grant module), in registration order.
     var extensions: [any SimDaemonExtension] = []
     var connections: [Connection] = []
+    /// Who sent the request being answered (SO_PEERCRED), nil between requests.
+    var requestPeer: RequestPeer?
     /// Xen's event channels (docs/SIMULATOR.md, "Event channels").
     let eventChannels = XenEventChannels()
     /// The readiness pipe of each event-channel handle held by a connection.
@@ -347,10 +349,13 @@ final class Connection {
     var gntdevHandle: UInt32?
     /// The peer's process id (SO_PEERCRED), for the log.
     let peerPID: Int32?
+    /// The peer's user id (SO_PEERCRED), for the grant module's audit log.
+    let peerUID: UInt32?
 
     init(socket: UnixSocket) {
         self.socket = socket
         peerPID = socket.peerPID
+        peerUID = socket.peerUID
     }
 }
 

@@ -156,6 +156,12 @@ final class UnixSocket {
         return pid > 0 ? pid : nil
     }
 
+    /// The peer's user id (SO_PEERCRED), or nil.
+    var peerUID: UInt32? {
+        var uid: UInt32 = 0
+        return cplatform_peer_uid(fd, &uid) == 0 ? uid : nil
+    }
+
     private static func makeAddress(_ path: String) throws(SystemCallError) -> sockaddr_un {
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)

@@ -133,6 +133,11 @@ long cplatform_recv_with_fds(int sock, void *buf, size_t len, int *fds, int maxf
 /// with errno. The daemon uses it to notice a guest process that died.
 int cplatform_peer_pid(int sock);
 
+/// The user id of the peer of a connected Unix socket (SO_PEERCRED) in
+/// `*uid`; 0, or -1 with errno. The daemon's extensions (the grant module's
+/// audit log) record who asked.
+int cplatform_peer_uid(int sock, unsigned int *uid);
+
 #ifdef __cplusplus
 }
 #endif

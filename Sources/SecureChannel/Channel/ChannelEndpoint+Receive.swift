@@ -142,6 +142,8 @@ extension ChannelEndpoint {
                     consumer!.release(header)
                     isolatedReceiveSequence &+= 1
                     receivedSinceRekey &+= 1
+                    counters.messagesReceived &+= 1
+                    counters.bytesReceived &+= UInt64(header.length)
                     return result
                 }
                 if let inPlace {
@@ -266,8 +268,11 @@ extension ChannelEndpoint {
         case .rekey:
             do throws(CryptoError) { try receiveCipher!.rekey() } catch { return try fail(Self.map(error)) }
             receivedSinceRekey = 0
+            counters.rekeys &+= 1
         case .data:
             receivedSinceRekey &+= 1
+            counters.messagesReceived &+= 1
+            counters.bytesReceived &+= UInt64(length)
         case .handshake:
             if header.flags == HandshakeFlag.confirmation {
                 // Exactly one, once: a peer repeating it must not keep a

@@ -86,6 +86,7 @@ extension ChannelEndpoint {
                 }
                 producer!.commit(FrameHeader(length: UInt32(length), type: .data, sequence: isolatedSendSequence))
                 isolatedSendSequence &+= 1
+                counters.bytesSent &+= UInt64(length)
                 wake = !isOneWay && peerIsWaitingInView(dataWaiting: true)
                 return true
             }
@@ -93,6 +94,7 @@ extension ChannelEndpoint {
                 if isOneWay { wakeOneWayReader() } else if wake { notifyPeer(dataWaiting: true) }
                 messagesSent &+= 1
                 sentSinceRekey &+= 1
+                counters.messagesSent &+= 1
                 return
             }
             try waitForPeer(forSpace: true, deadline: &limit!)
@@ -295,6 +297,8 @@ extension ChannelEndpoint {
         if type == .data {
             messagesSent &+= 1
             sentSinceRekey &+= 1
+            counters.messagesSent &+= 1
+            counters.bytesSent &+= UInt64(payload.count)
             if sentSinceRekey >= options.rekeyInterval, mode == .encrypted {
                 // Owed from now on: sent here if it fits, else before the
                 // next data frame, by a call that may wait for it.
@@ -327,6 +331,7 @@ extension ChannelEndpoint {
     func sendRekeyNow() throws(ChannelError) -> Bool {
         guard try sendFrameNow(UnsafeRawBufferPointer(start: nil, count: 0), type: .rekey, flags: 0) else { return false }
         do throws(CryptoError) { try sendCipher!.rekey() } catch { throw Self.map(error) }
+        counters.rekeys &+= 1
         sentSinceRekey = 0
         rekeyOwed = false
         return true

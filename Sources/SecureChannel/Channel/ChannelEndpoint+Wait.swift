@@ -18,6 +18,7 @@ extension ChannelEndpoint {
 
     func waitForPeer(forSpace: Bool, deadline: inout WaitDeadline, allowPeerClosed: Bool = false,
                              interruptible: Bool = false) throws(ChannelError) {
+        counters.waits &+= 1
         let spinBudget = options.wait.spinNanoseconds
         // Spinning polls in bursts inside one visit to the channel view (a
         // VMFUNC pair per burst, not per poll); blocking checks once per visit.
@@ -168,6 +169,7 @@ extension ChannelEndpoint {
             UnsafeMutableRawPointer(word).assumingMemoryBound(to: Atomic<UInt32>.self).pointee.load(ordering: .sequentiallyConsistent)
         }
         guard current == observed else { return }
+        counters.sleeps &+= 1
         let now = cplatform_monotonic_ns()
         let remaining = deadline > now ? deadline - now : 0
         platform.wait(WakeTarget(word: word, port: port), expected: observed,
@@ -196,6 +198,7 @@ extension ChannelEndpoint {
     }
 
     func notifyPeer(dataWaiting: Bool) {
+        counters.wakeupsSent &+= 1
         platform.notify(WakeTarget(word: dataWaiting ? producer!.wakeWord : consumer!.spaceWord, port: port))
     }
 
@@ -211,6 +214,7 @@ extension ChannelEndpoint {
             producer!.consumerHadCaughtUp()
         }) ?? false
         if caughtUp {
+            counters.wakeupsSent &+= 1
             platform.notify(WakeTarget(word: producer!.wakeWord, port: port))
         }
     }

@@ -200,7 +200,26 @@ public final class ChannelEndpoint {
     var peerClosed = false
     /// The reader of a one-way channel closed its end: it stopped reading.
     var receiveClosed = false
-    var failure: ChannelError?
+    var failure: ChannelError? {
+        didSet {
+            switch failure {
+            case .protocolViolation?: counters.protocolViolations &+= 1
+            case .authenticationFailed?: counters.authenticationFailures &+= 1
+            default: break
+            }
+        }
+    }
+    /// What ``statistics`` reports, bumped in place where each thing happens.
+    var counters = ChannelStatistics()
+
+    /// This end's counters since it opened (see ``ChannelStatistics``).
+    public var statistics: ChannelStatistics {
+        var snapshot = counters
+        snapshot.handshakes = UInt64(max(handshakeCount, 0))
+        let now = Self.keyClock()
+        snapshot.nanosecondsSinceHandshake = now > establishedAt ? now - establishedAt : 0
+        return snapshot
+    }
     /// The host's count of the peer's agent processes that went away, as
     /// read at open: a different value later means the process this session
     /// talks to is gone (the channel itself stays; see ``checkPeerAlive``).
