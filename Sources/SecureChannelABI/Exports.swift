@@ -50,6 +50,15 @@ public func sc_fd(_ ch: OpaquePointer?) -> Int32 {
     return handle.withChannel { $0.descriptor() }
 }
 
+@_cdecl("sc_statistics")
+public func sc_statistics(_ ch: OpaquePointer?, _ out: UnsafeMutableRawPointer?, _ size: Int) -> Int32 {
+    guard let handle = ChannelHandle(ch, call: "sc_statistics") else { return SC_EINVAL }
+    guard let out, size > 0 else {
+        return ABIError.invalid("sc_statistics: \(out == nil ? "out is NULL" : "size is 0"); pass a sc_stats and sizeof it").report()
+    }
+    return handle.withChannel { $0.copyStatistics(to: UnsafeMutableRawBufferPointer(start: out, count: size)) }
+}
+
 @_cdecl("sc_close")
 public func sc_close(_ ch: OpaquePointer?) -> Int32 {
     guard let handle = ChannelHandle(ch, call: "sc_close") else { return SC_EINVAL }

@@ -139,6 +139,30 @@ int main(int argc, char **argv) {
     check("sc_recv(the echo, still first in line)", sc_recv(ch, buffer, max, 5000), 100);
     check("sc_send(an empty message)", sc_send(ch, NULL, 0, 5000), 0);
     check("sc_recv(its echo)", sc_recv(ch, buffer, SIZE_MAX, 5000), 0);
+    /* Counters: two messages each way so far (100 bytes, then empty). */
+    sc_stats stats;
+    memset(&stats, 0xff, sizeof stats);
+    check("sc_statistics", sc_statistics(ch, &stats, sizeof stats), 0);
+    check("sc_statistics: messages sent", (long)stats.messages_sent, 2);
+    check("sc_statistics: bytes sent", (long)stats.bytes_sent, 100);
+    check("sc_statistics: messages received", (long)stats.messages_received, 2);
+    check("sc_statistics: bytes received", (long)stats.bytes_received, 100);
+    check("sc_statistics: handshakes", (long)stats.handshakes, 1);
+    check("sc_statistics: authentication failures", (long)stats.authentication_failures, 0);
+    /* An older caller's smaller struct gets the leading fields only; a
+       newer caller's larger one gets the rest zeroed. */
+    uint64_t older[3] = {7, 7, 7};
+    check("sc_statistics(two fields)", sc_statistics(ch, (sc_stats *)older, 2 * sizeof(uint64_t)), 0);
+    check_true("sc_statistics(two fields) wrote two", older[0] == 2 && older[1] == 100 && older[2] == 7);
+    unsigned char newer[sizeof(sc_stats) + 16];
+    memset(newer, 0xff, sizeof newer);
+    check("sc_statistics(a larger struct)", sc_statistics(ch, (sc_stats *)newer, sizeof newer), 0);
+    int zeroed = 1;
+    for (size_t i = sizeof(sc_stats); i < sizeof newer; i++) zeroed &= newer[i] == 0;
+    check_true("sc_statistics(a larger struct) zeroes the unknown tail", zeroed);
+    check("sc_statistics(NULL channel)", sc_statistics(NULL, &stats, sizeof stats), SC_EINVAL);
+    check("sc_statistics(NULL out)", sc_statistics(ch, NULL, sizeof stats), SC_EINVAL);
+    check("sc_statistics(size 0)", sc_statistics(ch, &stats, 0), SC_EINVAL);
     int fd = sc_fd(ch);
     check_true("sc_fd gives a descriptor", fd >= 0);
     check("sc_fd again gives the same one", sc_fd(ch), fd);
@@ -147,6 +171,7 @@ int main(int argc, char **argv) {
     check("sc_recv(closed)", sc_recv(ch, buffer, max, 0), SC_EINVAL);
     check("sc_max_message(closed)", (long)sc_max_message(ch), 0);
     check("sc_fd(closed)", sc_fd(ch), SC_EINVAL);
+    check("sc_statistics(closed)", sc_statistics(ch, &stats, sizeof stats), SC_EINVAL);
     check("sc_close(closed)", sc_close(ch), SC_EINVAL);
     check_true("sc_last_error says the channel was closed", strstr(sc_last_error(), "closed") != NULL);
     free(buffer);

@@ -8,7 +8,7 @@ import Testing
 @Suite("End to end: the C interface (libsecurechannel)", .serialized, .timeLimit(.minutes(5)))
 struct CABITests {
     static let functions: Set<String> = ["sc_options_init", "sc_open", "sc_send", "sc_recv", "sc_max_message", "sc_fd",
-                                         "sc_close", "sc_strerror", "sc_last_error", "sc_version"]
+                                         "sc_close", "sc_statistics", "sc_strerror", "sc_last_error", "sc_version"]
 
     @Test("install-lib installs the header, libsecurechannel.so.1, the archive and securechannel.pc; the .so exports exactly the header's sc_ functions")
     func installedFiles() throws {
@@ -102,6 +102,8 @@ struct CABITests {
         #expect(server.terminationStatus == 0, "\(world.log("sc_echo"))")
         let output = (try? String(contentsOfFile: world.tmp.path + "/sc_echo.out", encoding: .utf8)) ?? ""
         #expect(output.contains("echoed 501 messages"), "every round trip and the first: \(output) \(world.log("sc_echo"))")
+        // Its counters through sc_statistics: 501 messages of 1000 bytes each way.
+        #expect(world.log("sc_echo").contains("to-c: 501 messages (501000 bytes) received, 501 (501000 bytes) sent"), "\(world.log("sc_echo"))")
     }
 
     @Test("Python through ctypes (examples/python/ping.py) against guest-agent run; its errors carry the SC_E* name")

@@ -122,6 +122,12 @@ int main(int argc, char **argv) {
         }
     }
     if (stop_requested) fprintf(stderr, "sc_echo: stopped by a signal after %lu messages\n", echoed);
+    sc_stats stats;
+    if (sc_statistics(ch, &stats, sizeof stats) == 0)
+        fprintf(stderr, "sc_echo: %s: %llu messages (%llu bytes) received, %llu (%llu bytes) sent, %llu waits, %llu sleeps\n",
+                channel, (unsigned long long)stats.messages_received, (unsigned long long)stats.bytes_received,
+                (unsigned long long)stats.messages_sent, (unsigned long long)stats.bytes_sent,
+                (unsigned long long)stats.waits, (unsigned long long)stats.sleeps);
     int closed = sc_close(ch);
     if (closed != 0 && closed != SC_EPEERCLOSED)
         fprintf(stderr, "sc_echo: closing %s: %s (%s)\n", channel, sc_strerror(closed), sc_last_error());

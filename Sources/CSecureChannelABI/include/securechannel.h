@@ -40,6 +40,7 @@
 #define SECURECHANNEL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -189,6 +190,40 @@ size_t sc_max_message(const sc_channel *ch);
  *         backend has none, or no pipe or thread could be made).
  */
 int sc_fd(const sc_channel *ch);
+
+/** What one open channel end has done since it opened (sc_statistics): plain
+ *  counters, the same as SecureChannel.statistics in Swift. A channel
+ *  opened again (after SC_EPEERDIED from a restarted peer) starts at zero.
+ *  Later versions only append fields; sc_statistics fills as many bytes as the
+ *  caller's size says. */
+typedef struct sc_stats {
+    uint64_t messages_sent;           /* data messages sent (no control frames) */
+    uint64_t bytes_sent;              /* their payload bytes */
+    uint64_t messages_received;       /* data messages received and delivered */
+    uint64_t bytes_received;          /* their payload bytes */
+    uint64_t handshakes;              /* 1 after the open, +1 per fresh in-band handshake */
+    uint64_t rekeys;                  /* key switches without a handshake, both directions */
+    uint64_t protocol_violations;     /* peer frames that broke the protocol */
+    uint64_t authentication_failures; /* frames that failed authentication */
+    uint64_t waits;                   /* waits for the peer (empty or full ring) */
+    uint64_t sleeps;                  /* of which went to sleep (never in spin mode) */
+    uint64_t wakeups_sent;            /* notifications sent to a sleeping peer */
+    uint64_t ns_since_handshake;      /* age of the session keys, nanoseconds */
+} sc_stats;
+
+/**
+ * Copies the channel's counters into *out. Like the other calls on a
+ * channel, call it from the thread that uses the channel (or between its
+ * uses): the counters are bumped without locks.
+ *
+ * @param ch The channel.
+ * @param out Where to write them.
+ * @param size sizeof(*out) as the caller was compiled: a smaller size (an
+ *        older header) gets the leading fields, a larger one the rest
+ *        zeroed.
+ * @return 0, or SC_EINVAL (NULL or closed channel, NULL out, or size 0).
+ */
+int sc_statistics(const sc_channel *ch, sc_stats *out, size_t size);
 
 /**
  * Closes the sending direction (waiting up to 5 s for the peer to take
