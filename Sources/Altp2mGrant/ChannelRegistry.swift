@@ -66,6 +66,9 @@ struct ChannelState: Equatable, Sendable {
     var createdAt: UInt64
     var expiresAt: UInt64
     var generation: UInt64
+    /// When its descriptors were last issued again (Unix seconds); nil
+    /// while they are the ones issued at creation.
+    var reissuedAt: UInt64? = nil
     var frames: SharedFrames?
     var port: UInt32?
     /// The initiator (lower domain id), then the responder.
@@ -200,6 +203,8 @@ enum RegistryFormat {
         var createdAt: UInt64
         var expiresAt: UInt64
         var generation: UInt64
+        /// Absent in registries written before re-issues were recorded.
+        var reissuedAt: UInt64?
         var port: UInt32?
         var sides: [Side]
         var published: [UInt16]
@@ -279,7 +284,7 @@ enum RegistryFormat {
                 Channel(id: channel.id.hex, name: channel.name, pageCount: channel.pageCount,
                         oneWay: channel.isOneWay, suite: channel.suite.description, mode: channel.mode.description,
                         createdAt: channel.createdAt, expiresAt: channel.expiresAt, generation: channel.generation,
-                        port: channel.port, sides: channel.sides.map(encode),
+                        reissuedAt: channel.reissuedAt, port: channel.port, sides: channel.sides.map(encode),
                         published: channel.published.map(\.rawValue), controlPageWritten: channel.controlPageWritten)
             },
             domains: contents.domains.values.sorted { $0.domain < $1.domain }.map { state in
@@ -327,7 +332,7 @@ enum RegistryFormat {
             contents.channels[channel.name] = ChannelState(
                 id: id, name: channel.name, pageCount: channel.pageCount, isOneWay: channel.oneWay, suite: suite,
                 mode: mode, createdAt: channel.createdAt, expiresAt: channel.expiresAt,
-                generation: channel.generation, frames: frames, port: channel.port, sides: sides,
+                generation: channel.generation, reissuedAt: channel.reissuedAt, frames: frames, port: channel.port, sides: sides,
                 published: channel.published.map { DomainID(rawValue: $0) },
                 controlPageWritten: channel.controlPageWritten)
         }

@@ -103,6 +103,9 @@ public struct ChannelSummary: Hashable, Sendable, CustomStringConvertible {
     public var expiresAt: UInt64
     /// The generation of its current descriptors.
     public var generation: UInt64
+    /// When its descriptors were last issued again (`chanctl channel
+    /// reissue`, Unix seconds); nil while they are the first ones.
+    public var reissuedAt: UInt64? = nil
 
     public var description: String {
         "\(name) \(initiator.domainName)(\(initiator.domain)) <-> \(responder.domainName)(\(responder.domain)), "

@@ -167,6 +167,7 @@ extension GrantModule {
         // instead of publishing this one again.
         channel.generation = try registry.reserveGeneration()
         channel.expiresAt = now + lifetime
+        channel.reissuedAt = now
         var pages: [DomainID: [VCPUID: GFN]] = [:]
         for side in channel.sides { pages[side.domain] = registry.contents.domains[side.domain]?.notifyPages ?? [:] }
         let envelopes: [[UInt8]]

@@ -220,6 +220,7 @@ public final class GrantModule {
                               responder: end(channel.responder), pageCount: channel.pageCount,
                               isOneWay: channel.isOneWay, suite: channel.suite, mode: channel.mode,
                               notificationPort: channel.port ?? 0, createdAt: channel.createdAt,
-                              expiresAt: channel.expiresAt, generation: channel.generation)
+                              expiresAt: channel.expiresAt, generation: channel.generation,
+                              reissuedAt: channel.reissuedAt)
     }
 }

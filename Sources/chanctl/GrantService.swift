@@ -220,6 +220,7 @@ final class GrantService: SimDaemonExtension {
             "one_way": .bool(c.isOneWay), "suite": .string(c.suite.description), "mode": .string(c.mode.description),
             "port": .int(Int64(c.notificationPort)), "generation": .uint(c.generation),
             "created_at": .uint(c.createdAt), "expires_at": .uint(c.expiresAt),
+            "reissued_at": c.reissuedAt.map { .uint($0) } ?? .null,
         ]
     }
 

@@ -73,6 +73,9 @@ struct GrantCommandTests {
             let shown = sim.ok("channel", "show", "c1")
             #expect(shown["state"]?.string == "active")
             #expect(shown["windows"] == made["windows"])
+            // The host's view: its age, generation and (none yet) last re-issue.
+            #expect(shown["age_s"]?.int64 != nil && shown["generation"] == made["generation"])
+            #expect(shown["reissued_at"] == .null)
 
             // Errors.
             let pages = sim.run(["channel", "create", "c2", "--between", "alpha", "beta", "--pages", "600"])
@@ -104,8 +107,12 @@ struct GrantCommandTests {
             sim.ok("policy", "allow", "alpha", "beta")
             sim.ok("keys", "register", "alpha", Self.keyA)
             sim.ok("keys", "register", "beta", Self.keyB)
-            sim.ok("channel", "create", "c1", "--between", "alpha", "beta", "--pages", "8")
+            let made = sim.ok("channel", "create", "c1", "--between", "alpha", "beta", "--pages", "8")
+            let reissued = sim.ok("channel", "reissue", "c1")
             let before = sim.ok("channel", "show", "c1")
+            // A re-issue is recorded: when, and the next generation.
+            #expect(before["reissued_at"]?.uint64 != nil && before["reissued_at"]!.uint64! >= made["created_at"]!.uint64!)
+            #expect(before["generation"] == reissued["generation"] && before["generation"] != made["generation"])
             let domainsBefore = sim.ok("domain", "list")["domains"]
             guard let pid = sim.daemonPID else { throw HarnessError("no daemon pid") }
             kill(pid, SIGKILL)
@@ -113,6 +120,7 @@ struct GrantCommandTests {
             try sim.start()
             let after = sim.ok("channel", "show", "c1")
             #expect(after["state"]?.string == "active")
+            #expect(after["reissued_at"] == before["reissued_at"] && after["generation"] == before["generation"])
             #expect(after["windows"] == before["windows"])
             #expect(after["port"] == before["port"])
             #expect(sim.ok("domain", "list")["domains"] == domainsBefore)
