@@ -69,7 +69,7 @@ let package = Package(
         ),
         .target(
             name: "Altp2mSim",
-            dependencies: ["Altp2m", "XenInterface", "CPlatform"]
+            dependencies: ["Altp2m", "XenInterface", "CPlatform", .product(name: "Logging", package: "swift-log")]
         ),
         .target(
             name: "ChannelCrypto",

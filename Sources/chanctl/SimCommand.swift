@@ -85,7 +85,9 @@ struct SimCommand: ParsableCommand {
         @OptionGroup var host: HostOptions
 
         func run() throws {
-            let response = try DaemonLauncher.start(options.stateDirectory, serveArguments: host.arguments)
+            // The daemon logs at the level asked for here, into STATE/daemon.log.
+            let level = options.logLevel.map { ["--log-level", $0.rawValue] } ?? []
+            let response = try DaemonLauncher.start(options.stateDirectory, serveArguments: host.arguments + level)
             emit(response, json: options.json) { r in
                 "simulator running (pid \(renderScalar(r["pid"] ?? .null)), \(renderScalar(r["host"] ?? .null))) at \(renderScalar(r["socket"] ?? .null))"
             }
@@ -136,8 +138,11 @@ struct SimCommand: ParsableCommand {
                 do { notifier = background ? nil : try ServiceManagerNotifier.fromEnvironment() } catch {
                     throw CommandFailure.failure(error.description)
                 }
+                // The daemon's own log: lifecycle at info by default; --log-level
+                // debug adds each changing request, trace every request.
                 let daemon = try SimDaemon(stateDirectory: options.stateDirectory, configuration: host.configuration,
-                                           background: background)
+                                           background: background,
+                                           logger: SimDaemon.defaultLogger(level: options.logLevel ?? .info))
                 // The grant module runs next to the engine (chanctl keys|policy|channel).
                 do { daemon.register(try GrantService.inDaemon(daemon)) } catch {
                     throw CommandFailure.failure("cannot open the grant module in \(options.stateDirectory.grantPath): \(error)")

@@ -1,4 +1,5 @@
 import Altp2m
+import Logging
 import CPlatform
 import Synchronization
 #if canImport(Glibc)
@@ -143,7 +144,7 @@ extension SimDaemon {
         domainCrashed(id)
         for ext in extensions { ext.domainDied(id) }
         fields["already"] = false
-        Self.log("domain \(status.name) (\(id)) crashed on request")
+        log.notice("domain \(status.name) (\(id)) crashed on request")
         return Reply(fields: fields)
     }
 

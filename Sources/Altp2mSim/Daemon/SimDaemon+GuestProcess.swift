@@ -1,4 +1,5 @@
 import Altp2m
+import Logging
 import Synchronization
 
 /// Guest processes: attaching to a domain, and leaving it.
@@ -31,7 +32,7 @@ extension SimDaemon {
         connection.attachedDomain = id
         connection.attachedVCPUs = vcpus
         connection.mappedWindows = []
-        Self.log("guest process \(connection.peerPID.map(String.init) ?? "?") attached as \(domain.name) (\(id)) on vCPUs \(vcpus)")
+        log.info("guest process \(connection.peerPID.map(String.init) ?? "?") attached as \(domain.name) (\(id)) on vCPUs \(vcpus)")
         return Reply(
             fields: [
                 "domid": .int(Int64(id.rawValue)), "name": .string(domain.name), "vcpus": .int(Int64(domain.vcpuCount)),
@@ -98,7 +99,7 @@ extension SimDaemon {
         }
         publishAll()
         let who = connection.peerPID.map { "guest process \($0)" } ?? "guest process"
-        Self.log("\(who) of \(status.name) (\(id)) \(how); the domain keeps running")
+        log.notice("\(who) of \(status.name) (\(id)) \(how); the domain keeps running")
     }
 
     /// Moves a vCPU a departed process left in a view it chose back to view
@@ -116,7 +117,7 @@ extension SimDaemon {
         appendJournal(["op": "internal.vmfunc", "domain": .int(Int64(domain.id.rawValue)),
                        "vcpu": .int(Int64(vcpu)), "index": 0])
         if case .switched = outcome { return }
-        Self.log("vCPU \(vcpu) of \(domain.name) stays in view \(info.view.rawValue): VMFUNC to view 0 was refused (\(String(describing: outcome)))")
+        log.warning("vCPU \(vcpu) of \(domain.name) stays in view \(info.view.rawValue): VMFUNC to view 0 was refused (\(String(describing: outcome)))")
     }
 
     /// Reads the views guests switched to with a local VMFUNC (their vCPU

@@ -1,4 +1,5 @@
 import Altp2m
+import Logging
 
 /// Recovery: a daemon that finds a journal replays it into a fresh engine.
 ///
@@ -53,6 +54,6 @@ extension SimDaemon {
             domain.refresh(from: engine, force: true)
             domain.publishViews(from: engine)
         }
-        Self.log("recovered \(applied) journal records: \(engine.domainList().count - 1) domains")
+        log.info("recovered \(applied) journal records: \(engine.domainList().count - 1) domains")
     }
 }

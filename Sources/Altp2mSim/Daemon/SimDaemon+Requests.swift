@@ -1,4 +1,5 @@
 import Altp2m
+import Logging
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -40,17 +41,35 @@ extension SimDaemon {
         let reply: Reply
         requestPeer = RequestPeer(connection)
         defer { requestPeer = nil }
+        let started = Self.now()
+        var failure: RequestError?
         do {
             reply = try execute(op, RequestArguments(fields: fields), caller: caller, connection: connection,
                                 record: &record, touched: &touched)
         } catch {
+            failure = error
             reply = Reply(error: error)
         }
+        logRequest(op, caller: caller, seconds: Self.now() - started, failure: failure)
         if !Self.readOnlyOperations.contains(op) && record["op"] != nil {
             appendJournal(.object(record))
         }
         publishAll(touched: touched)
         return reply
+    }
+
+    /// One line per request: changes at debug, reads at trace (a guest's
+    /// polling would drown everything else), refusals with their reason.
+    private func logRequest(_ op: String, caller: Caller, seconds: Double, failure: RequestError?) {
+        let level: Logger.Level = Self.readOnlyOperations.contains(op) ? .trace : .debug
+        guard log.logLevel <= level else { return }
+        let outcome: String
+        switch failure {
+        case nil: outcome = "ok"
+        case .xen(let errno, let message)?: outcome = "\(errno.name): \(message)"
+        case .refused(let message)?, .usage(let message)?: outcome = "refused: \(message)"
+        }
+        log.log(level: level, "\(op) from \(caller) in \(Int(seconds * 1_000_000)) us: \(outcome)")
     }
 
     /// Appends a record; a failure is logged (the answer still goes out:
@@ -61,7 +80,7 @@ extension SimDaemon {
             try journal.append(record)
             journalRecords += 1
         } catch {
-            Self.log("journal: \(error); this change may not survive a restart")
+            log.error("journal: \(error); this change may not survive a restart")
         }
     }
 

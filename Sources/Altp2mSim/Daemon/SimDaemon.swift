@@ -1,4 +1,5 @@
 import Altp2m
+import Logging
 import CPlatform
 import Synchronization
 #if canImport(Glibc)
@@ -44,6 +45,9 @@ public final class SimDaemon {
     let events: SharedFileMapping
     private let lockFD: Int32
     let startedAt: Double
+    /// The daemon's log: lifecycle at info, each changing request at debug,
+    /// read-only ones at trace (`chanctl --log-level`).
+    let log: Logger
 
     /// Daemon-side records of guest domains (dom0 has none).
     var domains: [DomainID: DaemonDomain] = [:]
@@ -75,8 +79,11 @@ public final class SimDaemon {
     /// Prepares the state directory, takes its lock, maps memory and
     /// replays the journal. Nothing listens until ``run()``.
     public init(stateDirectory: StateDirectory, configuration: Configuration = Configuration(),
-                background: Bool = false) throws(SimDaemonError) {
+                background: Bool = false, logger: Logger = SimDaemon.defaultLogger()) throws(SimDaemonError) {
         directory = stateDirectory
+        var logger = logger
+        logger[metadataKey: "pid"] = "\(getpid())"
+        log = logger
         if background {
             setsid()
             Self.closeInheritedDescriptors()
@@ -95,7 +102,7 @@ public final class SimDaemon {
             journal = try Journal(path: directory.journalPath)
             let contents = try journal.readAll()
             if contents.discardedBytes > 0 {
-                Self.log("journal: dropped a torn last record (\(contents.discardedBytes) bytes)")
+                log.warning("journal: dropped a torn last record (\(contents.discardedBytes) bytes)")
             }
             let recorded = contents.records.first.flatMap(HostRecord.init(record:))
             let records = recorded == nil ? [] : Array(contents.records.dropFirst())
@@ -156,7 +163,7 @@ public final class SimDaemon {
         listener = socket
         writePIDFile()
         installSignalHandlers()
-        Self.log("serving \(host) with \(machineFrames) frames at \(directory.socketPath) (pid \(getpid()))")
+        log.info("serving \(host) with \(machineFrames) frames at \(directory.socketPath) (pid \(getpid()))")
         whenListening()
 
         while !stopRequested && DaemonSignals.received.load(ordering: .relaxed) == 0 {
@@ -170,9 +177,9 @@ public final class SimDaemon {
         unlink(directory.pidPath)
         if stopRequested {
             powerOff()
-            Self.log("stopped; state discarded")
+            log.info("stopped; state discarded")
         } else {
-            Self.log("terminated by signal; state kept for recovery")
+            log.info("terminated by signal; state kept for recovery")
         }
         for connection in connections { connection.socket.close() }
         connections.removeAll()
@@ -314,10 +321,13 @@ public final class SimDaemon {
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 
-    /// One line on standard error (STATE/daemon.log for a background daemon).
-    static func log(_ message: String) {
-        let line = Array("altp2m-sim[\(getpid())]: \(message)\n".utf8)
-        _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+    /// One line per event on standard error (STATE/daemon.log for a
+    /// background daemon) at `level`, through swift-log's stream handler,
+    /// whatever the process bootstrapped.
+    public static func defaultLogger(level: Logger.Level = .info) -> Logger {
+        var logger = Logger(label: "altp2m-sim", factory: { StreamLogHandler.standardError(label: $0) })
+        logger.logLevel = level
+        return logger
     }
 }
 
