@@ -69,7 +69,7 @@ let package = Package(
         ),
         .target(
             name: "Altp2mSim",
-            dependencies: ["Altp2m", "XenInterface", "CPlatform", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["Altp2m", "XenInterface", "CPlatform", "LineLog", .product(name: "Logging", package: "swift-log")]
         ),
         .target(
             name: "ChannelCrypto",
@@ -134,6 +134,10 @@ let package = Package(
         // The service manager's readiness and watchdog notifications
         // (sd_notify's datagrams), for guest-agent run and chanctl sim serve.
         .target(name: "ServiceNotify"),
+        .target(
+            name: "LineLog",
+            dependencies: [.product(name: "Logging", package: "swift-log")]
+        ),
         // The C interface: @_cdecl functions behind securechannel.h.
         .target(
             name: "SecureChannelABI",
@@ -169,7 +173,7 @@ let package = Package(
             dependencies: [
                 "Altp2m", "Altp2mSim", "Altp2mGrant", "ChannelCrypto", "SecureChannel", "XenBackend", "XenGuest", "XenInterface", "CPlatform",
                 // chanctl bench: the C baselines and HdrHistogram.
-                "ChannelBenchBaseline", "BuildInfo", "ServiceNotify",
+                "ChannelBenchBaseline", "BuildInfo", "ServiceNotify", "LineLog",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -181,7 +185,7 @@ let package = Package(
             name: "guest-agent",
             dependencies: [
                 "Altp2m", "Altp2mSim", "SecureChannel", "ChannelCrypto", "XenGuest", "XenInterface", "AgentServices",
-                "AgentReplayGuard", "AgentPlatform", "BuildInfo", "ServiceNotify",
+                "AgentReplayGuard", "AgentPlatform", "BuildInfo", "ServiceNotify", "LineLog",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),

@@ -5,6 +5,7 @@ import Altp2mSim
 import ArgumentParser
 import ChannelCrypto
 import Foundation
+import LineLog
 import Logging
 import SecureChannel
 import XenGuest
@@ -241,11 +242,12 @@ struct PlatformSpec: Sendable {
 
 nonisolated(unsafe) private var loggingBootstrapped = false
 
-/// Logs go to standard error.
+/// Logs go to standard error, one line per event (the journal's format
+/// under systemd): `LineLogHandler`, shared with chanctl and the simulator.
 func bootstrapLogging() {
     if loggingBootstrapped { return }
     loggingBootstrapped = true
-    LoggingSystem.bootstrap { label in StreamLogHandler.standardError(label: label) }
+    LineLogHandler.bootstrap()
 }
 
 /// Waits (polling) until a descriptor named `name` is published for this

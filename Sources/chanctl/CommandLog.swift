@@ -1,11 +1,12 @@
 import ArgumentParser
+import LineLog
 import Logging
 
 /// `--log-level`: swift-log's levels, by their names.
 extension Logger.Level: @retroactive ExpressibleByArgument {}
 
-/// chanctl's log: one line per event on standard error (swift-log's stream
-/// handler), only when `--log-level` asks for it, so a command's output
+/// chanctl's log: one line per event on standard error (swift-log through
+/// `LineLogHandler`), only when `--log-level` asks for it, so a command's output
 /// and its error message stay as they are by default.
 enum CommandLog {
     nonisolated(unsafe) private static var bootstrapped = false
@@ -15,7 +16,7 @@ enum CommandLog {
         guard let level else { return Logger(label: "chanctl", factory: { _ in SwiftLogNoOpLogHandler() }) }
         if !bootstrapped {
             bootstrapped = true
-            LoggingSystem.bootstrap { label in StreamLogHandler.standardError(label: label) }
+            LineLogHandler.bootstrap()
         }
         var logger = Logger(label: "chanctl")
         logger.logLevel = level

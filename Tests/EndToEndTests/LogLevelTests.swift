@@ -33,6 +33,26 @@ struct LogLevelEndToEndTests {
         #expect(bad.status == 2 && bad.stderr.contains("trace") && bad.stderr.contains("warning"), "\(bad.stderr)")
     }
 
+    @Test("under journald ($JOURNAL_STREAM names standard error) each line starts with its sd-daemon priority and has no time; a redirected standard error keeps the plain format")
+    func journalFormat() throws {
+        let world = try SimWorld(allow: false)
+        let file = world.tmp.path + "/journal-stream"
+        // As systemd does: JOURNAL_STREAM is DEVICE:INODE of the stream on
+        // standard error; here a file stands for the journal's socket.
+        func run(matching: Bool) throws -> [Substring] {
+            let stream = matching ? "$(stat -c %d:%i \(file))" : "1:1"
+            let script = "exec 2>\(file); JOURNAL_STREAM=\(stream) exec \(try Binaries.chanctl) policy allow left right --state-dir \(world.state) --log-level info"
+            let result = try Binaries.run("/bin/sh", ["-c", script])
+            #expect(result.status == 0, "\(result.stderr)")
+            return try String(contentsOfFile: file, encoding: .utf8).split(separator: "\n")
+        }
+        let journal = try run(matching: true)
+        #expect(!journal.isEmpty && journal.allSatisfy { $0.hasPrefix("<6>chanctl: ") }, "\(journal)")
+        #expect(journal.contains { $0.contains("op=grant.policy.allow") && $0.hasSuffix("done") }, "\(journal)")
+        let plain = try run(matching: false)
+        #expect(!plain.isEmpty && plain.allSatisfy { $0.contains(" info chanctl: ") && $0.first?.isNumber == true }, "\(plain)")
+    }
+
     @Test("guest-agent run --log-level: notice hides the info lines, debug adds its own")
     func agentLevels() throws {
         let world = try SimWorld()

@@ -1,4 +1,5 @@
 import Altp2m
+import LineLog
 import Logging
 import CPlatform
 import Synchronization
@@ -322,10 +323,10 @@ public final class SimDaemon {
     }
 
     /// One line per event on standard error (STATE/daemon.log for a
-    /// background daemon) at `level`, through swift-log's stream handler,
-    /// whatever the process bootstrapped.
+    /// background daemon, the journal under systemd) at `level`, through
+    /// ``LineLogHandler`` whatever the process bootstrapped.
     public static func defaultLogger(level: Logger.Level = .info) -> Logger {
-        var logger = Logger(label: "altp2m-sim", factory: { StreamLogHandler.standardError(label: $0) })
+        var logger = Logger(label: "altp2m-sim", factory: { LineLogHandler(label: $0) })
         logger.logLevel = level
         return logger
     }
