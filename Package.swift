@@ -3,9 +3,10 @@
 // modules fit; arrows point one way: executables -> libraries -> C targets.
 import PackageDescription
 
-// The C library's linker script: only the sc_ functions are exported
-// (docs/C-API.md, "Linking"). The linker needs its absolute path.
-let abiExports = String(#filePath.dropLast("Package.swift".count)) + "Sources/SecureChannelABI/exports.map"
+// No unsafe flags anywhere, so the package can be used as a versioned
+// dependency: the installed libsecurechannel.so.1 (its soname, and only the
+// sc_ functions exported through exports.map) is linked by
+// scripts/install-lib.sh from the objects of the securechannel product.
 
 let package = Package(
     name: "SecureChannel",
@@ -143,9 +144,7 @@ let package = Package(
             name: "SecureChannelABI",
             dependencies: ["CSecureChannelABI", "SecureChannel", "AgentReplayGuard", "AgentPlatform", "Altp2m", "Altp2mSim",
                            "ChannelCrypto", "XenGuest", "CPlatform"],
-            exclude: ["exports.map"],
-            linkerSettings: [.unsafeFlags(["-Xlinker", "--version-script=\(abiExports)",
-                                           "-Xlinker", "-soname=libsecurechannel.so.1"])]
+            exclude: ["exports.map"]
         ),
 
         // MARK: Benchmarks (run with scripts/bench-crypto.sh, in release)

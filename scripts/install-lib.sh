@@ -9,6 +9,13 @@
 #   environment: PREFIX (default /usr/local), LIBDIR (PREFIX/lib),
 #                INCLUDEDIR (PREFIX/include), DESTDIR (default empty)
 #
+# libsecurechannel.so.MAJOR is linked here, from the objects SwiftPM linked
+# into its own libsecurechannel.so (the build directory's
+# securechannel.product/Objects.LinkFileList), with the version script
+# Sources/SecureChannelABI/exports.map (only the sc_ functions are exported)
+# and the soname: linker flags Package.swift cannot carry without making the
+# package unusable as a versioned dependency.
+#
 # The Swift runtime is not copied: libsecurechannel.so finds it in the
 # toolchain's runtime directory through its RUNPATH, and securechannel.pc
 # names that directory for static linking.
@@ -30,18 +37,30 @@ if [[ $build == --uninstall ]]; then
     echo "removed securechannel from $destdir$prefix"
     exit 0
 fi
-shared=$build/libsecurechannel.so
+built=$build/libsecurechannel.so
+objects=$build/securechannel.product/Objects.LinkFileList
 archive=$build/libsecurechannel-static.a
 header=Sources/CSecureChannelABI/include/securechannel.h
-for file in "$shared" "$archive"; do
+for file in "$built" "$objects" "$archive"; do
     [[ -f $file ]] || { echo "install-lib: $file is missing; build it with: swift build --product securechannel and --product securechannel-static (make install-lib does)" >&2; exit 1; }
 done
 
-# The version and soname the library itself reports (Package.swift sets the
-# soname; sc_version the version).
-soname=$(readelf -d "$shared" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')
-version=$(grep -ao 'securechannel [0-9][0-9.]*' "$shared" | head -n1 | cut -d' ' -f2)
-[[ -n $soname && -n $version ]] || { echo "install-lib: cannot read the soname or version of $shared" >&2; exit 1; }
+# The version sc_version reports; its major number is the ABI's, the soname's.
+version=$(grep -ao 'securechannel [0-9][0-9.]*' "$built" | head -n1 | cut -d' ' -f2)
+[[ -n $version ]] || { echo "install-lib: cannot read the version (sc_version) of $built" >&2; exit 1; }
+soname=libsecurechannel.so.${version%%.*}
+
+# The shared object, linked by the toolchain's swiftc, which adds what
+# SwiftPM's link adds: the Swift runtime's directory as RUNPATH and the
+# libraries the objects ask for (their autolink entries: libsodium, Xen's
+# guest libraries, Foundation).
+swiftc=${SWIFTC:-$(command -v swiftc || echo /opt/swift/usr/bin/swiftc)}
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+shared=$scratch/$soname
+"$swiftc" -emit-library -o "$shared" "@$objects" \
+    -Xlinker "--version-script=$PWD/Sources/SecureChannelABI/exports.map" -Xlinker "-soname=$soname" \
+    || { echo "install-lib: linking $soname from $objects failed" >&2; exit 1; }
 
 # Where the Swift runtime lives: the RUNPATH entry holding libswiftCore.so.
 runtime=""
