@@ -83,6 +83,12 @@ package struct AgentConfigFile: Sendable, Equatable {
         package var value: Value
         /// 1-based line in the file.
         package var line: Int
+
+        package init(key: String, value: Value, line: Int) {
+            self.key = key
+            self.value = value
+            self.line = line
+        }
     }
 
     /// A mistake in the file: where, what, and the fix.
@@ -91,6 +97,12 @@ package struct AgentConfigFile: Sendable, Equatable {
         package var line: Int
         package var problem: String
         package var description: String { "\(file):\(line): \(problem)" }
+
+        package init(file: String, line: Int, problem: String) {
+            self.file = file
+            self.line = line
+            self.problem = problem
+        }
     }
 
     /// The file the entries came from, as given.
@@ -108,7 +120,9 @@ package struct AgentConfigFile: Sendable, Equatable {
     package static func parse(_ text: String, file: String, directory: String) throws(ContentError) -> AgentConfigFile {
         var entries: [Entry] = []
         var number = 0
-        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        // "\r\n" is one Character in Swift: split on it too, or a file
+        // written on Windows would be one long line.
+        for rawLine in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
             number += 1
             func fail(_ problem: String) -> ContentError { ContentError(file: file, line: number, problem: problem) }
             guard rawLine.utf8.count <= maximumLineBytes else {

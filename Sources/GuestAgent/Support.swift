@@ -202,7 +202,7 @@ struct AgentOptions {
 
     var spec: PlatformSpec {
         PlatformSpec(backend: backend, domain: domain, stateDir: resolvedStateDir, enforcement: (enforcement ?? .software).simulator,
-                     origin: settings.origin("domain"))
+                     origin: settings.source("domain").map { if case .file = $0 { $0.description } else { "" } } ?? "")
     }
 
     /// On the simulator, the state directory chosen now (a user's temporary
@@ -218,7 +218,7 @@ struct PlatformSpec: Sendable {
     let domain: String
     let stateDir: String?
     let enforcement: SimGuest.Enforcement
-    /// " (from FILE:LINE)" when the domain came from the configuration file.
+    /// "FILE:LINE" when the domain came from the configuration file.
     var origin = ""
 
     func platform(vcpu: UInt32 = 0) throws(AgentFailure) -> GuestPlatform {
@@ -227,7 +227,7 @@ struct PlatformSpec: Sendable {
                                       option: "--backend")
         } catch {
             // Said when the domain is the file's, so a stale file is found.
-            throw .failure(error.description + (origin.isEmpty ? "" : "; the domain '\(domain)' is\(origin)"))
+            throw .failure(error.description + (origin.isEmpty ? "" : "; the domain '\(domain)' is from \(origin) (--domain overrides it)"))
         }
     }
 }
