@@ -38,6 +38,11 @@ struct Run: ParsableCommand {
             channels opened afterwards (and channels refused so far) follow the new rules; \
             a file that no longer checks out is logged and the old rules stay.
 
+            The configuration file (see guest-agent help) may hold services, wait, \
+            poll-ms and handshake-timeout besides the agent's keys; it is read once at \
+            start (restart the agent after changing it): SIGHUP re-reads only the \
+            services file.
+
             SIGTERM or SIGINT: every open channel is closed politely (the peers see the \
             close, not a dead peer), the agent detaches and exits 0, within about a second. \
             A channel still in its handshake is waited for (at most --handshake-timeout); \
