@@ -290,9 +290,11 @@ let package = Package(
             dependencies: ["Altp2mSim", "Altp2mGrant", "SecureChannel", "ChannelCrypto"]
         ),
         // Replays every seed and regression input of Fuzz/corpus through its target.
+        // And the unit tests of those parsers (AgentServices: the agent's
+        // configuration file).
         .testTarget(
             name: "FuzzRegressionTests",
-            dependencies: ["FuzzTargets"]
+            dependencies: ["FuzzTargets", "AgentServices"]
         ),
         .testTarget(
             name: "Altp2mGrantTests",

@@ -7,6 +7,8 @@
 #   - each completion script loads in its shell (bash; zsh and fish when installed);
 #   - systemd-analyze verify accepts the units, each naming the installed
 #     binary and manual page;
+#   - the example configuration file, every key uncommented, is accepted by
+#     the installed guest-agent (config check) and sets every key;
 # then make uninstall, after which no file is left.
 # Fails with the first problem found, naming it.
 set -euo pipefail
@@ -61,6 +63,20 @@ done
 problems=$(MANPATH=$root/share/man systemd-analyze verify "$scratch"/units/*.service 2>&1) \
     || fail "systemd-analyze verify rejects the units: $problems"
 [[ -z $problems ]] || fail "systemd-analyze verify warns about the units: $problems"
+
+# The example agent.conf: uncommented (its keys are the '#key = value'
+# lines), the installed agent must accept every line, and every key must be
+# there. backend comes from the command line: the example's xen would
+# refuse its simulator-only enforcement line, and it shows the command line
+# winning.
+example=$root/share/doc/secure-channel/agent.conf.example
+sed -E 's/^#([a-z-]+ = )/\1/' "$example" > "$scratch/agent.conf"
+chmod 600 "$scratch/agent.conf"
+check=$("$root/bin/guest-agent" config check --config "$scratch/agent.conf" --backend sim 2>&1) \
+    || fail "guest-agent config check rejects the example agent.conf with its keys uncommented: $check"
+unset_keys=$(grep -E '^  [a-z-]+ += .*# (default|-)$' <<<"$check" || true)
+[[ -z $unset_keys ]] || fail "the example agent.conf does not set these keys (add them, commented out): $unset_keys"
+grep -qE "^  backend += sim +# command line$" <<<"$check" || fail "config check does not let --backend win over the file: $check"
 
 make --no-print-directory uninstall DESTDIR="$destdir" PREFIX="$prefix"
 left=$(cd "$destdir" && find . \( -type f -o -type l \) | sed 's|^\.||' | sort)

@@ -20,7 +20,12 @@
 #   share/zsh/site-functions/{_chanctl,_guest-agent}
 #   share/fish/vendor_completions.d/{chanctl,guest-agent}.fish
 #   lib/systemd/system/secure-channel-agent.service, secure-channel-sim.service
-#       (from systemd/*.service.in, with @BINDIR@ made PREFIX/bin)
+#       (from systemd/*.service.in, with @BINDIR@ made PREFIX/bin and @DOCDIR@
+#       PREFIX/share/doc/secure-channel)
+#   share/doc/secure-channel/agent.conf.example   (systemd/agent.conf.example:
+#       every key of /etc/secure-channel/agent.conf, commented out; copied
+#       there by the administrator, never installed as the live file, so an
+#       install cannot overwrite a configured agent's settings)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +35,7 @@ prefix=${PREFIX:-/usr/local}
 root=${DESTDIR:-}$prefix
 tools=(chanctl guest-agent)
 units=(secure-channel-agent.service secure-channel-sim.service)
+docdir=share/doc/secure-channel
 
 # Every file this script installs, PREFIX-relative (uninstall removes these).
 files() {
@@ -41,6 +47,7 @@ files() {
         echo "share/fish/vendor_completions.d/$tool.fish"
     done
     for unit in "${units[@]}"; do echo "lib/systemd/system/$unit"; done
+    echo "$docdir/agent.conf.example"
 }
 
 case $action in
@@ -50,7 +57,8 @@ install)
         [[ -x $build/$file ]] || { echo "install: $build/$file is missing; build it first: swift build -c release --product $file (make install does)" >&2; exit 1; }
     done
     install -d "$root/bin" "$root/share/man/man1" "$root/share/bash-completion/completions" \
-               "$root/share/zsh/site-functions" "$root/share/fish/vendor_completions.d" "$root/lib/systemd/system"
+               "$root/share/zsh/site-functions" "$root/share/fish/vendor_completions.d" "$root/lib/systemd/system" \
+               "$root/$docdir"
     # The manual pages carry the date of the commit built, not of the day
     # they were made, so the same sources give the same pages.
     date=$(git log -1 --format=%cs 2>/dev/null || true)
@@ -71,14 +79,16 @@ install)
         install -m 0644 "$scratch/$tool.fish" "$root/share/fish/vendor_completions.d/$tool.fish"
     done
     for unit in "${units[@]}"; do
-        sed "s|@BINDIR@|$prefix/bin|g" "systemd/$unit.in" > "$scratch/$unit"
+        sed -e "s|@BINDIR@|$prefix/bin|g" -e "s|@DOCDIR@|$prefix/$docdir|g" "systemd/$unit.in" > "$scratch/$unit"
         install -m 0644 "$scratch/$unit" "$root/lib/systemd/system/$unit"
     done
-    echo "installed ${tools[*]} with manual pages, completions and ${units[*]} under $root"
+    install -m 0644 systemd/agent.conf.example "$root/$docdir/agent.conf.example"
+    echo "installed ${tools[*]} with manual pages, completions, ${units[*]} and $docdir/agent.conf.example under $root"
     ;;
 uninstall)
     while read -r file; do rm -f "$root/$file"; done < <(files)
-    echo "removed ${tools[*]}, their manual pages, completions and ${units[*]} from $root"
+    rmdir "$root/$docdir" 2>/dev/null || true
+    echo "removed ${tools[*]}, their manual pages, completions, ${units[*]} and $docdir/agent.conf.example from $root"
     ;;
 files)
     files

@@ -42,6 +42,56 @@ enum ServicesTarget {
     }
 }
 
+/// Target `agent-config`: guest-agent's configuration file
+/// (/etc/secure-channel/agent.conf) parser.
+///
+/// Oracle: a file that parses yields only known keys, each once, on lines
+/// in order; every value has its key's form (paths absolute, since the
+/// directory given is; numbers in range; no control characters).
+enum AgentConfigTarget {
+    static let target = FuzzTarget(
+        name: "agent-config", summary: "guest-agent's configuration file",
+        run: { bytes throws(OracleViolation) in try run(bytes) }, seeds: seeds)
+
+    static func run(_ bytes: [UInt8]) throws(OracleViolation) {
+        let text = String(decoding: bytes, as: UTF8.self)
+        guard let file = try? AgentConfigFile.parse(text, file: "agent.conf", directory: "/etc/secure-channel") else { return }
+        var seen = Set<String>(), lastLine = 0
+        for entry in file.entries {
+            guard let key = AgentConfigFile.key(named: entry.key), seen.insert(entry.key).inserted, entry.line > lastLine else {
+                throw OracleViolation("accepted key '\(entry.key)' on line \(entry.line) (unknown, repeated or out of order)")
+            }
+            lastLine = entry.line
+            guard valid(entry.value, key.form) else {
+                throw OracleViolation("accepted \(entry.key) = \(entry.value) on line \(entry.line)")
+            }
+        }
+    }
+
+    static func valid(_ value: AgentConfigFile.Value, _ form: AgentConfigFile.Form) -> Bool {
+        switch (value, form) {
+        case (.text(let t), _) where t.isEmpty || t.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }):
+            return false
+        case (.text(let t), .word): return !t.contains(" ") && !t.contains("\t")
+        case (.text(let t), .path): return t.hasPrefix("/")
+        case (.text(let t), .hex(let digits)): return t.count == digits && t.allSatisfy(\.isHexDigit)
+        case (.text(let t), .choice(let words)): return words.contains(t)
+        case (.integer(let n), .integer(let range)): return range.contains(n)
+        case (.seconds(let s), .seconds(let max)): return s > 0 && s <= max
+        default: return false
+        }
+    }
+
+    static func seeds() -> [[UInt8]] {
+        [
+            "# agent\ndomain = web\nkey = web.key # here\nhost-key = \(String(repeating: "ab", count: 32))\nbackend = xen\n"
+                + "state-dir = ../state\nenforcement = software\nlog-level = debug\nservices = /etc/s.conf\n"
+                + "wait = spin\npoll-ms = 20\nhandshake-timeout = 1.5\n",
+            "\tdomain=a\r\n\n  # c\nwait = block\n",
+        ].map { Array($0.utf8) }
+    }
+}
+
 /// Target `policy`: the grant module's `policy.json`.
 ///
 /// Oracle: a policy that decodes encodes to bytes that decode to the same

@@ -23,7 +23,7 @@ package struct FuzzTarget: Sendable {
     /// Every target, in the order `make fuzz` runs them.
     package static let all: [FuzzTarget] = [
         RingTarget.target, SessionTarget.target, DescriptorTarget.target, NoiseTarget.target,
-        DaemonTarget.target, ServicesTarget.target, PolicyTarget.target,
+        DaemonTarget.target, ServicesTarget.target, AgentConfigTarget.target, PolicyTarget.target,
     ]
 
     package static func named(_ name: String) -> FuzzTarget? {

@@ -11,7 +11,7 @@ struct Cat: ParsableCommand {
         abstract: "Pipe standard input into a channel and the channel to standard output (byte stream).",
         discussion: "At the end of standard input the sending side is closed; the command ends when the peer closes too.")
 
-    @OptionGroup var agent: AgentOptions
+    @OptionGroup var arguments: AgentArguments
 
     @Option(help: "The channel's name.")
     var channel: String
@@ -23,6 +23,7 @@ struct Cat: ParsableCommand {
     var timeout: Double = 10
 
     func run() throws {
+        let agent = try arguments.resolve()
         // A stop signal closes the channel politely and detaches (see below)
         // instead of killing the agent, which would crash the domain.
         AgentSignals.install(hangupReloads: false)

@@ -29,7 +29,7 @@ struct Forward: ParsableCommand {
             connects again.
             """)
 
-    @OptionGroup var agent: AgentOptions
+    @OptionGroup var arguments: AgentArguments
 
     @Option(help: "The channel's name.")
     var channel: String
@@ -69,6 +69,7 @@ struct Forward: ParsableCommand {
     static var maximumPathBytes: Int { UnixSockets.maximumPathBytes }
 
     func run() throws {
+        let agent = try arguments.resolve()
         let log = agent.logger("guest-agent.forward")
         try agent.startFrameFlow(log: log)
         let platform = try agent.platform(vcpu: 0)

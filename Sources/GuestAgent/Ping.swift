@@ -19,7 +19,7 @@ struct Ping: ParsableCommand {
             ASCII histogram; --json prints one object instead.
             """)
 
-    @OptionGroup var agent: AgentOptions
+    @OptionGroup var arguments: AgentArguments
 
     @Option(help: "The channel's name (chanctl channel create NAME ...).")
     var channel: String
@@ -53,6 +53,7 @@ struct Ping: ParsableCommand {
     }
 
     func run() throws {
+        let agent = try arguments.resolve()
         let log = agent.logger("guest-agent.ping")
         _ = try agent.hostPublicKey()
         _ = try agent.agentKey()

@@ -38,6 +38,11 @@ struct Run: ParsableCommand {
             channels opened afterwards (and channels refused so far) follow the new rules; \
             a file that no longer checks out is logged and the old rules stay.
 
+            The configuration file (see guest-agent help) may hold services, wait, \
+            poll-ms and handshake-timeout besides the agent's keys; it is read once at \
+            start (restart the agent after changing it): SIGHUP re-reads only the \
+            services file.
+
             SIGTERM or SIGINT: every open channel is closed politely (the peers see the \
             close, not a dead peer), the agent detaches and exits 0, within about a second. \
             A channel still in its handshake is waited for (at most --handshake-timeout); \
@@ -54,30 +59,14 @@ struct Run: ParsableCommand {
             failed it); WATCHDOG=1 every half of $WATCHDOG_USEC; STOPPING=1 on SIGTERM.
             """)
 
-    @OptionGroup var agent: AgentOptions
-
-    @Option(help: "How to wait for messages: spin (a busy core per channel), block or adaptive.")
-    var wait: WaitArgument = .adaptive
-
-    @Option(name: .customLong("poll-ms"), help: "How often to look for new descriptors, in milliseconds.")
-    var pollMilliseconds: Int = 50
-
-    @Option(name: .customLong("handshake-timeout"), help: "Seconds to wait for the peer's handshake.")
-    var handshakeTimeout: Double = 30
-
-    @Option(name: .customLong("services"), help: ArgumentHelp("Per-channel services: lines of PATTERN SERVICE [ARGUMENT] (format above).", valueName: "file"))
-    var servicesFile: String?
-
-    func validate() throws {
-        guard (1...10_000).contains(pollMilliseconds) else { throw ValidationError("bad --poll-ms \(pollMilliseconds): expected 1...10000") }
-        guard handshakeTimeout > 0, handshakeTimeout <= 3600 else {
-            throw ValidationError("bad --handshake-timeout \(handshakeTimeout): expected seconds in (0, 3600]")
-        }
-    }
+    @OptionGroup var arguments: AgentArguments
+    @OptionGroup var runArguments: RunArguments
 
     func run() throws {
         // Everything that can be wrong with the arguments fails before the
-        // agent attaches: the services file, then the keys.
+        // agent attaches: the configuration file, the services file, then the keys.
+        let (agent, settings) = try RunArguments.resolve(arguments, runArguments)
+        let wait = settings.wait, pollMilliseconds = settings.pollMilliseconds, servicesFile = settings.servicesFile
         var services = ServiceConfig.echoEverywhere
         if let servicesFile { services = try ServiceConfig.load(servicesFile) }
         let log = agent.logger("guest-agent.run")
@@ -87,7 +76,7 @@ struct Run: ParsableCommand {
         let readiness = try ServiceReadiness(log: log)
         let watcher = try agent.platform(vcpu: 0)
         let vcpuCount = (watcher as? SimPlatformInfo)?.vcpuCount ?? 1
-        log.info("agent running", metadata: ["wait": "\(wait.rawValue)", "vcpus": "\(vcpuCount)",
+        log.info("agent running", metadata: ["config": "\(agent.settings.config.file?.file ?? "none")","wait": "\(wait.rawValue)", "vcpus": "\(vcpuCount)",
                                              "enforcement": "\((watcher as? SimPlatformInfo)?.enforcementName ?? "hardware")",
                                              "services": "\(servicesFile.map { "\($0) (\(services.rules.count) rules)" } ?? "echo on every channel")"])
 
@@ -101,7 +90,7 @@ struct Run: ParsableCommand {
             let hangups = AgentSignals.hangupCount
             if hangups != hangupsSeen {
                 hangupsSeen = hangups
-                services = reload(services, served: served, log: log)
+                services = reload(services, from: servicesFile, served: served, log: log)
             }
             let names: [String]
             do {
@@ -136,7 +125,7 @@ struct Run: ParsableCommand {
                 let vcpu = nextVCPU % UInt32(max(1, vcpuCount))
                 nextVCPU &+= 1
                 jobs.append(ChannelJob(name: name, envelope: envelope, spec: agent.spec, agentKey: agentKey, hostKey: hostKey,
-                                       vcpu: vcpu, wait: wait.strategy, handshakeTimeout: handshakeTimeout, log: log,
+                                       vcpu: vcpu, wait: wait.strategy, handshakeTimeout: settings.handshakeTimeout, log: log,
                                        service: service, rule: rule,
                                        stats: ChannelStatsDirectory(stateDirectory: agent.resolvedStateDir, domain: agent.domain),
                                        domain: agent.domain,
@@ -171,12 +160,12 @@ struct Run: ParsableCommand {
             usleep(readiness.sleepMicroseconds(upTo: UInt32(pollMilliseconds) * 1000, now: monotonicNanoseconds()))
         }
         readiness.stopping()
-        try shutDown(served, log: log)
+        try shutDown(served, handshakeTimeout: settings.handshakeTimeout, log: log)
         _ = watcher  // detaches last, once every channel thread has
     }
 
     /// SIGHUP: the new rules, or the old ones if the file no longer checks out.
-    private func reload(_ old: ServiceConfig, served: ServedTable, log: Logger) -> ServiceConfig {
+    private func reload(_ old: ServiceConfig, from servicesFile: String?, served: ServedTable, log: Logger) -> ServiceConfig {
         guard let servicesFile else {
             log.notice("SIGHUP: no --services file to re-read; still echoing on every channel")
             return old
@@ -201,7 +190,7 @@ struct Run: ParsableCommand {
     /// the handshake timeout. Exiting with a thread still attached would
     /// crash the domain, so only a second signal (or a thread that overruns
     /// its bound) ends the wait early.
-    private func shutDown(_ served: ServedTable, log: Logger) throws(AgentFailure) {
+    private func shutDown(_ served: ServedTable, handshakeTimeout: Double, log: Logger) throws(AgentFailure) {
         let running = served.table.withLock { $0.filter(\.value.phase.isRunning).count }
         log.info("stopping: closing \(running) open channel(s)")
         let start = monotonicNanoseconds()

@@ -103,46 +103,35 @@ enum EnforcementArgument: String, ExpressibleByArgument, CaseIterable, Sendable 
     }
 }
 
-/// Who the agent is: its domain, its key, the pinned host key, the backend.
-struct AgentOptions: ParsableArguments {
-    @Option(help: "The domain this agent runs as (simulator: its name; Xen: ignored, read from xenstore).")
-    var domain: String
+/// Who the agent is: its domain, its key, the pinned host key, the backend;
+/// resolved from the command line, the configuration file and the defaults
+/// (``AgentArguments``), so every command uses the same values.
+struct AgentOptions {
+    let domain: String
+    let key: String
+    let hostKey: String
+    let backend: GuestBackend
+    let stateDir: String?
+    /// Nil unless given (on the command line or in the file): Xen refuses one.
+    let enforcement: EnforcementArgument?
+    let logLevel: Logger.Level
+    /// Where each value came from, for messages about values not typed.
+    let settings: ResolvedSettings
 
-    @Option(help: ArgumentHelp("This agent's X25519 key file (make one with: guest-agent keygen --out FILE).", valueName: "file"))
-    var key: String
-
-    @Option(name: .customLong("host-key"), help: ArgumentHelp("The host's Ed25519 public key, 64 hex digits (chanctl keys show).", valueName: "hex"))
-    var hostKey: String
-
-    @Option(help: "The hypervisor backend: sim (the simulator daemon), xen, or xen-sim (the Xen backend's code over the simulator's Xen libraries).")
-    var backend: GuestBackend = .sim
-
-    @Option(name: .customLong("state-dir"), help: ArgumentHelp("The simulator's state directory (default as chanctl's: for root /var/lib/secure-channel); the domain's replay guard (replay-guard-DOMID.json) is kept there. With --backend xen: where the replay guard is kept (default /var/lib/guest-agent).", valueName: "path"))
-    var stateDir: String?
-
-    // Optional rather than defaulted so that --backend xen can refuse an
-    // explicit value instead of silently ignoring it.
-    @Option(help: ArgumentHelp("Simulator only: software (the channel window is plain shared memory) or mprotect (the window is mapped only inside the channel view, so a stray access is a SIGSEGV; each VMFUNC costs mmap calls). Default software.",
-                               valueName: "mode"))
-    var enforcement: EnforcementArgument?
-
-    @Flag(name: .shortAndLong, help: "Log debug messages to standard error (--log-level debug).")
-    var verbose = false
-
-    @Option(name: .customLong("log-level"), help: ArgumentHelp(
-        "The least severe events logged, one line each on standard error: trace, debug, info (the default), notice, warning, error or critical.",
-        valueName: "level"))
-    var logLevel: Logger.Level?
-
-    func validate() throws {
-        if verbose, let logLevel, logLevel != .debug {
-            throw ValidationError("--verbose is --log-level debug; give one of them, not --verbose with --log-level \(logLevel)")
-        }
+    init(_ settings: ResolvedSettings) throws(AgentFailure) {
+        self.settings = settings
+        domain = try settings.required("domain", valueName: "domain")
+        key = try settings.required("key", valueName: "file")
+        hostKey = try settings.required("host-key", valueName: "hex")
+        backend = try settings.typed("backend") ?? .sim
+        stateDir = settings.value("state-dir")
+        enforcement = settings.source("enforcement") == .defaultValue ? nil : try settings.typed("enforcement")
+        logLevel = try settings.typed("log-level") ?? .info
         guard hostKey.count == 64, hostKey.allSatisfy(\.isHexDigit) else {
-            throw ValidationError("bad --host-key '\(hostKey)': expected 64 hex digits (the public_key printed by chanctl keys show)")
+            throw .usage("bad --host-key '\(hostKey)'\(settings.origin("host-key")): expected 64 hex digits (the public_key printed by chanctl keys show)")
         }
         if backend == .xen, let enforcement {
-            throw ValidationError("--enforcement \(enforcement.rawValue) applies to the simulator only: on Xen the EPT enforces the views; drop --enforcement or use --backend sim")
+            throw .usage("--enforcement \(enforcement.rawValue)\(settings.origin("enforcement")) applies to the simulator only, and the backend is xen\(settings.origin("backend")): on Xen the EPT enforces the views; drop enforcement or use backend sim")
         }
     }
 
@@ -151,7 +140,7 @@ struct AgentOptions: ParsableArguments {
         do {
             return try Curve25519.Signing.PublicKey(hex: hostKey)
         } catch {
-            throw .usage("bad --host-key: \(error); pass the public_key printed by chanctl keys show")
+            throw .usage("bad --host-key\(settings.origin("host-key")): \(error); pass the public_key printed by chanctl keys show")
         }
     }
 
@@ -161,7 +150,7 @@ struct AgentOptions: ParsableArguments {
             return try Curve25519.KeyAgreement.PrivateKey(keyFile: key)
         } catch {
             if access(key, F_OK) != 0 {
-                throw .failure("no key file at \(key); create one with: guest-agent keygen --out \(key), then register it with: chanctl keys register \(domain) <public key>")
+                throw .failure("no key file at \(key)\(settings.origin("key")); create one with: guest-agent keygen --out \(key), then register it with: chanctl keys register \(domain) <public key>")
             }
             throw .failure("cannot read the agent key \(key): \(error); make a new one with: guest-agent keygen --out FILE")
         }
@@ -170,7 +159,7 @@ struct AgentOptions: ParsableArguments {
     func logger(_ label: String) -> Logger {
         bootstrapLogging()
         var logger = Logger(label: label)
-        logger.logLevel = logLevel ?? (verbose ? .debug : .info)
+        logger.logLevel = logLevel
         logger[metadataKey: "domain"] = "\(domain)"
         return logger
     }
@@ -213,7 +202,8 @@ struct AgentOptions: ParsableArguments {
     }
 
     var spec: PlatformSpec {
-        PlatformSpec(backend: backend, domain: domain, stateDir: resolvedStateDir, enforcement: (enforcement ?? .software).simulator)
+        PlatformSpec(backend: backend, domain: domain, stateDir: resolvedStateDir, enforcement: (enforcement ?? .software).simulator,
+                     origin: settings.source("domain").map { if case .file = $0 { $0.description } else { "" } } ?? "")
     }
 
     /// On the simulator, the state directory chosen now (a user's temporary
@@ -229,13 +219,16 @@ struct PlatformSpec: Sendable {
     let domain: String
     let stateDir: String?
     let enforcement: SimGuest.Enforcement
+    /// "FILE:LINE" when the domain came from the configuration file.
+    var origin = ""
 
     func platform(vcpu: UInt32 = 0) throws(AgentFailure) -> GuestPlatform {
         do {
             return try backend.attach(domain: domain, stateDirectory: stateDir, vcpu: vcpu, enforcement: enforcement,
                                       option: "--backend")
         } catch {
-            throw .failure(error.description)
+            // Said when the domain is the file's, so a stale file is found.
+            throw .failure(error.description + (origin.isEmpty ? "" : "; the domain '\(domain)' is from \(origin) (--domain overrides it)"))
         }
     }
 }

@@ -19,6 +19,7 @@ struct UnitFileTests {
         for unit in Self.units {
             let template = try String(contentsOfFile: VersionEndToEndTests.packageDirectory + "/systemd/\(unit).in", encoding: .utf8)
             let text = template.replacingOccurrences(of: "@BINDIR@", with: bindir)
+                .replacingOccurrences(of: "@DOCDIR@", with: "/usr/local/share/doc/secure-channel")
             #expect(!text.contains("@"), "\(unit): a placeholder make install does not fill")
             #expect(text.contains("\nType=notify\n"), "\(unit) must be Type=notify")
             let path = tmp.path + "/" + unit
@@ -26,7 +27,9 @@ struct UnitFileTests {
             paths.append(path)
         }
         let agent = try String(contentsOfFile: paths[0], encoding: .utf8)
-        #expect(agent.contains("\nExecStart=\(bindir)/guest-agent run "), "\(agent)")
+        // No options: the agent reads /etc/secure-channel/agent.conf itself.
+        #expect(agent.contains("\nExecStart=\(bindir)/guest-agent run\n"), "\(agent)")
+        #expect(!agent.contains("EnvironmentFile="), "\(agent)")
         #expect(agent.contains("\nWatchdogSec="), "\(agent)")
         let sim = try String(contentsOfFile: paths[1], encoding: .utf8)
         #expect(sim.contains("\nExecStart=\(bindir)/chanctl sim serve "), "\(sim)")
