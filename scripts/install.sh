@@ -19,7 +19,8 @@
 #   share/bash-completion/completions/{chanctl,guest-agent}
 #   share/zsh/site-functions/{_chanctl,_guest-agent}
 #   share/fish/vendor_completions.d/{chanctl,guest-agent}.fish
-#   lib/systemd/system/secure-channel-agent.service, secure-channel-sim.service
+#   lib/systemd/system/secure-channel-agent.service, secure-channel-sim.service,
+#       secure-channel-dom0.service
 #       (from systemd/*.service.in, with @BINDIR@ made PREFIX/bin and @DOCDIR@
 #       PREFIX/share/doc/secure-channel)
 #   share/doc/secure-channel/agent.conf.example   (systemd/agent.conf.example:
@@ -34,7 +35,7 @@ action=${1:?$usage}
 prefix=${PREFIX:-/usr/local}
 root=${DESTDIR:-}$prefix
 tools=(chanctl guest-agent)
-units=(secure-channel-agent.service secure-channel-sim.service)
+units=(secure-channel-agent.service secure-channel-sim.service secure-channel-dom0.service)
 docdir=share/doc/secure-channel
 
 # Every file this script installs, PREFIX-relative (uninstall removes these).

@@ -65,14 +65,19 @@ public final class GrantModule {
     ///   - registryStorage: where the registry lives; by default
     ///     `channels.json` in the state directory.
     ///   - clock: the current time in Unix seconds (descriptor creation and expiry).
+    ///   - lockWaitMilliseconds: how long to wait for another grant module
+    ///     on the same directory (`grant.lock`) to finish; 0 fails at once.
+    ///     `chanctl` waits, so that an operator's command and a
+    ///     `chanctl domain watch` sweep that collide both go through.
     /// - Throws: ``GrantError`` naming the file and the fix.
     public init(host: any ChannelHost, stateDirectory: String, registryStorage: (any RegistryStorage)? = nil,
-                clock: @escaping () -> UInt64 = GrantModule.systemClock) throws(GrantError) {
+                clock: @escaping () -> UInt64 = GrantModule.systemClock,
+                lockWaitMilliseconds: Int = 0) throws(GrantError) {
         self.host = host
         self.stateDirectory = stateDirectory
         self.clock = clock
         try StateFiles.preparePrivateDirectory(stateDirectory)
-        lock = try StateLock(path: "\(stateDirectory)/grant.lock")
+        lock = try StateLock(path: "\(stateDirectory)/grant.lock", waitMilliseconds: lockWaitMilliseconds)
         auditLog = AuditLog(path: "\(stateDirectory)/\(Self.auditFile)")
         keys = try AgentKeyRing(directory: stateDirectory)
         registry = try ChannelRegistry(
@@ -181,6 +186,14 @@ public final class GrantModule {
     /// Every channel, by name.
     public func listChannels() -> [ChannelSummary] {
         registry.contents.channels.values.sorted { $0.name < $1.name }.map(summary)
+    }
+
+    /// Every domain that carries a channel, with the name it was registered
+    /// under: the domains whose death `domainDied` must hear of.
+    public var domainsWithChannels: [DomainID: String] {
+        var domains: [DomainID: String] = [:]
+        for side in registry.contents.channels.values.flatMap(\.sides) { domains[side.domain] = side.domainName }
+        return domains
     }
 
     /// A channel's state: whether the hypervisor still holds what the grant

@@ -108,18 +108,35 @@ enum StateFiles {
 final class StateLock {
     private let fd: Int32
 
-    init(path: String) throws(GrantError) {
+    /// Takes the lock, waiting up to `waitMilliseconds` for its holder to
+    /// let go (0: fail at once). The wait polls a non-blocking `flock`
+    /// every 20 ms rather than blocking in `LOCK_EX`: a blocked `flock` has
+    /// no timeout, and a signal would be needed to end it.
+    init(path: String, waitMilliseconds: Int = 0) throws(GrantError) {
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else { throw .stateDirectory("cannot open \(path): \(StateFiles.errorText(errno))") }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+        var waited = 0
+        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
             let code = errno
+            if code == EINTR { continue }
+            if code == EWOULDBLOCK && waited < waitMilliseconds {
+                let step = min(20, waitMilliseconds - waited)
+                usleep(useconds_t(step * 1000))
+                waited += step
+                continue
+            }
             _ = close(fd)
             if code == EWOULDBLOCK {
-                throw .stateDirectory("another process is using the grant state in \(path); wait for it to finish")
+                let how = waitMilliseconds > 0 ? " (waited \(Self.seconds(waitMilliseconds)))" : ""
+                throw .stateDirectory("another process is using the grant state in \(path)\(how); wait for it to finish and try again, or see which process holds it: fuser \(path)")
             }
             throw .stateDirectory("cannot lock \(path): \(StateFiles.errorText(code))")
         }
         self.fd = fd
+    }
+
+    private static func seconds(_ milliseconds: Int) -> String {
+        milliseconds % 1000 == 0 ? "\(milliseconds / 1000) s" : "\(Double(milliseconds) / 1000) s"
     }
 
     deinit { _ = close(fd) }

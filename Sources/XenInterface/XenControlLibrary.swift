@@ -87,6 +87,10 @@ public struct XenDomainRecord: Sendable, Equatable {
     public var isCrashed: Bool
     /// `XEN_DOMINF_dying`.
     public var isDying: Bool
+    /// The reason (`SHUTDOWN_poweroff` 0, `reboot` 1, `suspend` 2, `crash`
+    /// 3, `watchdog` 4, `soft_reset` 5) when `XEN_DOMINF_shutdown` is set,
+    /// else nil (the reason bits mean nothing then).
+    public var shutdownReason: UInt32?
     /// `tot_pages`.
     public var totalPages: UInt64
     /// `max_pages`.
@@ -95,12 +99,13 @@ public struct XenDomainRecord: Sendable, Equatable {
     public var vcpuCount: UInt32
 
     public init(domain: DomainID, isHVM: Bool, isPaused: Bool, isCrashed: Bool, isDying: Bool = false,
-                totalPages: UInt64, maximumPages: UInt64, vcpuCount: UInt32) {
+                shutdownReason: UInt32? = nil, totalPages: UInt64, maximumPages: UInt64, vcpuCount: UInt32) {
         self.domain = domain
         self.isHVM = isHVM
         self.isPaused = isPaused
         self.isCrashed = isCrashed
         self.isDying = isDying
+        self.shutdownReason = shutdownReason ?? (isCrashed ? 3 : nil)
         self.totalPages = totalPages
         self.maximumPages = maximumPages
         self.vcpuCount = vcpuCount

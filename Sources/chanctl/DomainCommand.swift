@@ -7,7 +7,7 @@ struct DomainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "domain",
         abstract: "Create, list, crash and destroy domains; set their parameters and memory.",
-        subcommands: [Create.self, List.self, Crash.self, Destroy.self, SetParam.self, GetParam.self, MemSet.self,
+        subcommands: [Create.self, List.self, Crash.self, Destroy.self, Watch.self, SetParam.self, GetParam.self, MemSet.self,
                       MemoryMap.self, SetMaxMem.self, Populate.self, Decrease.self]
     )
 
@@ -127,7 +127,12 @@ struct DomainCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Crash a domain, as Xen's domain_crash: its vCPUs stop, its channels are torn down.",
             discussion: """
-                What xc_domain_shutdown(domid, SHUTDOWN_crash) does: the domain is shut down                 with reason crash, its vCPUs stop, @releaseDomain fires in xenstore, and the                 grant module tears down its channels (each peer sees peerDied). The domain                 stays, crashed, until chanctl domain destroy. A guest process exiting or                 being killed never does this: the domain keeps running.
+                What xc_domain_shutdown(domid, SHUTDOWN_crash) does: the domain is shut down \
+                with reason crash, its vCPUs stop, @releaseDomain fires in xenstore, and its \
+                channels are torn down (each peer sees peerDied): by the simulator daemon's \
+                grant module with --backend sim, by chanctl domain watch with --backend \
+                xen-sim. The domain stays, crashed, until chanctl domain destroy. A guest \
+                process exiting or being killed never does this: the domain keeps running.
                 """)
         @OptionGroup var options: GlobalOptions
         @OptionGroup var backend: BackendOptions
@@ -135,7 +140,7 @@ struct DomainCommand: ParsableCommand {
 
         func run() throws {
             if backend.backend == .xen {
-                throw CommandFailure.usage("on Xen, crash a domain with xl's toolstack (xc_domain_shutdown with SHUTDOWN_crash); chanctl tears down its channels with: chanctl channel destroy NAME --backend xen")
+                throw CommandFailure.usage("on Xen, crash a domain with xl's toolstack (xc_domain_shutdown with SHUTDOWN_crash); chanctl domain watch --backend xen (secure-channel-dom0.service) then tears down its channels, or by hand: chanctl channel destroy NAME --backend xen")
             }
             let session = try Session(options)
             try session.run("domain.crash", ["domain": domainArgument(domain)]) { r in

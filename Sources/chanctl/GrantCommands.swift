@@ -24,9 +24,17 @@ struct BackendOptions: ParsableArguments {
         valueName: "SECONDS"))
     var agentTimeout: Int = 30
 
+    @Option(name: .customLong("lock-wait"), help: ArgumentHelp(
+        "With --backend xen or xen-sim: how long a grant operation waits for another one on the same state (another chanctl, or a chanctl domain watch sweep) to finish, in seconds (0...600; 0 fails at once).",
+        valueName: "SECONDS"))
+    var lockWait: Int = 10
+
     func validate() throws {
         guard (1...600).contains(agentTimeout) else {
             throw ValidationError("bad --agent-timeout \(agentTimeout): expected 1...600 seconds")
+        }
+        guard (0...600).contains(lockWait) else {
+            throw ValidationError("bad --lock-wait \(lockWait): expected 0...600 seconds")
         }
     }
 
@@ -102,7 +110,8 @@ private func grantAnswer(_ options: GlobalOptions, _ backend: BackendOptions, _ 
         let control = try backend.openXenControl(options)
         let service: GrantService
         do {
-            service = GrantService(grants: try GrantModule(host: control, stateDirectory: backend.grantDirectory(options)))
+            service = GrantService(grants: try GrantModule(host: control, stateDirectory: backend.grantDirectory(options),
+                                                           lockWaitMilliseconds: backend.lockWait * 1000))
         } catch {
             throw .failure(error.description)
         }

@@ -7,9 +7,9 @@ import Testing
 @Suite("systemd units: systemd-analyze verify")
 struct UnitFileTests {
     static let analyzer = "/usr/bin/systemd-analyze"
-    static let units = ["secure-channel-agent.service", "secure-channel-sim.service"]
+    static let units = ["secure-channel-agent.service", "secure-channel-sim.service", "secure-channel-dom0.service"]
 
-    @Test("each unit, with @BINDIR@ made the build directory, verifies with no complaint; both are Type=notify and run the foreground commands",
+    @Test("each unit, with @BINDIR@ made the build directory, verifies with no complaint; all are Type=notify and run the foreground commands",
           .enabled(if: FileManager.default.isExecutableFile(atPath: analyzer),
                    "systemd-analyze is missing (scripts/setup.sh installs the systemd package)"))
     func verify() throws {
@@ -33,6 +33,9 @@ struct UnitFileTests {
         #expect(agent.contains("\nWatchdogSec="), "\(agent)")
         let sim = try String(contentsOfFile: paths[1], encoding: .utf8)
         #expect(sim.contains("\nExecStart=\(bindir)/chanctl sim serve "), "\(sim)")
+        let dom0 = try String(contentsOfFile: paths[2], encoding: .utf8)
+        #expect(dom0.contains("\nExecStart=\(bindir)/chanctl domain watch --backend xen "), "\(dom0)")
+        #expect(dom0.contains("\nWatchdogSec=") && dom0.contains("\nRestart=on-failure\n"), "\(dom0)")
 
         // --man=no: the pages are not installed here (install-check has them).
         let result = try Binaries.run(Self.analyzer, ["verify", "--man=no"] + paths)

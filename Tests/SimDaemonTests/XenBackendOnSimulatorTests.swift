@@ -212,6 +212,25 @@ struct XenBackendOnSimulatorTests {
         }
     }
 
+    @Test("deadDomains (libxl's domain_death_xswatch_callback): a crashed domain is shut down (crash), a destroyed one and an id never used are gone, a running and a paused one are alive")
+    func deadDomains() throws {
+        try withSimulator { sim in
+            for name in ["alive", "halted", "crashed", "destroyed"] { sim.ok("domain", "create", name, "--memory-mib", "1") }
+            let control = try Self.control(sim)
+            let ids = Dictionary(uniqueKeysWithValues: try control.listDomains().map { ($0.name, $0.id) })
+            let alive = try #require(ids["alive"]), halted = try #require(ids["halted"])
+            let crashed = try #require(ids["crashed"]), destroyed = try #require(ids["destroyed"])
+            try control.pauseDomain(halted)
+            sim.ok("domain", "crash", "crashed")
+            sim.ok("domain", "destroy", "destroyed")
+            let never = DomainID(rawValue: 300)
+            let dead = try control.deadDomains(among: [alive, halted, crashed, destroyed, never])
+            #expect(dead == [crashed: .shutDown(reason: 3), destroyed: .gone, never: .gone], "\(dead)")
+            #expect(dead[crashed]?.description == "shut down (crash)")
+            #expect(try control.deadDomains(among: []).isEmpty)
+        }
+    }
+
     @Test("xc_version through the simulator: 4.19 and 4.20 are accepted, 4.21 is refused with the reason")
     func releaseGate() throws {
         try withSimulator("--xen", "4.21") { sim in

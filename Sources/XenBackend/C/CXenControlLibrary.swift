@@ -48,6 +48,7 @@ final class CXenControlLibrary: XenControlLibrary {
                                    isPaused: entry.flags & UInt32(XEN_DOMINF_paused) != 0,
                                    isCrashed: shutdown && reason == 3 /* SHUTDOWN_crash */,
                                    isDying: entry.flags & UInt32(XEN_DOMINF_dying) != 0,
+                                   shutdownReason: shutdown ? reason : nil,
                                    totalPages: entry.tot_pages, maximumPages: entry.max_pages,
                                    vcpuCount: entry.max_vcpu_id == UInt32.max ? 0 : entry.max_vcpu_id + 1)
         }
