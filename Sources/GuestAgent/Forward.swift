@@ -1,5 +1,6 @@
 import Altp2m
 import ArgumentParser
+import Logging
 import SecureChannel
 #if canImport(Glibc)
 import Glibc
@@ -11,8 +12,27 @@ import Glibc
 /// service.
 struct Forward: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Bridge a local Unix stream socket over a channel (like vchan-socket-proxy).",
+        abstract: "Forward local connections over a channel (like vchan-socket-proxy, many at once).",
         discussion: """
+            --listen ADDRESS accepts connections at ADDRESS and carries each over the \
+            channel, any number one after another and at once; --connect ADDRESS on the \
+            other end connects to ADDRESS for each of them (a connection it cannot make is \
+            refused and closed on the listening side, with the reason logged). ADDRESS is \
+            unix:PATH (a 0600 socket; a stale socket file is replaced), tcp:[HOST:]PORT \
+            (HOST defaults to 127.0.0.1; IPv6 in brackets, tcp:[::1]:8080) or stdio: \
+            --listen stdio makes standard input and output one connection and ends when \
+            it is done (ssh -o ProxyCommand="guest-agent forward ... --listen stdio"); \
+            --connect stdio carries the first connection on standard input and output \
+            and refuses others. Each connection has its own flow-control window, so a \
+            stalled reader stops only its own; an end of file half-closes that direction. \
+            At most --max-connections are served at once (more are accepted and closed). \
+            The forwarder ends on SIGTERM or SIGINT (connections are reset, the channel \
+            closed), or when the peer closes the channel. Both ends must use \
+            --listen/--connect (docs/PROTOCOL.md, "Forwarding"); a peer speaking something \
+            else ends the session with an error naming it.
+
+            --listen-unix PATH / --connect-unix PATH: the older one-connection bridge \
+            (raw bytes, no framing: it pairs with cat and with run's forward-unix):
             --listen-unix PATH creates a 0600 socket at PATH (a stale socket file is \
             removed first), opens the channel and carries the first connection's bytes \
             over it both ways; further connections are refused while it lasts. \
@@ -40,6 +60,15 @@ struct Forward: ParsableCommand {
     @Option(name: .customLong("connect-unix"), help: ArgumentHelp("Connect to this Unix socket path once the channel is open.", valueName: "path"))
     var connectPath: String?
 
+    @Option(name: .customLong("listen"), help: ArgumentHelp("Serve connections accepted here over the channel: unix:PATH, tcp:[HOST:]PORT or stdio (see above).", valueName: "address"))
+    var listenAddress: String?
+
+    @Option(name: .customLong("connect"), help: ArgumentHelp("Connect here for each connection the peer opens: unix:PATH, tcp:[HOST:]PORT or stdio.", valueName: "address"))
+    var connectAddress: String?
+
+    @Option(name: .customLong("max-connections"), help: "With --listen/--connect: connections served at once; more are accepted and closed at once.")
+    var maxConnections: Int = 256
+
     @Option(help: "How to wait: spin, block or adaptive.")
     var wait: WaitArgument = .block
 
@@ -50,9 +79,19 @@ struct Forward: ParsableCommand {
     var reconnect: Double = 0
 
     func validate() throws {
+        if listenAddress != nil || connectAddress != nil {
+            guard listenPath == nil, connectPath == nil, (listenAddress == nil) != (connectAddress == nil) else {
+                throw ValidationError("give one of --listen ADDRESS or --connect ADDRESS (and not --listen-unix or --connect-unix with them)")
+            }
+            do { _ = try ForwardAddress(parsing: listenAddress ?? connectAddress!) } catch { throw ValidationError(error.description) }
+            guard maxConnections >= 1, maxConnections <= 65536 else { throw ValidationError("bad --max-connections \(maxConnections): expected 1...65536") }
+            guard timeout > 0, timeout <= 3600 else { throw ValidationError("bad --timeout \(timeout): expected seconds in (0, 3600]") }
+            guard reconnect >= 0, reconnect <= 3600 else { throw ValidationError("bad --reconnect \(reconnect): expected seconds in [0, 3600]") }
+            return
+        }
         switch (listenPath, connectPath) {
         case (nil, nil):
-            throw ValidationError("give one of --listen-unix PATH or --connect-unix PATH")
+            throw ValidationError("give one of --listen ADDRESS, --connect ADDRESS, --listen-unix PATH or --connect-unix PATH")
         case (.some, .some):
             throw ValidationError("give only one of --listen-unix and --connect-unix")
         default:
@@ -70,6 +109,7 @@ struct Forward: ParsableCommand {
 
     func run() throws {
         let log = agent.logger("guest-agent.forward")
+        if listenAddress != nil || connectAddress != nil { return try multiplex(log: log) }
         try agent.startFrameFlow(log: log)
         let platform = try agent.platform(vcpu: 0)
         // From here on a signal only asks the bridge to stop: the socket file
@@ -120,6 +160,48 @@ struct Forward: ParsableCommand {
             defer { close(socket) }
             try finish(SocketBridge(channel: ch, channelName: channel, socket: socket, shouldStop: stop), on: ch)
         }
+    }
+
+    /// `--listen`/`--connect`: many connections over one channel
+    /// (``Multiplexer``). Ends on a signal or when the peer closes the
+    /// channel (or, with stdio, when its connection is done); with
+    /// --reconnect a session that ended is followed by the next one, the
+    /// listening socket kept.
+    private func multiplex(log: Logger) throws {
+        let listening = listenAddress != nil
+        let address = try ForwardAddress(parsing: listenAddress ?? connectAddress!)
+        try agent.startFrameFlow(log: log)
+        let platform = try agent.platform(vcpu: 0)
+        let listener = listening ? try address.listen() : nil
+        defer {
+            if let listener {
+                close(listener)
+                if case .unix(let path) = address { unlink(path) }
+            }
+        }
+        var sessions = 0
+        while true {
+            let ch = try openChannel(channel, options: agent, platform: platform, wait: wait.strategy,
+                                     timeout: sessions == 0 ? timeout : reconnect)
+            sessions += 1
+            if sessions > 1 { log.notice("\(channel): open again (session \(sessions))") }
+            AgentSignals.install(hangupReloads: false)
+            let engine = Multiplexer(channel: ch, channelName: channel, listening: listening, local: address, listener: listener,
+                                     maxConnections: maxConnections, log: log, shouldStop: { AgentSignals.stopRequested })
+            let outcome: Multiplexer.Outcome
+            do {
+                outcome = try engine.run()
+            } catch {
+                if reconnect == 0 || AgentSignals.stopRequested { throw error }
+                log.notice("\(channel): \(error.description); opening the channel again (waiting up to \(reconnect) s)")
+                try? ch.close(timeout: .milliseconds(200))
+                continue
+            }
+            log.info("\(channel): session ended (\(outcome)); \(engine.total) connection(s), at most \(engine.peak) at once")
+            if outcome != .peerClosed || reconnect == 0 { break }
+            log.notice("\(channel): the peer closed the channel; opening it again (waiting up to \(reconnect) s)")
+        }
+        _ = platform
     }
 
     static let stopped = AgentFailure.failure("forward: stopped by a signal; the connection is cut")
