@@ -6,10 +6,10 @@ import SecureChannel
 import Glibc
 #endif
 
-/// `guest-agent forward`: bridges a local Unix stream socket over a channel,
-/// like vchan-socket-proxy, so unmodified programs can use the channel. The
-/// bytes are carried by ``SocketBridge``, shared with `run`'s `forward-unix`
-/// service.
+/// `guest-agent forward`: forwards local connections over a channel, like
+/// vchan-socket-proxy but many at once, so unmodified programs can use the
+/// channel. The ``Multiplexer`` carries them; `run`'s `forward-unix` and
+/// `forward-tcp` services use the same engine.
 struct Forward: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Forward local connections over a channel (like vchan-socket-proxy, many at once).",
@@ -31,22 +31,12 @@ struct Forward: ParsableCommand {
             --listen/--connect (docs/PROTOCOL.md, "Forwarding"); a peer speaking something \
             else ends the session with an error naming it.
 
-            --listen-unix PATH / --connect-unix PATH: the older one-connection bridge \
-            (raw bytes, no framing: it pairs with cat and with run's forward-unix):
-            --listen-unix PATH creates a 0600 socket at PATH (a stale socket file is \
-            removed first), opens the channel and carries the first connection's bytes \
-            over it both ways; further connections are refused while it lasts. \
-            --connect-unix PATH opens the channel, then connects to PATH and does the \
-            same. The socket's end of file half-closes the channel; the peer's close \
-            shuts down the socket's writing side. The command ends when both \
-            directions are closed (a channel carries one connection: create a new \
-            channel for the next one). Exit status 1 when the peer dies or the socket fails.
+            --listen-unix PATH and --connect-unix PATH are unix:PATH.
 
             --reconnect SECONDS: carry on instead of ending. When the peer restarts, \
-            closes or goes away, or the connection ends, the connection is cut, the \
-            channel is opened again (waiting up to SECONDS for the peer) and the next \
-            connection is carried: --listen-unix accepts a new one, --connect-unix \
-            connects again.
+            closes or goes away, its connections are reset (logged), the channel is \
+            opened again (waiting up to SECONDS for the peer) and the listening socket \
+            is kept for the next connections.
             """)
 
     @OptionGroup var agent: AgentOptions
@@ -54,10 +44,10 @@ struct Forward: ParsableCommand {
     @Option(help: "The channel's name.")
     var channel: String
 
-    @Option(name: .customLong("listen-unix"), help: ArgumentHelp("Accept one connection on this Unix socket path.", valueName: "path"))
+    @Option(name: .customLong("listen-unix"), help: ArgumentHelp("The same as --listen unix:PATH.", valueName: "path"))
     var listenPath: String?
 
-    @Option(name: .customLong("connect-unix"), help: ArgumentHelp("Connect to this Unix socket path once the channel is open.", valueName: "path"))
+    @Option(name: .customLong("connect-unix"), help: ArgumentHelp("The same as --connect unix:PATH.", valueName: "path"))
     var connectPath: String?
 
     @Option(name: .customLong("listen"), help: ArgumentHelp("Serve connections accepted here over the channel: unix:PATH, tcp:[HOST:]PORT or stdio (see above).", valueName: "address"))
@@ -109,57 +99,7 @@ struct Forward: ParsableCommand {
 
     func run() throws {
         let log = agent.logger("guest-agent.forward")
-        if listenAddress != nil || connectAddress != nil { return try multiplex(log: log) }
-        try agent.startFrameFlow(log: log)
-        let platform = try agent.platform(vcpu: 0)
-        // From here on a signal only asks the bridge to stop: the socket file
-        // is removed and the agent detaches (a killed agent crashes its
-        // domain). While the channel opens it still ends the process as before.
-        let stop = { AgentSignals.stopRequested }
-        var listener: Int32 = -1
-        if let listenPath { listener = try UnixSockets.listen(at: listenPath) }
-        defer { if let listenPath { close(listener); unlink(listenPath) } }
-        var sessions = 0
-        while true {
-            let ch = try openChannel(channel, options: agent, platform: platform, wait: wait.strategy,
-                                     timeout: sessions == 0 ? timeout : reconnect)
-            sessions += 1
-            if sessions > 1 { log.notice("\(channel): open again (session \(sessions))") }
-            AgentSignals.install(hangupReloads: false)
-            do {
-                try carry(ch, listener: listener, shouldStop: stop)
-            } catch {
-                if reconnect == 0 || AgentSignals.stopRequested { throw error }
-                log.notice("\(channel): \(error.description); cutting the connection and opening the channel again (waiting up to \(reconnect) s)")
-                try? ch.close(timeout: .milliseconds(200))
-                continue
-            }
-            if reconnect == 0 { break }
-            log.notice("\(channel): both directions closed; opening the channel again for the next connection")
-            try? ch.close(timeout: .milliseconds(200))
-        }
-        _ = platform
-    }
-
-    /// One session: accepts (or makes) one connection and bridges it.
-    private func carry(_ ch: SecureChannel, listener: Int32, shouldStop stop: @escaping () -> Bool) throws(AgentFailure) {
-        if let listenPath {
-            guard let socket = try UnixSockets.acceptOne(listener, path: listenPath, shouldStop: stop) else {
-                throw Forward.stopped
-            }
-            defer { close(socket) }
-            try finish(SocketBridge(channel: ch, channelName: channel, socket: socket,
-                                    listener: (listener, listenPath), shouldStop: stop), on: ch)
-        } else if let connectPath {
-            let socket: Int32
-            do {
-                socket = try UnixSockets.connect(to: connectPath)
-            } catch {
-                throw AgentFailure.failure("--connect-unix: \(error.description)")
-            }
-            defer { close(socket) }
-            try finish(SocketBridge(channel: ch, channelName: channel, socket: socket, shouldStop: stop), on: ch)
-        }
+        try multiplex(log: log)
     }
 
     /// `--listen`/`--connect`: many connections over one channel
@@ -168,8 +108,9 @@ struct Forward: ParsableCommand {
     /// --reconnect a session that ended is followed by the next one, the
     /// listening socket kept.
     private func multiplex(log: Logger) throws {
-        let listening = listenAddress != nil
-        let address = try ForwardAddress(parsing: listenAddress ?? connectAddress!)
+        // --listen-unix P and --connect-unix P are unix:P.
+        let listening = listenAddress != nil || listenPath != nil
+        let address = try ForwardAddress(parsing: listenAddress ?? connectAddress ?? "unix:" + (listenPath ?? connectPath!))
         try agent.startFrameFlow(log: log)
         let platform = try agent.platform(vcpu: 0)
         let listener = listening ? try address.listen() : nil
@@ -202,21 +143,5 @@ struct Forward: ParsableCommand {
             log.notice("\(channel): the peer closed the channel; opening it again (waiting up to \(reconnect) s)")
         }
         _ = platform
-    }
-
-    static let stopped = AgentFailure.failure("forward: stopped by a signal; the connection is cut")
-
-    /// Runs the bridge. When it fails, the sending side is closed if it
-    /// still can be (a socket failure leaves the channel healthy), so the
-    /// peer sees a close instead of silence.
-    private func finish(_ bridge: SocketBridge, on ch: SecureChannel) throws(AgentFailure) {
-        let outcome: SocketBridge.Outcome
-        do {
-            outcome = try bridge.run()
-        } catch {
-            try? ch.closeSending(timeout: .milliseconds(200))
-            throw error
-        }
-        if outcome == .stopped { throw Forward.stopped }
     }
 }
