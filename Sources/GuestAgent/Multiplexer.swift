@@ -165,6 +165,10 @@ final class Multiplexer {
                 throw MuxProtocolError(description: "OPEN frame for connection \(id) reuses an id (the last was \(highestId); ids only grow)")
             }
             highestId = id
+            // Refusals wait in `control` while the channel is full: bound them.
+            guard control.count < 4 * maxConnections + 64 else {
+                throw MuxProtocolError(description: "OPEN frame for connection \(id): the peer opens connections faster than it reads the refusals (\(control.count) waiting)")
+            }
             open(id)
         case .opened, .refused:
             guard listening else { throw MuxProtocolError(description: "\(type) frame from the listening side (connection \(id))") }
