@@ -260,6 +260,25 @@ struct ForwardMuxTests {
         #expect(log.contains("protocol error") && log.contains(expected), "\(log)")
     }
 
+    @Test("run's forward-tcp service serves 20 concurrent keep-alive HTTP clients from forward --listen, every body SHA-256 equal")
+    func forwardTCPService() throws {
+        let mux = try MuxWorld()
+        try mux.httpServer()
+        let services = mux.world.tmp.path + "/services.conf"
+        try "web  forward-tcp 127.0.0.1:\(mux.servicePort)\n".write(toFile: services, atomically: true, encoding: .utf8)
+        let run = try mux.world.spawnAgent(["run", "--wait", "block", "--services", services] + mux.world.agentOptions("right"), log: "run")
+        mux.processes.append(run)
+        let listen = try mux.world.spawnAgent(["forward", "--channel", "web", "--listen", "tcp:127.0.0.1:\(mux.port)"] + mux.world.agentOptions("left"),
+                                              log: "fwd-listen")
+        mux.processes.append(listen)
+        try #require(waitForPort(mux.port, seconds: 30), "\(mux.world.log("fwd-listen")) \(mux.world.log("run"))")
+        let result = try mux.runPython("client", MuxScripts.client, ["\(mux.port)", mux.sums, "20", "3"], timeout: 180)
+        #expect(result["ok"] as? Int == 60, "\(result); \(mux.world.log("run").suffix(2000))")
+        #expect(mux.world.log("run").contains("serving with forward-tcp 127.0.0.1:\(mux.servicePort)"), "\(mux.world.log("run"))")
+        #expect(mux.peak > 1, "the connections must overlap (at most \(mux.peak) at once)")
+        #expect(run.isRunning && listen.isRunning)
+    }
+
     @Test("Throughput: one 50 MB body through the forwarder vs. directly over loopback TCP (printed)")
     func throughput() throws {
         let mux = try MuxWorld(pages: 64)
