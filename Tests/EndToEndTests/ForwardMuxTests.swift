@@ -78,6 +78,16 @@ private func freePort() -> Int {
     return Int(UInt16(bigEndian: address.sin_port))
 }
 
+/// User plus system CPU seconds of `pid` so far (/proc/PID/stat).
+private func cpuSeconds(_ pid: Int32) -> Double {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+          let close = stat.lastIndex(of: ")") else { return 0 }
+    let fields = stat[stat.index(after: close)...].split(separator: " ")
+    // After the command: state is field 3, utime 14 and stime 15 (1-based).
+    guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+    return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+}
+
 /// Waits until something accepts on 127.0.0.1:`port` (true) or `seconds` pass.
 private func waitForPort(_ port: Int, seconds: Double) -> Bool {
     let deadline = Date().addingTimeInterval(seconds)
@@ -171,6 +181,13 @@ struct ForwardMuxTests {
         #expect(result["failed"] as? Int == 0, "\(result)")
         #expect(mux.peak > 1, "the connections must overlap (at most \(mux.peak) at once)")
         print("forward mux: 150 requests on 50 connections in \(result["seconds"] ?? "?") s, at most \(mux.peak) at once")
+
+        // Idle, the forwarders do not spin: CPU time over 2 s of wall time.
+        let before = mux.processes.map { cpuSeconds($0.processIdentifier) }
+        usleep(2_000_000)
+        let used = zip(mux.processes, before).map { cpuSeconds($0.0.processIdentifier) - $0.1 }
+        print("forward mux: idle CPU over 2 s: \(used.map { String(format: "%.3f", $0) }) s")
+        #expect(used.allSatisfy { $0 < 0.5 }, "an idle forwarder must not spin: \(used) s of CPU in 2 s")
     }
 
     @Test("A client that requests 50 MB and never reads stalls only its own connection; the others complete, and after it closes the forwarder still serves")
