@@ -255,6 +255,48 @@ struct ForwardMuxTests {
         #expect(proxy.stdout == "SSH-LIKE BYTES\n", "\(proxy.stdout) \(proxy.stderr)")
     }
 
+    @Test("--connect stdio carries the first connection on standard input and output (both half-closes) and refuses a second")
+    func connectStdio() throws {
+        let mux = try MuxWorld(pages: 4)
+        let input = mux.world.tmp.path + "/answer", output = mux.world.tmp.path + "/question"
+        try "the answer\n".write(toFile: input, atomically: true, encoding: .utf8)
+        let connector = try mux.world.spawn("/bin/sh", ["-c", "exec \"$0\" \"$@\" < \(input) > \(output)", try Binaries.guestAgent, "forward",
+                                                        "--channel", "web", "--connect", "stdio"] + mux.world.agentOptions("right"), log: "fwd-connect")
+        mux.processes.append(connector)
+        let listen = try mux.world.spawnAgent(["forward", "--channel", "web", "--listen", "tcp:\(mux.port)"] + mux.world.agentOptions("left"),
+                                              log: "fwd-listen")
+        mux.processes.append(listen)
+        // The first connection that gets through is the one on standard input and output.
+        func connectTCP() -> Int32 {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = UInt16(mux.port).bigEndian
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let ok = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            if ok != 0 { close(fd); return -1 }
+            return fd
+        }
+        let deadline = Date().addingTimeInterval(30)
+        var first: Int32 = -1
+        while first < 0 && Date() < deadline { first = connectTCP(); if first < 0 { usleep(20_000) } }
+        try #require(first >= 0, "\(mux.world.log("fwd-listen"))")
+        defer { close(first) }
+        #expect(UnixSocket.writeAll(first, Array("the question\n".utf8)))
+        shutdown(first, Int32(SHUT_WR))
+        let answer = UnixSocket.read(first, within: 20)
+        #expect(String(decoding: answer, as: UTF8.self) == "the answer\n", "\(mux.world.log("fwd-listen")) \(mux.world.log("fwd-connect"))")
+        let finish = Date().addingTimeInterval(20)
+        while ((try? String(contentsOfFile: output, encoding: .utf8)) ?? "") != "the question\n" && Date() < finish { usleep(20_000) }
+        #expect(((try? String(contentsOfFile: output, encoding: .utf8)) ?? "") == "the question\n")
+
+        let second = connectTCP()
+        try #require(second >= 0)
+        defer { close(second) }
+        #expect(UnixSocket.read(second, within: 20).isEmpty, "a second connection is refused: standard input and output carried the first")
+        #expect(mux.world.waitForLog("fwd-listen", "busy: standard input and output carry one connection"), "\(mux.world.log("fwd-listen"))")
+    }
+
     @Test("A peer that is not a forwarder (cat with garbage) or sends a DATA frame for an unknown connection ends the session with a named protocol error, no crash",
           arguments: [("garbage", "not a forwarder\n", "does not speak the forwarding protocol"),
                       ("unknown", "hello", "DATA frame for unknown connection 7")])
