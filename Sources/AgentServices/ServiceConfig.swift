@@ -13,6 +13,8 @@ package enum ChannelService: Equatable, Sendable, CustomStringConvertible {
     /// Connect to the Unix stream socket at the (absolute) path once the
     /// channel is open and bridge bytes both ways.
     case forwardUnix(path: String)
+    /// Connect to HOST:PORT over TCP for each connection the peer opens.
+    case forwardTCP(host: String, port: UInt16)
     /// Never open the channel.
     case refuse
 
@@ -21,6 +23,7 @@ package enum ChannelService: Equatable, Sendable, CustomStringConvertible {
         case .echo: "echo"
         case .sink: "sink"
         case .forwardUnix(let path): "forward-unix \(path)"
+        case .forwardTCP(let host, let port): host.contains(":") ? "forward-tcp [\(host)]:\(port)" : "forward-tcp \(host):\(port)"
         case .refuse: "refuse"
         }
     }
@@ -113,8 +116,19 @@ package struct ServiceConfig: Sendable {
                     throw fail("forward-unix path '\(path)' is longer than a socket address holds (at most \(ServiceConfig.socketPathCapacity - 1) bytes)")
                 }
                 service = .forwardUnix(path: path)
+            case "forward-tcp":
+                guard arguments.count == 1, let target = arguments.first, let colon = target.lastIndex(of: ":") else {
+                    throw fail("forward-tcp takes one argument, HOST:PORT, e.g. 'forward-tcp 127.0.0.1:8080' or 'forward-tcp [::1]:8080'")
+                }
+                var host = String(target[..<colon])
+                if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+                guard !host.isEmpty, host.utf8.count <= 255, !host.contains(where: { $0.isWhitespace || $0 == "[" || $0 == "]" }),
+                      let port = UInt16(target[target.index(after: colon)...]), port > 0 else {
+                    throw fail("forward-tcp target '\(target)' is not HOST:PORT with a port 1...65535 (an IPv6 host in brackets)")
+                }
+                service = .forwardTCP(host: host, port: port)
             default:
-                throw fail("unknown service '\(name)': expected echo, sink, forward-unix PATH or refuse")
+                throw fail("unknown service '\(name)': expected echo, sink, forward-unix PATH, forward-tcp HOST:PORT or refuse")
             }
             rules.append(Rule(pattern: pattern, service: service, line: number))
         }

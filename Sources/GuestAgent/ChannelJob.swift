@@ -68,7 +68,8 @@ struct ChannelJob: Sendable {
             switch service {
             case .echo: stopped = echo(channel, log: log, reporter: reporter)
             case .sink: stopped = sink(channel, log: log, reporter: reporter)
-            case .forwardUnix(let path): stopped = forward(channel, to: path, log: log, reporter: reporter)
+            case .forwardUnix(let path): stopped = forward(channel, to: .unix(path), log: log, reporter: reporter)
+            case .forwardTCP(let host, let port): stopped = forward(channel, to: .tcp(host: host, port: port), log: log, reporter: reporter)
             case .refuse: try? channel.close(timeout: Self.closeTimeout); stopped = true  // never started for refuse
             }
             reporter.ended(channel, state: stopped ? "stopped" : "reopening")
@@ -221,35 +222,24 @@ struct ChannelJob: Sendable {
         }
     }
 
-    /// Connects to the socket and bridges it, exactly as `forward --connect-unix`.
-    /// True when a stop signal ended it.
-    private func forward(_ channel: SecureChannel, to path: String, log: Logger, reporter: ChannelStatsReporter) -> Bool {
-        let socket: Int32
+    /// Serves the connections the peer opens, connecting to `target` for
+    /// each, with the engine of `forward --connect`. True when a stop signal
+    /// ended it.
+    private func forward(_ channel: SecureChannel, to target: ForwardAddress, log: Logger, reporter: ChannelStatsReporter) -> Bool {
+        let engine = Multiplexer(channel: channel, channelName: name, listening: false, local: target, listener: nil,
+                                 maxConnections: 256, log: log,
+                                 shouldStop: { reporter.tick(channel); return AgentSignals.stopRequested })
         do {
-            socket = try UnixSockets.connect(to: path)
-        } catch {
-            // The peer learns at once (peerClosed) instead of waiting on a
-            // channel nobody will read.
-            log.error("forward-unix: \(error.description); closing the channel")
-            try? channel.close(timeout: Self.closeTimeout)
-            return true
-        }
-        defer { close(socket) }
-        log.info("forward-unix: connected to \(path)")
-        do {
-            let outcome = try SocketBridge(channel: channel, channelName: name, socket: socket,
-                                           shouldStop: { reporter.tick(channel); return AgentSignals.stopRequested }).run()
-            switch outcome {
-            case .finished:
-                log.info("forward-unix: both directions closed; waiting for the peer to open the channel again")
-                return false
+            switch try engine.run() {
             case .stopped:
-                return stop(channel, log: log, metadata: [:])
+                log.info("stopping: closed the channel", metadata: ["connections": "\(engine.total)"])
+                return true
+            case .peerClosed, .finished:
+                log.info("forward: the peer closed the channel after \(engine.total) connection(s); waiting for it to open it again")
+                return false
             }
         } catch {
-            // The socket may be what failed: a close (cut short if the
-            // channel itself failed) keeps the peer from waiting in vain.
-            log.warning("forward-unix: \(error.description); waiting for the peer to open the channel again")
+            log.warning("forward: \(error.description); waiting for the peer to open the channel again")
             try? channel.close(timeout: Self.closeTimeout)
             return false
         }

@@ -24,11 +24,13 @@ struct Run: ParsableCommand {
             channel name or a glob (* any characters, ? one); the first matching rule \
             wins; a channel no rule matches is served with echo. '#' at the start of a \
             word starts a comment. Services: echo; sink (read and discard, log the \
-            message and byte counts when the peer closes); forward-unix PATH (connect to \
-            the Unix stream socket at the absolute PATH once the channel is open and \
-            bridge bytes both ways, like forward --connect-unix); refuse (never open the \
+            message and byte counts when the peer closes); forward-unix PATH (serve the \
+            connections a peer's forward --listen opens, connecting to the Unix stream \
+            socket at the absolute PATH for each, like forward --connect unix:PATH); \
+            forward-tcp HOST:PORT (the same over TCP, like forward --connect tcp:HOST:PORT); refuse (never open the \
             channel; logged once). Example:
               orders-*   forward-unix /run/orders.sock
+              web-*      forward-tcp 127.0.0.1:8080
               metrics    sink
               legacy-*   refuse
               *          echo

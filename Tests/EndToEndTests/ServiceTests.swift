@@ -37,6 +37,8 @@ struct ServiceEndToEndTests {
             ("a echo\norders-* forward-unix\n", 2, "forward-unix needs the path"),
             ("orders-* forward-unix /run/a.sock /run/b.sock\n", 1, "forward-unix takes one argument"),
             ("orders-* forward-unix run/orders.sock\n", 1, "is relative"),
+            ("web-* forward-tcp localhost\n", 1, "forward-tcp takes one argument, HOST:PORT"),
+            ("web-* forward-tcp 127.0.0.1:0\n", 1, "is not HOST:PORT"),
             ("lonely   # no service\n", 1, "has no service"),
             ("orders/* echo\n", 1, "bad pattern 'orders/*'"),
             ("a echo\norders.v1 echo\n", 2, "bad pattern 'orders.v1'"),
@@ -82,7 +84,17 @@ struct ServiceEndToEndTests {
         #expect(agent.isRunning)
     }
 
-    @Test("forward-unix service: a request through cat reaches a Unix socket server and its response comes back")
+    /// `forward --listen stdio` with `input` on standard input: its status and output.
+    func forwardStdio(_ world: SimWorld, domain: String, channel: String, input: [UInt8], tag: String) throws -> (Binaries.Result, [UInt8]) {
+        let inputPath = world.tmp.path + "/\(tag).in", outputPath = world.tmp.path + "/\(tag).out"
+        _ = FileManager.default.createFile(atPath: inputPath, contents: Data(input))
+        let result = try Binaries.run("/bin/sh", ["-c", "exec \"$0\" \"$@\" < \(inputPath) > \(outputPath)", try Binaries.guestAgent, "forward",
+                                                  "--channel", channel, "--listen", "stdio", "--timeout", "20"] + world.agentOptions(domain), timeout: 60)
+        let output = FileManager.default.contents(atPath: outputPath).map { [UInt8]($0) } ?? []
+        return (result, output)
+    }
+
+    @Test("forward-unix service: a request through forward --listen stdio reaches a Unix socket server and its response comes back")
     func forwardUnixService() throws {
         let world = try SimWorld()
         let serverPath = world.tmp.path + "/orders.sock"
@@ -118,7 +130,7 @@ struct ServiceEndToEndTests {
 
         let agent = try world.spawnAgent(["run", "--wait", "block", "--services", services] + world.agentOptions("right"), log: "run")
         defer { stopProcess(agent) }
-        let (result, output) = try cat(world, domain: "left", channel: "orders-1", input: Array("PLACE ORDER 42\n".utf8), tag: "orders")
+        let (result, output) = try forwardStdio(world, domain: "left", channel: "orders-1", input: Array("PLACE ORDER 42\n".utf8), tag: "orders")
         #expect(served.wait(timeout: .now() + 10) == .success, "the socket server was never reached: \(world.log("run"))")
         #expect(String(decoding: request, as: UTF8.self) == "PLACE ORDER 42\n")
         #expect(result.status == 0, "\(result.stderr) \(world.log("run"))")
@@ -127,7 +139,7 @@ struct ServiceEndToEndTests {
         #expect(intact, "the response must arrive byte for byte")
         let log = world.log("run")
         #expect(log.contains("serving with forward-unix \(serverPath)") && log.contains("rule=\(services):2"), "\(log)")
-        #expect(world.waitForLog("run", "forward-unix: both directions closed"), "\(world.log("run"))")
+        #expect(world.waitForLog("run", "connection 1 open"), "\(world.log("run"))")
     }
 
     @Test("refuse service: the channel is never opened, ping fails with a timeout, the refusal is logged once")
