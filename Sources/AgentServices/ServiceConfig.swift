@@ -75,7 +75,9 @@ package struct ServiceConfig: Sendable {
     package static func parse(_ text: String, file: String) throws(ContentError) -> ServiceConfig {
         var rules: [Rule] = []
         var number = 0
-        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        // "\r\n" is one Character in Swift: split on it too, or a file
+        // written with CRLF line ends would be read as one long line.
+        for rawLine in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
             number += 1
             func fail(_ problem: String) -> ContentError { ContentError(file: file, line: number, problem: problem) }
             var words: [Substring] = []
