@@ -81,6 +81,8 @@ struct Cat: ParsableCommand {
                         pending = 0
                         progressed = true
                     }
+                } catch .peerClosed {
+                    throw AgentFailure.failure("writing to \(channel): the peer closed the channel and reads no more; the rest of standard input was not sent")
                 } catch {
                     throw AgentFailure.failure("writing to \(channel): \(error)")
                 }

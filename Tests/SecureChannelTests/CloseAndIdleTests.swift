@@ -30,6 +30,19 @@ struct CloseAndIdleTests {
         #expect(ContinuousClock.now - started < .seconds(2))
     }
 
+    @Test("a poller with a full ring (trySend) gets peerClosed once the peer closed its end, instead of false forever; a half-closed peer still reads, so there it stays false")
+    func pollingSenderLearnsOfFullClose() throws {
+        let pair = try EndpointPair.make(options: .init(wait: .block))
+        try pair.responder.closeSending(timeout: .seconds(5))
+        let queued = try fill(pair)
+        #expect(queued > 0)
+        // Full, the peer only half-closed: "no room now", not an error.
+        let message = [UInt8](repeating: 8, count: 1024)
+        #expect(try pair.initiator.trySend(message) == false)
+        try pair.responder.close(timeout: .milliseconds(100))
+        #expect(throws: ChannelError.peerClosed) { try pair.initiator.trySend(message) }
+    }
+
     @Test("a peer that only half-closed still reads: a sender waiting for room completes, every message arrives")
     func halfClosedPeerKeepsReading() throws {
         let pair = try EndpointPair.make(options: .init(wait: .block))

@@ -11,10 +11,20 @@ extension ChannelEndpoint {
     /// full (nothing was sent). Never waits: a control frame this side owes
     /// first (a rekey, a step of a fresh handshake) that does not fit either
     /// is sent on a later call. Allocates nothing.
+    ///
+    /// - Throws: besides the errors of ``send(_:timeout:)``, when the ring
+    ///   is full and nobody will ever make room (the peer stopped reading,
+    ///   its agent process or domain went away, or it restarted), that,
+    ///   as a wait for room in `send` would, so a caller that polls cannot
+    ///   go on polling forever.
     public func trySend(_ message: UnsafeRawBufferPointer) throws(ChannelError) -> Bool {
         var never: WaitDeadline? = nil
         try checkCanSend(message.count, wait: &never)
-        return try sendFrameNow(message, type: .data, flags: 0)
+        if try sendFrameNow(message, type: .data, flags: 0) { return true }
+        // Full: the checks a wait for room makes, once, without waiting.
+        // Only on this path, so a send that fits costs nothing more.
+        try withChannelView { () throws(ChannelError) in try checkPeerAlive(allowPeerClosed: true, forSpace: true) }
+        return false
     }
 
     /// Sends the bytes of an array if the ring has room now.
