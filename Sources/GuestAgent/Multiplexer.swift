@@ -79,6 +79,11 @@ final class Multiplexer {
             if outLength > 0 {
                 do {
                     if try ch.trySend(UnsafeRawBufferPointer(rebasing: out[0..<outLength])) { outLength = 0; progressed = true }
+                } catch .peerClosed {
+                    // The peer stopped reading (a full ring tells trySend so).
+                    endAll("the peer closed the channel")
+                    try? ch.close(timeout: .milliseconds(200))
+                    return .peerClosed
                 } catch {
                     endAll("the channel failed")
                     throw channelFailure("sending", error)
