@@ -9,7 +9,7 @@ import Glibc
 struct Cat: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Pipe standard input into a channel and the channel to standard output (byte stream).",
-        discussion: "At the end of standard input the sending side is closed; the command ends when the peer closes too.")
+        discussion: "At the end of standard input the sending side is closed; the command ends when the peer closes too. If the peer stops reading (it closed the channel, or its agent went away) while standard input still has bytes, cat exits with a failure that says so.")
 
     @OptionGroup var arguments: AgentArguments
 
