@@ -78,7 +78,7 @@ run() {
 
 run_address() {
     # Leak detection is on by default on Linux; the suppressions cover
-    # XCTest's runner only.
+    # XCTest's runner and Foundation's Process.run.
     LSAN_OPTIONS="suppressions=$root/scripts/lsan.supp:print_suppressions=0" \
         run address "$root/.build-asan" ASAN_OPTIONS "detect_leaks=1"
 }
