@@ -23,7 +23,9 @@ struct Forward: ParsableCommand {
             --listen stdio makes standard input and output one connection and ends when \
             it is done (ssh -o ProxyCommand="guest-agent forward ... --listen stdio"); \
             --connect stdio carries the first connection on standard input and output \
-            and refuses others. Each connection has its own flow-control window, so a \
+            and refuses others. A connection to ADDRESS never holds up the others: it \
+            is made in the background and refused if it takes longer than \
+            --connect-timeout. Each connection has its own flow-control window, so a \
             stalled reader stops only its own; an end of file half-closes that direction. \
             At most --max-connections are served at once (more are accepted and closed). \
             The forwarder ends on SIGTERM or SIGINT (connections are reset, the channel \
@@ -59,6 +61,9 @@ struct Forward: ParsableCommand {
     @Option(name: .customLong("max-connections"), help: "With --listen/--connect: connections served at once; more are accepted and closed at once.")
     var maxConnections: Int = 256
 
+    @Option(name: .customLong("connect-timeout"), help: ArgumentHelp("With --connect: seconds a connection to ADDRESS may take; then it is refused (the other connections go on meanwhile).", valueName: "seconds"))
+    var connectTimeout: Double = 10
+
     @Option(help: "How to wait: spin, block or adaptive.")
     var wait: WaitArgument = .block
 
@@ -75,6 +80,7 @@ struct Forward: ParsableCommand {
             }
             do { _ = try ForwardAddress(parsing: listenAddress ?? connectAddress!) } catch { throw ValidationError(error.description) }
             guard maxConnections >= 1, maxConnections <= 65536 else { throw ValidationError("bad --max-connections \(maxConnections): expected 1...65536") }
+            guard connectTimeout > 0, connectTimeout <= 3600 else { throw ValidationError("bad --connect-timeout \(connectTimeout): expected seconds in (0, 3600]") }
             guard timeout > 0, timeout <= 3600 else { throw ValidationError("bad --timeout \(timeout): expected seconds in (0, 3600]") }
             guard reconnect >= 0, reconnect <= 3600 else { throw ValidationError("bad --reconnect \(reconnect): expected seconds in [0, 3600]") }
             return
@@ -93,6 +99,7 @@ struct Forward: ParsableCommand {
         }
         guard timeout > 0, timeout <= 3600 else { throw ValidationError("bad --timeout \(timeout): expected seconds in (0, 3600]") }
         guard reconnect >= 0, reconnect <= 3600 else { throw ValidationError("bad --reconnect \(reconnect): expected seconds in [0, 3600]") }
+        guard connectTimeout > 0, connectTimeout <= 3600 else { throw ValidationError("bad --connect-timeout \(connectTimeout): expected seconds in (0, 3600]") }
     }
 
     static var maximumPathBytes: Int { UnixSockets.maximumPathBytes }
@@ -129,7 +136,8 @@ struct Forward: ParsableCommand {
             if sessions > 1 { log.notice("\(channel): open again (session \(sessions))") }
             AgentSignals.install(hangupReloads: false)
             let engine = Multiplexer(channel: ch, channelName: channel, listening: listening, local: address, listener: listener,
-                                     maxConnections: maxConnections, log: log, shouldStop: { AgentSignals.stopRequested })
+                                     maxConnections: maxConnections, connectTimeout: .milliseconds(Int(connectTimeout * 1000)),
+                                     log: log, shouldStop: { AgentSignals.stopRequested })
             let outcome: Multiplexer.Outcome
             do {
                 outcome = try engine.run()

@@ -57,13 +57,4 @@ enum ForwardAddress: Equatable, CustomStringConvertible {
         case .stdio: return nil
         }
     }
-
-    /// A connected, non-blocking socket.
-    func connect() throws(AgentFailure) -> Int32 {
-        switch self {
-        case .unix(let path): return try UnixSockets.connect(to: path)
-        case .tcp(let host, let port): return try TCPSockets.connect(host: host, port: port)
-        case .stdio: throw .failure("stdio cannot be connected to")
-        }
-    }
 }

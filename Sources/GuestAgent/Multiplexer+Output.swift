@@ -77,6 +77,10 @@ extension Multiplexer {
     func idle(milliseconds: Int32) throws {
         var fds: [pollfd] = []
         for c in live {
+            if let pending = c.pending {
+                if pending.awaitsWritable { fds.append(pollfd(fd: pending.fd, events: Int16(POLLOUT), revents: 0)) }
+                continue
+            }
             let wantsRead = c.state == .open && !c.localEOF && c.sendCredit > 0 && outLength == 0
             if c.inFd == c.outFd {
                 let events = Int16((wantsRead ? POLLIN : 0) | (c.buffered > 0 ? POLLOUT : 0))

@@ -18,12 +18,15 @@ final class Multiplexer {
     enum Outcome { case peerClosed, stopped, finished }
 
     static let window = 256 * 1024
+    static let defaultConnectTimeout = Duration.seconds(10)
     let ch: SecureChannel
     let channelName: String
     let listening: Bool
     let local: ForwardAddress
     let listener: Int32?
     let maxConnections: Int
+    /// How long the connecting side waits for a local connect (--connect-timeout).
+    let connectTimeout: Duration
     let log: Logger
     let shouldStop: () -> Bool
 
@@ -43,9 +46,11 @@ final class Multiplexer {
     var total = 0
 
     init(channel: SecureChannel, channelName: String, listening: Bool, local: ForwardAddress, listener: Int32?,
-         maxConnections: Int, log: Logger, shouldStop: @escaping () -> Bool) {
+         maxConnections: Int, connectTimeout: Duration = Multiplexer.defaultConnectTimeout,
+         log: Logger, shouldStop: @escaping () -> Bool) {
         ch = channel; self.channelName = channelName; self.listening = listening; self.local = local
-        self.listener = listener; self.maxConnections = maxConnections; self.log = log; self.shouldStop = shouldStop
+        self.listener = listener; self.maxConnections = maxConnections; self.connectTimeout = connectTimeout
+        self.log = log; self.shouldStop = shouldStop
         out = .allocate(byteCount: channel.maximumMessageBytes, alignment: 16)
         incoming = .allocate(byteCount: channel.maximumMessageBytes, alignment: 16)
         if let listener { _ = fcntl(listener, F_SETFL, fcntl(listener, F_GETFL) | O_NONBLOCK) }
@@ -195,8 +200,10 @@ final class Multiplexer {
         case .credit:
             guard let c = try connection(id, type) else { return }
             let grant = Int(MuxCodec.readU32(frame.payload, 0))
-            guard grant > 0, c.sendCredit + grant <= 1 << 30 else {
-                throw MuxProtocolError(description: "CREDIT frame of \(grant) bytes for connection \(id) (credit would be \(c.sendCredit + grant); expected 1 byte...1 GiB)")
+            // The peer grants back only bytes it took, so this side can never
+            // hold more than the window the peer announced in its HELLO.
+            guard grant > 0, c.sendCredit + grant <= peerWindow else {
+                throw MuxProtocolError(description: "CREDIT frame of \(grant) bytes for connection \(id): the credit would be \(c.sendCredit + grant) bytes, past the \(peerWindow)-byte window the peer announced")
             }
             c.sendCredit += grant
         case .fin:
@@ -225,16 +232,47 @@ final class Multiplexer {
             stdioStarted = true
             c = stdioConnection(id: id, state: .open)
         } else {
-            do {
-                let fd = try local.connect()
+            let pending: PendingConnect
+            do { pending = try PendingConnect(local, timeout: connectTimeout) } catch { return refuse(error.description) }
+            switch pending.start() {
+            case .failed(let reason):
+                return refuse(reason)
+            case .connected(let fd):
                 c = MuxConnection(id: id, inFd: fd, outFd: fd, isSocket: true, state: .open,
                                   window: Self.window, peerWindow: peerWindow)
-            } catch {
-                return refuse(error.description)
+            case .waiting:
+                // OPENED (or REFUSED) once the connect ends: see advanceConnect.
+                c = MuxConnection(id: id, inFd: -1, outFd: -1, isSocket: true, state: .connecting,
+                                  window: Self.window, peerWindow: peerWindow)
+                c.pending = pending
+                added(c)
+                return
             }
         }
         c.needOpened = true
         added(c)
+    }
+
+    /// Moves a connect under way on; true when it ended (OPENED or
+    /// REFUSED to send).
+    func advanceConnect(_ c: MuxConnection) -> Bool {
+        guard let pending = c.pending else { return false }
+        switch pending.advance() {
+        case .waiting:
+            return false
+        case .connected(let fd):
+            c.inFd = fd; c.outFd = fd
+            c.pending = nil
+            c.state = .open
+            c.needOpened = true
+            log.info("connection \(c.id) open (connected to \(local))")
+        case .failed(let reason):
+            log.notice("connection \(c.id) refused: \(reason)")
+            control.append((.refused, c.id, Array(reason.utf8.prefix(MuxCodec.maximumReasonBytes))))
+            c.pending = nil
+            live.removeAll { $0 === c }
+        }
+        return true
     }
 
     func stdioConnection(id: UInt32, state: MuxConnection.State) -> MuxConnection {
@@ -255,7 +293,8 @@ final class Multiplexer {
         live.append(c)
         total += 1
         peak = max(peak, live.count)
-        log.info("connection \(c.id) open (\(live.count) at once, at most \(peak) so far)")
+        let what = c.state == .connecting ? "connecting to \(local)" : "open"
+        log.info("connection \(c.id) \(what) (\(live.count) at once, at most \(peak) so far)")
     }
 
     // MARK: Connections -> local sockets
@@ -263,6 +302,10 @@ final class Multiplexer {
     func serviceLocal() -> Bool {
         var any = false
         for c in live {
+            if c.state == .connecting {
+                if advanceConnect(c) { any = true }
+                continue
+            }
             guard let n = c.flush() else {
                 reset(c, "writing to the local socket: \(UnixSockets.errorText())")
                 any = true

@@ -6,11 +6,16 @@ import Glibc
 /// both directions' credit, and the bytes from the peer not yet written
 /// (at most one window: the peer may send no more than it was granted).
 final class MuxConnection {
-    enum State { case opening, open }
+    /// `opening`: OPEN sent, OPENED awaited (listening side);
+    /// `connecting`: the local connect under way (connecting side, see
+    /// ``PendingConnect``), OPENED not yet sent; `open`: both ways.
+    enum State { case opening, connecting, open }
 
     let id: UInt32
-    let inFd: Int32
-    let outFd: Int32
+    var inFd: Int32
+    var outFd: Int32
+    /// While `connecting`: the connect under way (it owns its socket).
+    var pending: PendingConnect?
     /// Sockets are half-closed with shutdown; standard output is closed.
     let isSocket: Bool
     var state: State
@@ -76,6 +81,8 @@ final class MuxConnection {
 
     /// Closes the descriptors; `abort` resets a socket (SO_LINGER 0).
     func close(abort: Bool) {
+        // A connect under way: its PendingConnect owns (and closes) the socket.
+        guard state != .connecting else { pending = nil; return }
         if abort && isSocket {
             var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
             setsockopt(inFd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))

@@ -4,8 +4,8 @@ import Glibc
 
 /// TCP sockets for `forward`: numeric hosts (IPv4, or IPv6 literals) and
 /// names resolved by getaddrinfo. Listening sockets have SO_REUSEADDR, so a
-/// restarted forwarder binds at once; connected ones TCP_NODELAY (the
-/// forwarder already batches) and are non-blocking.
+/// restarted forwarder binds at once. Connections are made by
+/// ``PendingConnect``, which never blocks.
 enum TCPSockets {
     private static func resolve<T>(_ host: String, _ port: UInt16, passive: Bool,
                                    _ body: (UnsafePointer<addrinfo>) -> T?) throws(AgentFailure) -> T {
@@ -47,22 +47,31 @@ enum TCPSockets {
         }
     }
 
-    static func connect(host: String, port: UInt16) throws(AgentFailure) -> Int32 {
-        do {
-            return try resolve(host, port, passive: false) { info -> Int32? in
-                let fd = socket(info.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-                guard fd >= 0 else { return nil }
-                guard Glibc.connect(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0 else {
-                    let code = errno; close(fd); errno = code
-                    return nil
-                }
-                var one: Int32 = 1
-                setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-                _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-                return fd
-            }
-        } catch where error.description.isEmpty {
-            throw .failure("cannot connect to tcp:\(host):\(port): \(UnixSockets.errorText()); start the service listening there first")
+    /// Every address `host` resolves to, for a ``PendingConnect`` to try in
+    /// order. A numeric host is converted at once; a name is looked up with
+    /// getaddrinfo, which waits for the resolver (the forwarder's thread
+    /// with it): give an IP address where that matters.
+    static func addresses(host: String, port: UInt16) throws(AgentFailure) -> [SocketAddress] {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_flags = AI_NUMERICSERV
+        var list: UnsafeMutablePointer<addrinfo>? = nil
+        // Numeric first: AI_NUMERICHOST never asks the resolver.
+        hints.ai_flags |= AI_NUMERICHOST
+        var status = getaddrinfo(host, String(port), &hints, &list)
+        hints.ai_flags &= ~AI_NUMERICHOST
+        if status != 0 { status = getaddrinfo(host, String(port), &hints, &list) }
+        guard status == 0, let first = list else {
+            throw .failure("cannot resolve '\(host)': \(String(cString: gai_strerror(status))); give an IP address or a name this host resolves")
         }
+        defer { freeaddrinfo(list) }
+        var found: [SocketAddress] = []
+        var entry: UnsafeMutablePointer<addrinfo>? = first
+        while let info = entry {
+            let bytes = UnsafeRawBufferPointer(start: info.pointee.ai_addr, count: Int(info.pointee.ai_addrlen))
+            found.append(SocketAddress(family: info.pointee.ai_family, bytes: Array(bytes)))
+            entry = info.pointee.ai_next
+        }
+        return found
     }
 }

@@ -82,21 +82,4 @@ enum UnixSockets {
             throw .failure("cannot accept a connection on \(path): \(errorText())")
         }
     }
-
-    /// A non-blocking connection to the socket at `path`.
-    static func connect(to path: String) throws(AgentFailure) -> Int32 {
-        let fd = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw .failure("cannot create a Unix socket: \(errorText())") }
-        var address = address(path)
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard connected == 0 else {
-            let text = errorText()
-            close(fd)
-            throw .failure("cannot connect to the Unix socket \(path): \(text); start the service listening there first")
-        }
-        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-        return fd
-    }
 }

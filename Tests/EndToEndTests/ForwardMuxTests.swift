@@ -62,7 +62,7 @@ private enum MuxScripts {
 }
 
 /// A port nothing listens on now (bound to 0, read back, closed).
-private func freePort() -> Int {
+func freePort() -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
     var address = sockaddr_in()
@@ -89,7 +89,7 @@ private func cpuSeconds(_ pid: Int32) -> Double {
 }
 
 /// Waits until something accepts on 127.0.0.1:`port` (true) or `seconds` pass.
-private func waitForPort(_ port: Int, seconds: Double) -> Bool {
+func waitForPort(_ port: Int, seconds: Double) -> Bool {
     let deadline = Date().addingTimeInterval(seconds)
     while Date() < deadline {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -107,7 +107,7 @@ private func waitForPort(_ port: Int, seconds: Double) -> Bool {
 
 /// A world with a channel, a local service on `servicePort` behind
 /// `forward --connect` (right) and `forward --listen` on `port` (left).
-private final class MuxWorld {
+final class MuxWorld {
     let world: SimWorld
     let port = freePort()
     let servicePort = freePort()
