@@ -38,7 +38,7 @@ swift build --scratch-path "$scratch" -c release --product securechannel-fuzz \
 binary="$scratch/release/securechannel-fuzz"
 
 if (($# > 0)); then targets=("$@"); else
-    targets=(ring session descriptor noise daemon services agent-config policy)
+    targets=(ring session descriptor noise daemon services agent-config policy mux-frames)
 fi
 
 # symbolize=0: a report prints raw frames at once (symbolizing a Swift stack

@@ -24,6 +24,7 @@ package struct FuzzTarget: Sendable {
     package static let all: [FuzzTarget] = [
         RingTarget.target, SessionTarget.target, DescriptorTarget.target, NoiseTarget.target,
         DaemonTarget.target, ServicesTarget.target, AgentConfigTarget.target, PolicyTarget.target,
+        MuxFramesTarget.target,
     ]
 
     package static func named(_ name: String) -> FuzzTarget? {

@@ -1,3 +1,4 @@
+import AgentServices
 import SecureChannel
 #if canImport(Glibc)
 import Glibc

@@ -1,3 +1,4 @@
+import AgentServices
 import Logging
 import SecureChannel
 #if canImport(Glibc)

@@ -1,12 +1,12 @@
-/// The frames of the forwarding protocol (docs/PROTOCOL.md, "Forwarding"):
+/// The frames of the forwarding protocol that `guest-agent forward` speaks (docs/PROTOCOL.md, "Forwarding"):
 /// one or more whole frames per channel message, each `type u8, connection
 /// id u32 BE, length u32 BE, payload`. Everything read here comes from the
 /// peer and is checked before use; a bad frame is a ``MuxProtocolError``
 /// naming it, never a crash.
-enum MuxFrameType: UInt8, CustomStringConvertible {
+package enum MuxFrameType: UInt8, CustomStringConvertible {
     case hello = 1, open, opened, refused, data, credit, fin, reset
 
-    var description: String {
+    package var description: String {
         switch self {
         case .hello: "HELLO"
         case .open: "OPEN"
@@ -21,29 +21,31 @@ enum MuxFrameType: UInt8, CustomStringConvertible {
 }
 
 /// A protocol violation by the peer: ends the session.
-struct MuxProtocolError: Error, CustomStringConvertible {
-    var description: String
+package struct MuxProtocolError: Error, CustomStringConvertible {
+    package var description: String
+
+    package init(description: String) { self.description = description }
 }
 
-struct MuxFrame {
-    var type: MuxFrameType
-    var id: UInt32
-    var payload: UnsafeRawBufferPointer
+package struct MuxFrame {
+    package var type: MuxFrameType
+    package var id: UInt32
+    package var payload: UnsafeRawBufferPointer
 
-    var text: String { String(decoding: payload, as: UTF8.self) }
+    package var text: String { String(decoding: payload, as: UTF8.self) }
 }
 
-enum MuxCodec {
-    static let headerBytes = 9
-    static let magic: [UInt8] = Array("GAFWD".utf8)
-    static let version: UInt8 = 1
-    static let helloBytes = magic.count + 2 + 4
+package enum MuxCodec {
+    package static let headerBytes = 9
+    package static let magic: [UInt8] = Array("GAFWD".utf8)
+    package static let version: UInt8 = 1
+    package static let helloBytes = magic.count + 2 + 4
     /// The longest reason a REFUSED or RESET carries.
-    static let maximumReasonBytes = 512
+    package static let maximumReasonBytes = 512
 
     /// Calls `body` for each frame of `message`, checking the framing and
     /// each type's payload size.
-    static func parse(_ message: UnsafeRawBufferPointer, _ body: (MuxFrame) throws(MuxProtocolError) -> Void) throws(MuxProtocolError) {
+    package static func parse(_ message: UnsafeRawBufferPointer, _ body: (MuxFrame) throws(MuxProtocolError) -> Void) throws(MuxProtocolError) {
         var offset = 0
         while offset < message.count {
             let left = message.count - offset
@@ -76,17 +78,17 @@ enum MuxCodec {
         }
     }
 
-    static func readU32(_ bytes: UnsafeRawBufferPointer, _ at: Int) -> UInt32 {
+    package static func readU32(_ bytes: UnsafeRawBufferPointer, _ at: Int) -> UInt32 {
         UInt32(bytes[at]) << 24 | UInt32(bytes[at + 1]) << 16 | UInt32(bytes[at + 2]) << 8 | UInt32(bytes[at + 3])
     }
 
-    static func writeU32(_ value: UInt32, _ bytes: UnsafeMutableRawBufferPointer, _ at: Int) {
+    package static func writeU32(_ value: UInt32, _ bytes: UnsafeMutableRawBufferPointer, _ at: Int) {
         bytes[at] = UInt8(value >> 24); bytes[at + 1] = UInt8(truncatingIfNeeded: value >> 16)
         bytes[at + 2] = UInt8(truncatingIfNeeded: value >> 8); bytes[at + 3] = UInt8(truncatingIfNeeded: value)
     }
 
     /// Writes a frame header at `at`; the payload (length bytes) follows.
-    static func writeHeader(_ type: MuxFrameType, id: UInt32, length: Int, _ bytes: UnsafeMutableRawBufferPointer, _ at: Int) {
+    package static func writeHeader(_ type: MuxFrameType, id: UInt32, length: Int, _ bytes: UnsafeMutableRawBufferPointer, _ at: Int) {
         bytes[at] = type.rawValue
         writeU32(id, bytes, at + 1)
         writeU32(UInt32(length), bytes, at + 5)
@@ -94,7 +96,7 @@ enum MuxCodec {
 
     /// The hello's payload: magic, version, role (0 listens, 1 connects) and
     /// the window the sender grants each connection.
-    static func helloPayload(listening: Bool, window: UInt32) -> [UInt8] {
+    package static func helloPayload(listening: Bool, window: UInt32) -> [UInt8] {
         var bytes = magic + [version, listening ? 0 : 1, 0, 0, 0, 0]
         bytes.withUnsafeMutableBytes { writeU32(window, $0, magic.count + 2) }
         return bytes
