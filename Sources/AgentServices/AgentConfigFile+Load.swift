@@ -51,19 +51,11 @@ extension AgentConfigFile {
                                            runningAsRoot: runningAsRoot) {
             throw .unsafe(path: path, problem: problem)
         }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 16 * 1024)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw .unreadable(path: path, reason: String(cString: strerror(errno)))
-            }
-            if n == 0 { break }
-            bytes += chunk[0..<n]
-            if bytes.count > maximumFileBytes {
-                throw .unreadable(path: path, reason: "larger than \(maximumFileBytes / 1024) KiB; is it the agent's configuration file?")
-            }
+        let bytes: [UInt8]
+        do {
+            bytes = try SmallFile.readToEnd(fd, limit: maximumFileBytes)
+        } catch {
+            throw .unreadable(path: path, reason: error.reason(limit: maximumFileBytes, expected: "the agent's configuration file"))
         }
         do {
             return try parse(String(decoding: bytes, as: UTF8.self), file: path, directory: directory(of: path))

@@ -69,30 +69,18 @@ final class Multiplexer {
             var progressed = false
             do {
                 progressed = try receiveSome()
-            } catch ChannelError.peerClosed {
-                endAll("the peer closed the channel")
-                try? ch.close(timeout: .milliseconds(200))
-                return .peerClosed
-            } catch let error as ChannelError {
-                endAll("the channel failed")
-                throw channelFailure("receiving", error)
-            } catch let error as MuxProtocolError {
-                throw protocolFailure(error)
-            } catch {}
+            } catch {
+                return try ended(by: error, while: "receiving")
+            }
             progressed = serviceLocal() || progressed
             if listening, helloReceived { progressed = acceptSome() || progressed }
             if outLength == 0 { build() }
             if outLength > 0 {
                 do {
                     if try ch.trySend(UnsafeRawBufferPointer(rebasing: out[0..<outLength])) { outLength = 0; progressed = true }
-                } catch .peerClosed {
-                    // The peer stopped reading (a full ring tells trySend so).
-                    endAll("the peer closed the channel")
-                    try? ch.close(timeout: .milliseconds(200))
-                    return .peerClosed
                 } catch {
-                    endAll("the channel failed")
-                    throw channelFailure("sending", error)
+                    // peerClosed here: the peer stopped reading (a full ring tells trySend so).
+                    return try ended(by: error, while: "sending")
                 }
             }
             if case .stdio = local, listening, stdioStarted, live.isEmpty, outLength == 0, control.isEmpty {
@@ -104,16 +92,29 @@ final class Multiplexer {
             idleRounds += 1
             do {
                 try idle(milliseconds: idleRounds < 100 ? 2 : 10)
-            } catch ChannelError.peerClosed {
-                endAll("the peer closed the channel")
-                try? ch.close(timeout: .milliseconds(200))
-                return .peerClosed
-            } catch let error as ChannelError {
-                endAll("the channel failed")
-                throw channelFailure("waiting", error)
-            } catch let error as MuxProtocolError {
-                throw protocolFailure(error)
-            } catch {}
+            } catch {
+                return try ended(by: error, while: "waiting")
+            }
+        }
+    }
+
+    /// The session's end by `error`: the peer closing it is an outcome;
+    /// a failing channel or a protocol violation a failure naming it.
+    /// Every local connection is reset either way.
+    private func ended(by error: any Error, while what: String) throws(AgentFailure) -> Outcome {
+        switch error {
+        case ChannelError.peerClosed:
+            endAll("the peer closed the channel")
+            try? ch.close(timeout: .milliseconds(200))
+            return .peerClosed
+        case let error as ChannelError:
+            endAll("the channel failed")
+            throw channelFailure(what, error)
+        case let error as MuxProtocolError:
+            throw protocolFailure(error)
+        default:
+            endAll("an unexpected error")
+            throw .failure("\(what) on channel \(channelName): \(error)")
         }
     }
 

@@ -33,17 +33,12 @@ func readSmallFile(_ path: String) throws(FileReadError) -> String {
     defer { close(fd) }
     var info = stat()
     if fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFDIR { throw FileReadError(message: "it is a directory") }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 16 * 1024)
-    while true {
-        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if n < 0 {
-            if errno == EINTR { continue }
-            throw FileReadError(message: String(cString: strerror(errno)))
-        }
-        if n == 0 { break }
-        bytes += chunk[0..<n]
-        if bytes.count > 1 << 20 { throw FileReadError(message: "larger than 1 MiB; is it the right file?") }
+    let limit = 1 << 20
+    let bytes: [UInt8]
+    do {
+        bytes = try SmallFile.readToEnd(fd, limit: limit)
+    } catch {
+        throw FileReadError(message: error.reason(limit: limit, expected: "the right file"))
     }
     return String(decoding: bytes, as: UTF8.self)
 }

@@ -92,16 +92,7 @@ final class XenSimWorld {
     /// Starts `executable`, standard output and error to files; killed at the end.
     func spawn(_ executable: String, _ arguments: [String], log name: String,
                environment: [String: String] = [:]) throws -> Process {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        _ = FileManager.default.createFile(atPath: tmp.path + "/\(name).out", contents: nil)
-        _ = FileManager.default.createFile(atPath: tmp.path + "/\(name).err", contents: nil)
-        process.standardOutput = FileHandle(forWritingAtPath: tmp.path + "/\(name).out")
-        process.standardError = FileHandle(forWritingAtPath: tmp.path + "/\(name).err")
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
+        let process = try spawnLogged(executable, arguments, directory: tmp.path, log: name, environment: environment)
         started.append(process)
         return process
     }

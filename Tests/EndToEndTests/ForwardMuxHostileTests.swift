@@ -84,23 +84,6 @@ private func listenTCP(_ port: Int) throws -> Int32 {
     return fd
 }
 
-/// A client connection to 127.0.0.1:`port`, retried until something listens.
-private func connectTCP(_ port: Int, seconds: Double) -> Int32 {
-    let deadline = Date().addingTimeInterval(seconds)
-    while Date() < deadline {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = UInt16(port).bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let ok = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        if ok == 0 { return fd }
-        close(fd)
-        usleep(20_000)
-    }
-    return -1
-}
-
 @Suite("End to end: forward against a hostile peer's frames", .serialized)
 struct ForwardMuxHostileTests {
     /// Checks the forwarder ended with a protocol error naming `expected`.
@@ -167,7 +150,7 @@ struct ForwardMuxHostileTests {
         var client: Int32 = -1
         defer { if client >= 0 { close(client) } }
         try attack(mux, domain: "right", first: first, second: second, victim: "fwd-listen") {
-            client = connectTCP(mux.port, seconds: 30)
+            client = connectLoopback(mux.port, seconds: 30)
             try #require(client >= 0, "the listening forwarder never listened: \(mux.world.log("fwd-listen"))")
             // The attack happens after the forwarder opened connection 1.
             #expect(mux.world.waitForLog("fwd-listen", "connection 1 open"), "\(mux.world.log("fwd-listen"))")

@@ -88,21 +88,29 @@ private func cpuSeconds(_ pid: Int32) -> Double {
     return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
 }
 
-/// Waits until something accepts on 127.0.0.1:`port` (true) or `seconds` pass.
-func waitForPort(_ port: Int, seconds: Double) -> Bool {
+/// A client connection to 127.0.0.1:`port`, retried until something
+/// accepts or `seconds` pass (-1 then).
+func connectLoopback(_ port: Int, seconds: Double) -> Int32 {
     let deadline = Date().addingTimeInterval(seconds)
-    while Date() < deadline {
+    while true {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = UInt16(port).bigEndian
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let ok = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        if ok == 0 { return fd }
         close(fd)
-        if ok == 0 { return true }
+        guard Date() < deadline else { return -1 }
         usleep(20_000)
     }
-    return false
+}
+
+/// Waits until something accepts on 127.0.0.1:`port` (true) or `seconds` pass.
+func waitForPort(_ port: Int, seconds: Double) -> Bool {
+    let fd = connectLoopback(port, seconds: seconds)
+    if fd >= 0 { close(fd) }
+    return fd >= 0
 }
 
 /// A world with a channel, a local service on `servicePort` behind

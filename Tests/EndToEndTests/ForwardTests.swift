@@ -49,17 +49,7 @@ final class SimWorld {
     /// (`log(name)` reads the error output).
     func spawn(_ executable: String, _ arguments: [String], log name: String,
                environment: [String: String] = [:]) throws -> Process {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        _ = FileManager.default.createFile(atPath: tmp.path + "/\(name).out", contents: nil)
-        _ = FileManager.default.createFile(atPath: tmp.path + "/\(name).err", contents: nil)
-        process.standardOutput = FileHandle(forWritingAtPath: tmp.path + "/\(name).out")
-        process.standardError = FileHandle(forWritingAtPath: tmp.path + "/\(name).err")
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        return process
+        try spawnLogged(executable, arguments, directory: tmp.path, log: name, environment: environment)
     }
 
     func log(_ name: String) -> String {
@@ -76,6 +66,23 @@ final class SimWorld {
         }
         return log(name).contains(text)
     }
+}
+
+/// Starts `executable` with standard input empty and standard output and
+/// error going to `directory/NAME.out` and `NAME.err`.
+func spawnLogged(_ executable: String, _ arguments: [String], directory: String, log name: String,
+                 environment: [String: String] = [:]) throws -> Process {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    _ = FileManager.default.createFile(atPath: directory + "/\(name).out", contents: nil)
+    _ = FileManager.default.createFile(atPath: directory + "/\(name).err", contents: nil)
+    process.standardOutput = FileHandle(forWritingAtPath: directory + "/\(name).out")
+    process.standardError = FileHandle(forWritingAtPath: directory + "/\(name).err")
+    process.standardInput = FileHandle.nullDevice
+    try process.run()
+    return process
 }
 
 /// Waits until `process` exits (true) or `seconds` pass (false).
