@@ -29,8 +29,9 @@ extension Multiplexer {
         guard helloReceived else { return }
         while let first = control.first, append(first.0, first.1, first.2) { control.removeFirst() }
         guard !live.isEmpty else { return }
-        // OPEN and OPENED first and in id order (live is): the peer checks
-        // that ids only grow.
+        // OPEN and OPENED first. OPEN in id order (live is): the peer checks
+        // that ids only grow. OPENED whenever its connect completed (the
+        // peer takes those in any order).
         for c in live {
             if c.needOpen { guard append(.open, c.id, []) else { return }; c.needOpen = false }
             if c.needOpened { guard append(.opened, c.id, []) else { return }; c.needOpened = false }

@@ -201,6 +201,9 @@ final class Multiplexer {
             c.store(frame.payload)
         case .credit:
             guard let c = try connection(id, type) else { return }
+            // Credit is granted back for DATA taken, and no DATA flows before
+            // the connection is open.
+            guard c.state == .open else { throw MuxProtocolError(description: "CREDIT frame for connection \(id) before it was open") }
             let grant = Int(MuxCodec.readU32(frame.payload, 0))
             // The peer grants back only bytes it took, so this side can never
             // hold more than the window the peer announced in its HELLO.

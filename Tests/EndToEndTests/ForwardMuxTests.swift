@@ -4,7 +4,7 @@ import Testing
 /// Python programs the multiplexed-forwarding tests drive: an HTTP/1.1 file
 /// server, an upper-casing server that answers at end of file, and a client
 /// of many concurrent keep-alive requests whose bodies are SHA-256 checked.
-private enum MuxScripts {
+enum MuxScripts {
     static let server = """
         import sys, http.server, functools
         class H(http.server.SimpleHTTPRequestHandler):
