@@ -277,5 +277,46 @@ struct InProcessPlatformTests {
         #expect(try world.grants.agentProcessExited(world.beta, mapped: []) == [])
         #expect(try world.grants.agentProcessExited(DomainID(rawValue: 77), mapped: [(GFN(0), 1 << 40)]) == [])
     }
-}
 
+    @Test("a peer that closes, then whose agent process is counted gone while this side already waits to reopen: the reopen pairs with its next incarnation instead of failing with peerDied")
+    func processExitCountedAfterReopen() throws {
+        let world = try PlatformWorld(fileMemory: true)
+        let a = try world.platform(world.alpha)
+        let b = try world.platform(world.beta)
+        let hostKey = world.grants.hostPublicKey
+        let left = Handoff((a, try a.readDescriptor(named: "orders"), world.alphaKey))
+        let right = Handoff((b, try b.readDescriptor(named: "orders"), world.betaKey))
+        let reopening = DispatchSemaphore(value: 0)
+        let alphaThread = OSThread { () throws -> String in
+            let (platform, envelope, key) = left.value
+            var replayGuard = DescriptorReplayGuard()
+            let first = try SecureChannel.open(channel: "orders", descriptor: envelope, agentKey: key, hostKey: hostKey,
+                                               platform: platform, options: .init(wait: .block), replayGuard: &replayGuard)
+            do { _ = try first.receive(timeout: .seconds(10)) } catch ChannelError.peerClosed {}
+            try? first.close(timeout: .milliseconds(200))
+            reopening.signal()
+            // The same descriptor again: waits for beta's next incarnation.
+            let again = try SecureChannel.open(channel: "orders", descriptor: envelope, agentKey: key, hostKey: hostKey,
+                                               platform: platform, options: .init(wait: .block), replayGuard: &replayGuard)
+            return String(decoding: try again.receive(timeout: .seconds(10)), as: UTF8.self)
+        }
+        let (platform, envelope, key) = right.value
+        var betaGuard = DescriptorReplayGuard()
+        let beta = try SecureChannel.open(channel: "orders", descriptor: envelope, agentKey: key, hostKey: hostKey,
+                                          platform: platform, replayGuard: &betaGuard)
+        try beta.close(timeout: .seconds(5))
+        try #require(reopening.wait(timeout: .now() + 15) == .success)
+        Thread.sleep(forTimeInterval: 0.2)
+        // Beta's first process is counted gone only now, after alpha read the count at its reopen.
+        let names = try world.lock.withLock { () throws(GrantError) in
+            try world.grants.agentProcessExited(world.beta, mapped: [(GFN(0), 1 << 40)])
+        }
+        #expect(names == ["orders"])
+        Thread.sleep(forTimeInterval: 0.1)
+        var nextGuard = DescriptorReplayGuard()
+        let next = try SecureChannel.open(channel: "orders", descriptor: envelope, agentKey: key, hostKey: hostKey,
+                                          platform: platform, replayGuard: &nextGuard)
+        try next.send(Array("after the restart".utf8))
+        #expect(try alphaThread.value() == "after the restart")
+    }
+}

@@ -238,7 +238,13 @@ extension ChannelEndpoint {
         // is over. A restarted agent opens a new session.
         let exits = control.u32(at: ControlPage.Offset.hostState + ControlPage.HostField.processExits(of: side.peer))
             .pointee.load(ordering: .acquiring)
-        if exits != peerProcessExits {
+        if exits != peerProcessExits, !peerLineInUse {
+            // Not paired yet: the process that went away ran an earlier
+            // incarnation (one that closed, so this side reopened, and
+            // exited after this side read the count at open). The one
+            // this side waits for has yet to open: count from here.
+            peerProcessExits = exits
+        } else if exits != peerProcessExits {
             var pending = false
             if !forSpace, let consumer {
                 pending = try ringCall { () throws(RingViolation) in try consumer.hasFrame() }
