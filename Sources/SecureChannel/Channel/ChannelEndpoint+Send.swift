@@ -12,7 +12,7 @@ extension ChannelEndpoint {
     /// first (a rekey, a step of a fresh handshake) that does not fit either
     /// is sent on a later call. Allocates nothing.
     ///
-    /// - Throws: besides the errors of ``send(_:timeout:)``, when the ring
+    /// - Throws: besides the errors of `send(_:timeout:)`, when the ring
     ///   is full and nobody will ever make room (the peer stopped reading,
     ///   its agent process or domain went away, or it restarted), that,
     ///   as a wait for room in `send` would, so a caller that polls cannot
